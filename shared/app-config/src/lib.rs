@@ -1,0 +1,313 @@
+//! Configuration shared by the functions: environment variables, the app's secrets
+//! (from Secrets Manager when `SECRET_ARN` is set, from the environment otherwise)
+//! and the AWS SDK configuration.
+//!
+//! Every error names the variable or secret field at fault and never its value.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use messenger_types::PageId;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+pub use aws_config::SdkConfig;
+
+/// Reads one environment variable. Functions read `std::env::var`; tests pass a map.
+pub trait Lookup {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Lookup for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Lookup for BTreeMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        BTreeMap::get(self, name).cloned()
+    }
+}
+
+impl<const N: usize> Lookup for [(&str, &str); N] {
+    fn get(&self, name: &str) -> Option<String> {
+        self.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("missing configuration: {0} is not set")]
+    Missing(&'static str),
+    #[error("invalid configuration: {var} {reason}")]
+    Invalid { var: &'static str, reason: String },
+    #[error("could not read the secret named by SECRET_ARN: {0}")]
+    SecretUnavailable(String),
+}
+
+/// A non-empty variable, or the error naming it.
+pub fn required(env: &impl Lookup, var: &'static str) -> Result<String, ConfigError> {
+    env.get(var)
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(ConfigError::Missing(var))
+}
+
+/// A variable parsed as `T`, or `default` when it is unset or empty.
+pub fn optional<T: FromStr>(
+    env: &impl Lookup,
+    var: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    match env.get(var).filter(|v| !v.trim().is_empty()) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|e| ConfigError::Invalid {
+            var,
+            reason: format!("is not valid: {e}"),
+        }),
+    }
+}
+
+/// The app's secrets. `Debug` shows which are present, never their values.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    pub app_secret: Option<SecretString>,
+    pub verify_token: Option<SecretString>,
+    pub page_access_tokens: BTreeMap<PageId, SecretString>,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secrets")
+            .field("app_secret", &self.app_secret.as_ref().map(|_| "<set>"))
+            .field("verify_token", &self.verify_token.as_ref().map(|_| "<set>"))
+            .field(
+                "page_access_tokens",
+                &self.page_access_tokens.keys().collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// Where the secrets were read from, so errors can name the right thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretsOrigin {
+    SecretsManager,
+    Environment,
+}
+
+/// The secret's JSON in Secrets Manager (see the README).
+#[derive(Deserialize)]
+struct SecretDocument {
+    #[serde(default)]
+    app_secret: Option<SecretString>,
+    #[serde(default)]
+    verify_token: Option<SecretString>,
+    #[serde(default)]
+    page_access_tokens: BTreeMap<PageId, SecretString>,
+}
+
+impl Secrets {
+    /// Reads the secrets: from the Secrets Manager secret named by `SECRET_ARN` when
+    /// it is set (it wins), else from `APP_SECRET`, `VERIFY_TOKEN` and
+    /// `PAGE_ACCESS_TOKENS`.
+    pub async fn load(
+        env: &impl Lookup,
+        sdk: &SdkConfig,
+    ) -> Result<(Self, SecretsOrigin), ConfigError> {
+        match env.get("SECRET_ARN").filter(|v| !v.trim().is_empty()) {
+            Some(arn) => {
+                let client = aws_sdk_secretsmanager::Client::new(sdk);
+                let out = client
+                    .get_secret_value()
+                    .secret_id(arn.trim())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        ConfigError::SecretUnavailable(
+                            aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+                        )
+                    })?;
+                let text = out.secret_string().ok_or_else(|| {
+                    ConfigError::SecretUnavailable("the secret has no SecretString".to_owned())
+                })?;
+                Ok((Self::from_secret_json(text)?, SecretsOrigin::SecretsManager))
+            }
+            None => Ok((Self::from_env(env)?, SecretsOrigin::Environment)),
+        }
+    }
+
+    /// Parses the Secrets Manager document
+    /// `{"app_secret": "...", "verify_token": "...", "page_access_tokens": {"<page id>": "..."}}`.
+    pub fn from_secret_json(text: &str) -> Result<Self, ConfigError> {
+        let doc: SecretDocument = serde_json::from_str(text).map_err(|e| {
+            // serde_json's message names the line and column, not the content.
+            ConfigError::SecretUnavailable(format!(
+                "the secret is not the documented JSON object (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        Ok(Self {
+            app_secret: doc.app_secret.filter(non_empty),
+            verify_token: doc.verify_token.filter(non_empty),
+            page_access_tokens: doc.page_access_tokens,
+        })
+    }
+
+    pub fn from_env(env: &impl Lookup) -> Result<Self, ConfigError> {
+        let tokens =
+            match env
+                .get("PAGE_ACCESS_TOKENS")
+                .filter(|v| !v.trim().is_empty())
+            {
+                None => BTreeMap::new(),
+                Some(json) => serde_json::from_str::<BTreeMap<PageId, SecretString>>(&json)
+                    .map_err(|_| ConfigError::Invalid {
+                        var: "PAGE_ACCESS_TOKENS",
+                        reason: "must be a JSON object {\"<page id>\": \"<page access token>\"}"
+                            .to_owned(),
+                    })?,
+            };
+        Ok(Self {
+            app_secret: env
+                .get("APP_SECRET")
+                .map(SecretString::from)
+                .filter(non_empty),
+            verify_token: env
+                .get("VERIFY_TOKEN")
+                .map(SecretString::from)
+                .filter(non_empty),
+            page_access_tokens: tokens,
+        })
+    }
+
+    /// The app secret, or an error naming where it should have been.
+    pub fn require_app_secret(&self, origin: SecretsOrigin) -> Result<&SecretString, ConfigError> {
+        self.app_secret.as_ref().ok_or(match origin {
+            SecretsOrigin::SecretsManager => {
+                ConfigError::SecretUnavailable("the secret has no \"app_secret\" field".to_owned())
+            }
+            SecretsOrigin::Environment => ConfigError::Missing("APP_SECRET"),
+        })
+    }
+
+    /// The webhook verify token, or an error naming where it should have been.
+    pub fn require_verify_token(
+        &self,
+        origin: SecretsOrigin,
+    ) -> Result<&SecretString, ConfigError> {
+        self.verify_token.as_ref().ok_or(match origin {
+            SecretsOrigin::SecretsManager => ConfigError::SecretUnavailable(
+                "the secret has no \"verify_token\" field".to_owned(),
+            ),
+            SecretsOrigin::Environment => ConfigError::Missing("VERIFY_TOKEN"),
+        })
+    }
+}
+
+fn non_empty(s: &SecretString) -> bool {
+    !s.expose_secret().trim().is_empty()
+}
+
+/// The AWS SDK configuration every function shares: region, credentials and
+/// `AWS_ENDPOINT_URL` from the SDK's own variables, with bounded timeouts so a
+/// stalled dependency turns into an error well inside the function's own timeout.
+pub async fn aws_sdk_config() -> SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(4))
+        .operation_timeout(Duration::from_secs(10))
+        .build();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .load()
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_invalid_variables_are_named() {
+        let env = [("MAX_BODY_BYTES", "five"), ("EMPTY", "  ")];
+        assert_eq!(
+            required(&env, "EVENTS_QUEUE_URL").unwrap_err().to_string(),
+            "missing configuration: EVENTS_QUEUE_URL is not set"
+        );
+        assert!(matches!(
+            required(&env, "EMPTY"),
+            Err(ConfigError::Missing("EMPTY"))
+        ));
+        let err = optional(&env, "MAX_BODY_BYTES", 5usize).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid configuration: MAX_BODY_BYTES")
+        );
+        assert_eq!(optional(&env, "UNSET", 7usize).unwrap(), 7);
+    }
+
+    #[test]
+    fn secrets_from_env_and_their_debug_hides_values() {
+        let env = [
+            ("APP_SECRET", "shh-app"),
+            ("VERIFY_TOKEN", "shh-verify"),
+            ("PAGE_ACCESS_TOKENS", r#"{"111":"shh-page"}"#),
+        ];
+        let s = Secrets::from_env(&env).unwrap();
+        assert_eq!(s.app_secret.as_ref().unwrap().expose_secret(), "shh-app");
+        assert_eq!(
+            s.page_access_tokens[&PageId::new("111")].expose_secret(),
+            "shh-page"
+        );
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("shh"), "{debug}");
+        assert!(debug.contains("111"));
+    }
+
+    #[test]
+    fn malformed_page_tokens_are_refused_without_echoing_them() {
+        let env = [("PAGE_ACCESS_TOKENS", r#"{"111": ["shh-page"]}"#)];
+        let err = Secrets::from_env(&env).unwrap_err().to_string();
+        assert!(err.contains("PAGE_ACCESS_TOKENS"));
+        assert!(!err.contains("shh"), "{err}");
+    }
+
+    #[test]
+    fn secret_document_is_parsed_and_errors_hide_content() {
+        let s = Secrets::from_secret_json(
+            r#"{"app_secret":"a","verify_token":"","page_access_tokens":{"1":"t"}}"#,
+        )
+        .unwrap();
+        assert!(s.app_secret.is_some());
+        assert!(s.verify_token.is_none(), "an empty value counts as missing");
+        let err = s
+            .require_verify_token(SecretsOrigin::SecretsManager)
+            .unwrap_err();
+        assert!(err.to_string().contains("\"verify_token\""));
+
+        let err = Secrets::from_secret_json(r#"{"app_secret": shh-not-json}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("shh"), "{err}");
+        let err = Secrets::default()
+            .require_app_secret(SecretsOrigin::Environment)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "missing configuration: APP_SECRET is not set"
+        );
+    }
+}

@@ -1,0 +1,518 @@
+//! The typed model of a webhook delivery: envelope, entries and every event kind of
+//! the Messenger Platform.
+//!
+//! Parsing is tolerant by design. Meta adds event kinds and fields over time, and a
+//! batch must never fail because of one of them: an event whose kind is unknown, or
+//! whose known kind has a shape we do not expect, is kept whole as
+//! [`EventKind::Unknown`], and fields we do not model are kept in `extra` maps, so
+//! serialising a parsed event gives back the JSON it came from.
+
+use std::collections::BTreeMap;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::ids::{AppId, PageId, Timestamp};
+
+/// Extra fields Meta sent that this model does not name.
+pub type Extra = Map<String, Value>;
+
+/// `{"object":"page","entry":[...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub object: String,
+    pub entry: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub id: PageId,
+    pub time: Timestamp,
+    /// Events for the app that owns the thread.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messaging: Vec<Event>,
+    /// Events for apps that do not own the thread (Handover Protocol): never answer these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub standby: Vec<Event>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `sender` or `recipient`. Usually `{"id": ...}`; the checkbox plugin identifies a
+/// person by `user_ref` instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Party {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_ref: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// One item of `entry[].messaging[]` or `entry[].standby[]`.
+///
+/// `sender` is absent on page-level events (`app_roles`, `policy_enforcement`) and on
+/// checkbox-plugin optins; on echoes it is the Page itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub sender: Option<Party>,
+    pub recipient: Option<Party>,
+    pub timestamp: Option<Timestamp>,
+    pub kind: EventKind,
+    /// Top-level fields besides the envelope fields and the kind's own key.
+    pub extra: Extra,
+}
+
+/// What happened. The variant name matches the event's JSON key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind {
+    Message(Message),
+    Postback(Postback),
+    Referral(Referral),
+    Optin(Optin),
+    AccountLinking(AccountLinking),
+    Delivery(Delivery),
+    Read(Read),
+    Reaction(Reaction),
+    MessageEdit(MessageEdit),
+    PassThreadControl(PassThreadControl),
+    TakeThreadControl(TakeThreadControl),
+    RequestThreadControl(RequestThreadControl),
+    AppRoles(BTreeMap<AppId, Vec<String>>),
+    PolicyEnforcement(PolicyEnforcement),
+    /// A kind this model does not know, or a known kind in a shape it does not
+    /// expect: `key` is the event's JSON key (`None` when there was none) and `value`
+    /// its content, kept verbatim.
+    Unknown {
+        key: Option<String>,
+        value: Value,
+    },
+}
+
+/// The JSON keys of the kinds modelled above, in [`EventKind`] order.
+pub const KNOWN_KINDS: [&str; 14] = [
+    "message",
+    "postback",
+    "referral",
+    "optin",
+    "account_linking",
+    "delivery",
+    "read",
+    "reaction",
+    "message_edit",
+    "pass_thread_control",
+    "take_thread_control",
+    "request_thread_control",
+    "app_roles",
+    "policy_enforcement",
+];
+
+const ENVELOPE_KEYS: [&str; 3] = ["sender", "recipient", "timestamp"];
+
+impl EventKind {
+    /// The event's JSON key, for logs and metrics (`"unknown"` if it had none).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Message(_) => "message",
+            Self::Postback(_) => "postback",
+            Self::Referral(_) => "referral",
+            Self::Optin(_) => "optin",
+            Self::AccountLinking(_) => "account_linking",
+            Self::Delivery(_) => "delivery",
+            Self::Read(_) => "read",
+            Self::Reaction(_) => "reaction",
+            Self::MessageEdit(_) => "message_edit",
+            Self::PassThreadControl(_) => "pass_thread_control",
+            Self::TakeThreadControl(_) => "take_thread_control",
+            Self::RequestThreadControl(_) => "request_thread_control",
+            Self::AppRoles(_) => "app_roles",
+            Self::PolicyEnforcement(_) => "policy_enforcement",
+            Self::Unknown { key, .. } => key.as_deref().unwrap_or("unknown"),
+        }
+    }
+
+    fn from_key(key: &str, value: Value) -> Result<Self, serde_json::Error> {
+        fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, serde_json::Error> {
+            serde_json::from_value(value)
+        }
+        Ok(match key {
+            "message" => Self::Message(typed(value)?),
+            "postback" => Self::Postback(typed(value)?),
+            "referral" => Self::Referral(typed(value)?),
+            "optin" => Self::Optin(typed(value)?),
+            "account_linking" => Self::AccountLinking(typed(value)?),
+            "delivery" => Self::Delivery(typed(value)?),
+            "read" => Self::Read(typed(value)?),
+            "reaction" => Self::Reaction(typed(value)?),
+            "message_edit" => Self::MessageEdit(typed(value)?),
+            "pass_thread_control" => Self::PassThreadControl(typed(value)?),
+            "take_thread_control" => Self::TakeThreadControl(typed(value)?),
+            "request_thread_control" => Self::RequestThreadControl(typed(value)?),
+            "app_roles" => Self::AppRoles(typed(value)?),
+            "policy_enforcement" => Self::PolicyEnforcement(typed(value)?),
+            _ => {
+                return Err(serde_json::Error::custom("unknown kind"));
+            }
+        })
+    }
+
+    fn to_value(&self) -> Result<Value, serde_json::Error> {
+        match self {
+            Self::Message(v) => serde_json::to_value(v),
+            Self::Postback(v) => serde_json::to_value(v),
+            Self::Referral(v) => serde_json::to_value(v),
+            Self::Optin(v) => serde_json::to_value(v),
+            Self::AccountLinking(v) => serde_json::to_value(v),
+            Self::Delivery(v) => serde_json::to_value(v),
+            Self::Read(v) => serde_json::to_value(v),
+            Self::Reaction(v) => serde_json::to_value(v),
+            Self::MessageEdit(v) => serde_json::to_value(v),
+            Self::PassThreadControl(v) => serde_json::to_value(v),
+            Self::TakeThreadControl(v) => serde_json::to_value(v),
+            Self::RequestThreadControl(v) => serde_json::to_value(v),
+            Self::AppRoles(v) => serde_json::to_value(v),
+            Self::PolicyEnforcement(v) => serde_json::to_value(v),
+            Self::Unknown { value, .. } => Ok(value.clone()),
+        }
+    }
+}
+
+impl Event {
+    /// The person this event is about: the sender, except on echoes, where the
+    /// sender is the Page and the person is the recipient.
+    pub fn user(&self) -> Option<&Party> {
+        match &self.kind {
+            EventKind::Message(m) if m.is_echo => self.recipient.as_ref(),
+            _ => self.sender.as_ref(),
+        }
+    }
+
+    /// The Page the event belongs to, when the event names one (echoes name it as sender).
+    pub fn page_id(&self) -> Option<&str> {
+        let page = match &self.kind {
+            EventKind::Message(m) if m.is_echo => self.sender.as_ref(),
+            _ => self.recipient.as_ref(),
+        };
+        page.and_then(|p| p.id.as_deref())
+    }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut map = Map::deserialize(deserializer)?;
+        let sender = take_typed(&mut map, "sender").map_err(D::Error::custom)?;
+        let recipient = take_typed(&mut map, "recipient").map_err(D::Error::custom)?;
+        let timestamp = take_typed(&mut map, "timestamp").map_err(D::Error::custom)?;
+
+        let key = KNOWN_KINDS
+            .iter()
+            .find(|k| map.contains_key(**k))
+            .map(|k| (*k).to_owned())
+            .or_else(|| map.keys().next().cloned());
+        let kind = match key {
+            Some(key) => {
+                let value = map.remove(&key).unwrap_or(Value::Null);
+                // A known key whose content we cannot read is kept as Unknown, whole,
+                // rather than failing the batch it arrived in.
+                EventKind::from_key(&key, value.clone()).unwrap_or(EventKind::Unknown {
+                    key: Some(key),
+                    value,
+                })
+            }
+            None => EventKind::Unknown {
+                key: None,
+                value: Value::Null,
+            },
+        };
+        Ok(Self {
+            sender,
+            recipient,
+            timestamp,
+            kind,
+            extra: map,
+        })
+    }
+}
+
+fn take_typed<T: serde::de::DeserializeOwned>(
+    map: &mut Map<String, Value>,
+    key: &str,
+) -> Result<Option<T>, serde_json::Error> {
+    match map.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(v).map(Some),
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeMap};
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(sender) = &self.sender {
+            map.serialize_entry("sender", sender)?;
+        }
+        if let Some(recipient) = &self.recipient {
+            map.serialize_entry("recipient", recipient)?;
+        }
+        if let Some(ts) = &self.timestamp {
+            map.serialize_entry("timestamp", ts)?;
+        }
+        match &self.kind {
+            EventKind::Unknown { key: None, .. } => {}
+            kind => {
+                let value = kind.to_value().map_err(S::Error::custom)?;
+                map.serialize_entry(kind.as_str(), &value)?;
+            }
+        }
+        for (k, v) in &self.extra {
+            if !ENVELOPE_KEYS.contains(&k.as_str()) {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.end()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub mid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quick_reply: Option<QuickReply>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<ReplyTo>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+    /// True on the copy of a message the Page sent (`message_echoes` field).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_echo: bool,
+    /// On echoes: the app that sent the message (absent for Page Inbox replies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<AppId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuickReply {
+    pub payload: String,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyTo {
+    pub mid: String,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `image`, `video`, `audio`, `file`, `template`, `fallback`, `location`, ... The
+/// payload's shape depends on the type (url, sticker_id, coordinates, elements) and
+/// is kept as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Postback {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// Get Started from an m.me link or an ad carries the entry point here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referral: Option<Referral>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Referral {
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// `SHORTLINK`, `ADS`, `CUSTOMER_CHAT_PLUGIN`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// `OPEN_THREAD`, ...
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ad_id: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// The three optins share one key and are told apart by `type`: see [`Optin::variant`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Optin {
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Plugin optins: the `data-ref` of "Send to Messenger" / the checkbox.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_ref: Option<String>,
+    /// OTN and recurring optins: what the request carried (our topic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_time_notif_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_messages_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_expiry_timestamp: Option<Timestamp>,
+    /// `STOP NOTIFICATIONS` / `RESUME NOTIFICATIONS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_messages_status: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// The optin, read according to its `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptinVariant<'a> {
+    /// "Notify me" tapped on a one-time notification request.
+    OneTimeNotification { topic: &'a str, token: &'a str },
+    /// Recurring notifications (deprecated by Meta in February 2026, still delivered).
+    Recurring {
+        topic: Option<&'a str>,
+        token: Option<&'a str>,
+        expires_at: Option<Timestamp>,
+        status: Option<&'a str>,
+    },
+    /// "Send to Messenger" or checkbox plugin.
+    Plugin {
+        reference: Option<&'a str>,
+        user_ref: Option<&'a str>,
+    },
+    /// An OTN optin without its token or payload, or a `type` we do not know.
+    Other,
+}
+
+impl Optin {
+    pub fn variant(&self) -> OptinVariant<'_> {
+        match self.kind.as_deref() {
+            Some("one_time_notif_req") => match (&self.payload, &self.one_time_notif_token) {
+                (Some(topic), Some(token)) => OptinVariant::OneTimeNotification { topic, token },
+                _ => OptinVariant::Other,
+            },
+            Some("notification_messages") => OptinVariant::Recurring {
+                topic: self.payload.as_deref(),
+                token: self.notification_messages_token.as_deref(),
+                expires_at: self.token_expiry_timestamp,
+                status: self.notification_messages_status.as_deref(),
+            },
+            None => OptinVariant::Plugin {
+                reference: self.reference.as_deref(),
+                user_ref: self.user_ref.as_deref(),
+            },
+            Some(_) => OptinVariant::Other,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountLinking {
+    /// `linked` or `unlinked`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_code: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mids: Option<Vec<String>>,
+    pub watermark: Timestamp,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Read {
+    pub watermark: Timestamp,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reaction {
+    /// `react` or `unreact`.
+    pub action: String,
+    pub mid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reaction: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emoji: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageEdit {
+    pub mid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    pub num_edit: u32,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PassThreadControl {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_owner_app_id: Option<AppId>,
+    pub new_owner_app_id: AppId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TakeThreadControl {
+    pub previous_owner_app_id: AppId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_owner_app_id: Option<AppId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestThreadControl {
+    pub requested_owner_app_id: AppId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyEnforcement {
+    /// `warning`, `block` or `unblock`.
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}

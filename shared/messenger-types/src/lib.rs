@@ -1,0 +1,16 @@
+//! Wire types of the Messenger Platform as this project receives and queues them.
+//!
+//! - [`event`]: the typed model of webhook deliveries, for code that acts on events.
+//! - [`routing`]: the webhook's zero-copy split of a delivery into events, with each
+//!   event's FIFO group and deduplication key.
+//! - [`queue`]: the bodies of the events queue's messages.
+
+pub mod event;
+pub mod ids;
+pub mod queue;
+pub mod routing;
+
+pub use event::{Entry, Envelope, Event, EventKind};
+pub use ids::{AppId, PageId, Psid, Timestamp, UserRef};
+pub use queue::{NotifyCommand, QueueMessage, QueueMessageError, QueuedEvent, QueuedEventRef};
+pub use routing::{EventKey, RawEntry, RawEnvelope, Routing, Source, route};

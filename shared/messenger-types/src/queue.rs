@@ -1,0 +1,155 @@
+//! The bodies of messages on the events queue. Two producers write to the queue:
+//! the webhook (`"type": "event"`, one message per webhook event) and the business's
+//! own backend (`"type": "notify"`, see the README). The processor reads both.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::ids::PageId;
+use crate::routing::Source;
+
+/// What the webhook enqueues for one event, serialised without copying the event:
+/// `event` is the event's bytes exactly as Meta sent them.
+#[derive(Debug, Serialize)]
+pub struct QueuedEventRef<'a> {
+    #[serde(rename = "type")]
+    pub kind: QueueMessageType,
+    /// `entry.id`; absent only when neither the entry nor the event named a Page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_id: Option<&'a str>,
+    pub source: Source,
+    /// [`crate::EventKey`] in readable form.
+    pub key: &'a str,
+    pub event: &'a RawValue,
+}
+
+/// A queued webhook event, as the processor reads it.
+#[derive(Debug, Deserialize)]
+pub struct QueuedEvent {
+    #[serde(default)]
+    pub page_id: Option<PageId>,
+    pub source: Source,
+    pub key: String,
+    pub event: Box<RawValue>,
+}
+
+/// `{"type":"notify","page_id":"…","topic":"…","message":{"text":"Back in stock"}}`:
+/// send `message` once to every person holding an active one-time notification
+/// token of that Page and topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyCommand {
+    #[serde(rename = "type")]
+    pub kind: QueueMessageType,
+    pub page_id: PageId,
+    pub topic: String,
+    /// A Send API `message` object (`text`, or `attachment`, and `quick_replies`).
+    pub message: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueMessageType {
+    Event,
+    Notify,
+}
+
+/// Any message body on the events queue.
+#[derive(Debug)]
+pub enum QueueMessage {
+    Event(QueuedEvent),
+    Notify(NotifyCommand),
+}
+
+/// Why a queue message could not be read. Holds no part of the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMessageError {
+    reason: String,
+}
+
+impl fmt::Display for QueueMessageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unreadable queue message: {}", self.reason)
+    }
+}
+
+impl std::error::Error for QueueMessageError {}
+
+impl QueueMessage {
+    pub fn from_json(body: &str) -> Result<Self, QueueMessageError> {
+        #[derive(Deserialize)]
+        struct Tag {
+            #[serde(rename = "type")]
+            kind: Option<String>,
+        }
+        let fail = |e: serde_json::Error| QueueMessageError {
+            // serde_json's messages name the field and position, never the value.
+            reason: e.to_string(),
+        };
+        let tag: Tag = serde_json::from_str(body).map_err(fail)?;
+        match tag.kind.as_deref() {
+            Some("event") => serde_json::from_str(body).map(Self::Event).map_err(fail),
+            Some("notify") => serde_json::from_str(body).map(Self::Notify).map_err(fail),
+            Some(other) => Err(QueueMessageError {
+                reason: format!(
+                    "unknown \"type\" {:?} (expected \"event\" or \"notify\")",
+                    other.chars().take(40).collect::<String>()
+                ),
+            }),
+            None => Err(QueueMessageError {
+                reason: "missing \"type\" (expected \"event\" or \"notify\")".to_owned(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_round_trips_with_its_bytes_untouched() {
+        let event = RawValue::from_string(r#"{"a":"\u00e4\/"}"#.to_owned()).unwrap();
+        let body = serde_json::to_string(&QueuedEventRef {
+            kind: QueueMessageType::Event,
+            page_id: Some("1"),
+            source: Source::Standby,
+            key: "message:m",
+            event: &event,
+        })
+        .unwrap();
+        assert!(body.contains(r#""event":{"a":"\u00e4\/"}"#), "{body}");
+        let QueueMessage::Event(e) = QueueMessage::from_json(&body).unwrap() else {
+            panic!("not an event");
+        };
+        assert_eq!(e.event.get(), r#"{"a":"\u00e4\/"}"#);
+        assert_eq!(e.source, Source::Standby);
+        assert_eq!(e.page_id, Some(PageId::new("1")));
+    }
+
+    #[test]
+    fn notify_command_parses_as_documented() {
+        let body = r#"{"type": "notify", "page_id": "<page id>", "topic": "<OTN payload>", "message": {"text": "Back in stock"}}"#;
+        let QueueMessage::Notify(n) = QueueMessage::from_json(body).unwrap() else {
+            panic!("not a notify");
+        };
+        assert_eq!(n.topic, "<OTN payload>");
+        assert_eq!(n.message["text"], "Back in stock");
+    }
+
+    #[test]
+    fn bad_commands_say_what_is_wrong() {
+        let err = QueueMessage::from_json(r#"{"type":"nofity"}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown \"type\" \"nofity\""),
+            "{err}"
+        );
+        let err = QueueMessage::from_json(r#"{"page_id":"1"}"#).unwrap_err();
+        assert!(err.to_string().contains("missing \"type\""), "{err}");
+        let err = QueueMessage::from_json(r#"{"type":"notify","page_id":"1"}"#).unwrap_err();
+        assert!(err.to_string().contains("topic"), "{err}");
+        assert!(QueueMessage::from_json("not json").is_err());
+    }
+}

@@ -1,0 +1,474 @@
+//! The webhook's hot path: split a delivery into its events without building the
+//! typed model, keeping each event's bytes exactly as Meta sent them, and derive
+//! from each event the two things the queue needs: the thread it belongs to (FIFO
+//! group) and a key that names the event itself (deduplication).
+//!
+//! The key never depends on `entry.time`: Meta redelivers the same event inside a
+//! new envelope with a new `entry.time`, and the key must be the same both times.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+/// `{"object": ..., "entry": [...]}` with every event left unparsed.
+#[derive(Debug, Deserialize)]
+pub struct RawEnvelope<'a> {
+    #[serde(borrow)]
+    pub object: Cow<'a, str>,
+    #[serde(borrow)]
+    pub entry: Vec<RawEntry<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawEntry<'a> {
+    #[serde(borrow, default)]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub messaging: Vec<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub standby: Vec<&'a RawValue>,
+}
+
+/// Which array of the entry an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Messaging,
+    Standby,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Messaging => "messaging",
+            Self::Standby => "standby",
+        }
+    }
+}
+
+/// The few fields of an event that routing and deduplication need, borrowed from
+/// the event's bytes. Every field is optional and loosely typed so that reading the
+/// head of an event never fails on a shape Meta may send tomorrow.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct EventHead<'a> {
+    #[serde(borrow)]
+    sender: Option<PartyHead<'a>>,
+    #[serde(borrow)]
+    recipient: Option<PartyHead<'a>>,
+    #[serde(borrow)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(borrow)]
+    message: Option<MessageHead<'a>>,
+    #[serde(borrow)]
+    postback: Option<PostbackHead<'a>>,
+    #[serde(borrow)]
+    reaction: Option<ReactionHead<'a>>,
+    #[serde(borrow)]
+    message_edit: Option<EditHead<'a>>,
+    #[serde(borrow)]
+    delivery: Option<WatermarkHead<'a>>,
+    #[serde(borrow)]
+    read: Option<WatermarkHead<'a>>,
+    #[serde(borrow)]
+    optin: Option<OptinHead<'a>>,
+    referral: Option<IgnoredAny>,
+    account_linking: Option<IgnoredAny>,
+    pass_thread_control: Option<IgnoredAny>,
+    take_thread_control: Option<IgnoredAny>,
+    request_thread_control: Option<IgnoredAny>,
+    app_roles: Option<IgnoredAny>,
+    policy_enforcement: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct PartyHead<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    user_ref: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct MessageHead<'a> {
+    #[serde(borrow)]
+    mid: Option<Cow<'a, str>>,
+    is_echo: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct PostbackHead<'a> {
+    #[serde(borrow)]
+    mid: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    payload: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ReactionHead<'a> {
+    #[serde(borrow)]
+    mid: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    action: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reaction: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    emoji: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct EditHead<'a> {
+    #[serde(borrow)]
+    mid: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    num_edit: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WatermarkHead<'a> {
+    #[serde(borrow)]
+    watermark: Option<&'a RawValue>,
+    #[serde(borrow)]
+    mids: Option<Vec<Cow<'a, str>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct OptinHead<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    user_ref: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    one_time_notif_token: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    notification_messages_token: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    notification_messages_status: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "ref")]
+    reference: Option<Cow<'a, str>>,
+}
+
+/// What routing learnt about one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routing {
+    /// The event's kind, as its JSON key (`unknown` if it is none we know).
+    pub kind: &'static str,
+    /// The Page: `entry.id`, else the event's own Page field.
+    pub page_id: Option<String>,
+    /// The person: PSID, or the checkbox plugin's `user_ref`. `None` for page-level
+    /// events (`app_roles`, `policy_enforcement`).
+    pub user: Option<String>,
+    /// Identifies the event itself; equal for every redelivery of it.
+    pub key: EventKey,
+}
+
+impl Routing {
+    /// The SQS FIFO group, `<page_id>:<psid or user_ref>`: one thread's events stay in
+    /// order, different threads proceed in parallel. Page-level events use `page`
+    /// in place of the person. SQS allows at most 128 characters of ASCII letters,
+    /// digits and punctuation; a part outside that (a long or exotic `user_ref`) is
+    /// replaced by a digest of itself so the group stays stable.
+    pub fn group_id(&self) -> String {
+        let page = self.page_id.as_deref().unwrap_or("unknown-page");
+        let user = self.user.as_deref().unwrap_or("page");
+        let group = format!("{}:{}", sqs_safe(page), sqs_safe(user));
+        if group.len() <= 128 {
+            group
+        } else {
+            format!("h:{}", &hex_sha256(group.as_bytes())[..64])
+        }
+    }
+}
+
+fn sqs_safe(part: &str) -> Cow<'_, str> {
+    let ok = part.len() <= 60
+        && !part.is_empty()
+        && part.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+    if ok {
+        Cow::Borrowed(part)
+    } else {
+        Cow::Owned(format!("h{}", &hex_sha256(part.as_bytes())[..40]))
+    }
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A key naming one event, the same for every delivery of it: the `mid` where the
+/// event has one, otherwise kind, Page, person, timestamp and the kind's own ids.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct EventKey(String);
+
+impl EventKey {
+    /// The readable form, e.g. `message:m_abc` or `read:123:456:1700000000000`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// 64 hex characters: fits SQS's `MessageDeduplicationId` (at most 128 characters)
+    /// whatever the ids inside the key look like.
+    pub fn digest(&self) -> String {
+        hex_sha256(self.0.as_bytes())
+    }
+}
+
+impl fmt::Debug for EventKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventKey({})", self.0)
+    }
+}
+
+impl fmt::Display for EventKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Reads the routing of one event. `page_id` is the entry's id, when it had one.
+///
+/// Never fails: an event that is not an object, or whose fields have unexpected
+/// types, is routed by what could be read, and keyed by a digest of its bytes.
+pub fn route(page_id: Option<&str>, event: &RawValue) -> Routing {
+    let head: EventHead<'_> = serde_json::from_str(event.get()).unwrap_or_default();
+    let kind = head.kind();
+    let is_echo = head.message.as_ref().is_some_and(|m| m.is_echo);
+
+    // On echoes the sender is the Page and the recipient the person.
+    let (page_party, user_party) = if is_echo {
+        (head.sender.as_ref(), head.recipient.as_ref())
+    } else {
+        (head.recipient.as_ref(), head.sender.as_ref())
+    };
+    let page_id = page_id
+        .map(str::to_owned)
+        .or_else(|| page_party.and_then(|p| p.id.as_deref().map(str::to_owned)));
+    let user = user_party
+        .and_then(|p| p.id.as_deref().or(p.user_ref.as_deref()))
+        .or_else(|| head.optin.as_ref().and_then(|o| o.user_ref.as_deref()))
+        .map(str::to_owned);
+
+    let key = head.key(kind, page_id.as_deref(), user.as_deref(), event.get());
+    Routing {
+        kind,
+        page_id,
+        user,
+        key,
+    }
+}
+
+impl EventHead<'_> {
+    fn kind(&self) -> &'static str {
+        // Checked in the order of EventKind so both views agree on events that
+        // (against the docs) carry two kinds' keys.
+        if self.message.is_some() {
+            "message"
+        } else if self.postback.is_some() {
+            "postback"
+        } else if self.referral.is_some() {
+            "referral"
+        } else if self.optin.is_some() {
+            "optin"
+        } else if self.account_linking.is_some() {
+            "account_linking"
+        } else if self.delivery.is_some() {
+            "delivery"
+        } else if self.read.is_some() {
+            "read"
+        } else if self.reaction.is_some() {
+            "reaction"
+        } else if self.message_edit.is_some() {
+            "message_edit"
+        } else if self.pass_thread_control.is_some() {
+            "pass_thread_control"
+        } else if self.take_thread_control.is_some() {
+            "take_thread_control"
+        } else if self.request_thread_control.is_some() {
+            "request_thread_control"
+        } else if self.app_roles.is_some() {
+            "app_roles"
+        } else if self.policy_enforcement.is_some() {
+            "policy_enforcement"
+        } else {
+            "unknown"
+        }
+    }
+
+    fn key(&self, kind: &str, page: Option<&str>, user: Option<&str>, raw: &str) -> EventKey {
+        let page = page.unwrap_or("-");
+        let user = user.unwrap_or("-");
+        let ts = self.timestamp.map_or("-", |t| t.get());
+        let by_mid = |prefix: &str, mid: &Option<Cow<'_, str>>| {
+            mid.as_deref()
+                .filter(|m| !m.is_empty())
+                .map(|m| format!("{prefix}:{m}"))
+        };
+        let key = match kind {
+            "message" => self
+                .message
+                .as_ref()
+                .and_then(|m| by_mid("message", &m.mid)),
+            "postback" => self.postback.as_ref().map(|p| {
+                by_mid("postback", &p.mid).unwrap_or_else(|| {
+                    let payload = p.payload.map_or("", |v| v.get());
+                    let digest = &hex_sha256(payload.as_bytes())[..16];
+                    format!("postback:{page}:{user}:{ts}:{digest}")
+                })
+            }),
+            // A reaction names the message reacted to; the same person may react,
+            // unreact and react again to it.
+            "reaction" => self.reaction.as_ref().map(|r| {
+                let mid = r.mid.as_deref().unwrap_or("-");
+                let action = r.action.as_deref().unwrap_or("-");
+                let what = r.reaction.as_deref().or(r.emoji.as_deref()).unwrap_or("-");
+                format!("reaction:{mid}:{action}:{what}:{user}:{ts}")
+            }),
+            "message_edit" => self.message_edit.as_ref().map(|e| {
+                let mid = e.mid.as_deref().unwrap_or("-");
+                let n = e.num_edit.map_or("-", |v| v.get());
+                format!("message_edit:{mid}:{n}")
+            }),
+            "delivery" | "read" => {
+                let head = if kind == "read" {
+                    &self.read
+                } else {
+                    &self.delivery
+                };
+                head.as_ref().map(|w| {
+                    let watermark = w.watermark.map_or("-", |v| v.get());
+                    let mids = w.mids.as_ref().map_or(String::new(), |mids| {
+                        let joined = mids.join(",");
+                        format!(":{}", &hex_sha256(joined.as_bytes())[..16])
+                    });
+                    format!("{kind}:{page}:{user}:{watermark}{mids}")
+                })
+            }
+            "optin" => self.optin.as_ref().map(|o| {
+                let variant = o.kind.as_deref().unwrap_or("plugin");
+                let id = o
+                    .one_time_notif_token
+                    .as_deref()
+                    .or(o.notification_messages_token.as_deref())
+                    .or(o.reference.as_deref())
+                    .unwrap_or("-");
+                let status = o.notification_messages_status.as_deref().unwrap_or("");
+                let digest = &hex_sha256(format!("{id}|{status}").as_bytes())[..16];
+                format!("optin:{variant}:{page}:{user}:{ts}:{digest}")
+            }),
+            _ => None,
+        };
+        let key = key.unwrap_or_else(|| {
+            if self.timestamp.is_some() {
+                format!("{kind}:{page}:{user}:{ts}")
+            } else {
+                // Nothing in the event identifies it but its bytes.
+                format!("{kind}:{page}:{user}:raw:{}", hex_sha256(raw.as_bytes()))
+            }
+        });
+        EventKey(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(json: &str) -> Box<RawValue> {
+        RawValue::from_string(json.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn message_is_keyed_by_mid_and_grouped_by_sender() {
+        let r = route(
+            Some("111"),
+            &raw(
+                r#"{"sender":{"id":"222"},"recipient":{"id":"111"},"timestamp":5,"message":{"mid":"m_1","text":"hi"}}"#,
+            ),
+        );
+        assert_eq!(r.kind, "message");
+        assert_eq!(r.key.as_str(), "message:m_1");
+        assert_eq!(r.group_id(), "111:222");
+    }
+
+    #[test]
+    fn echo_is_grouped_by_its_recipient_the_person() {
+        let r = route(
+            Some("111"),
+            &raw(
+                r#"{"sender":{"id":"111"},"recipient":{"id":"222"},"timestamp":5,"message":{"mid":"m_2","is_echo":true,"app_id":42}}"#,
+            ),
+        );
+        assert_eq!(r.group_id(), "111:222");
+    }
+
+    #[test]
+    fn checkbox_optin_without_sender_is_grouped_by_user_ref() {
+        let r = route(
+            Some("111"),
+            &raw(
+                r#"{"recipient":{"id":"111"},"timestamp":5,"optin":{"ref":"cart","user_ref":"ref-abc"}}"#,
+            ),
+        );
+        assert_eq!(r.user.as_deref(), Some("ref-abc"));
+        assert_eq!(r.group_id(), "111:ref-abc");
+    }
+
+    #[test]
+    fn page_level_events_share_the_page_group() {
+        let r = route(
+            Some("111"),
+            &raw(
+                r#"{"recipient":{"id":"111"},"timestamp":5,"policy_enforcement":{"action":"block","reason":"spam"}}"#,
+            ),
+        );
+        assert_eq!(r.kind, "policy_enforcement");
+        assert_eq!(r.group_id(), "111:page");
+        assert_eq!(r.key.as_str(), "policy_enforcement:111:-:5");
+    }
+
+    #[test]
+    fn exotic_user_refs_become_a_stable_valid_group() {
+        let long = "é".repeat(200);
+        let event = format!(r#"{{"recipient":{{"id":"111"}},"optin":{{"user_ref":"{long}"}}}}"#);
+        let a = route(Some("111"), &raw(&event)).group_id();
+        let b = route(Some("111"), &raw(&event)).group_id();
+        assert_eq!(a, b);
+        assert!(a.len() <= 128 && a.bytes().all(|b| b.is_ascii_graphic()));
+    }
+
+    #[test]
+    fn unreadable_events_are_keyed_by_their_bytes() {
+        let a = route(None, &raw("[1,2,3]"));
+        let b = route(None, &raw("[1,2,4]"));
+        assert_eq!(a.kind, "unknown");
+        assert_ne!(a.key, b.key);
+        assert_eq!(a.group_id(), "unknown-page:page");
+    }
+
+    #[test]
+    fn reactions_to_one_message_at_different_times_are_different_events() {
+        let at = |ts: u64, action: &str| {
+            route(
+                Some("1"),
+                &raw(&format!(
+                    r#"{{"sender":{{"id":"2"}},"recipient":{{"id":"1"}},"timestamp":{ts},"reaction":{{"mid":"m","action":"{action}","reaction":"love"}}}}"#
+                )),
+            )
+            .key
+        };
+        assert_ne!(at(1, "react"), at(2, "unreact"));
+        assert_ne!(at(1, "react"), at(3, "react"));
+        assert_eq!(at(1, "react"), at(1, "react"));
+    }
+}
