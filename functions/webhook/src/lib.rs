@@ -5,6 +5,8 @@
 //! [`accept`] holds the logic, generic over the queue and the quarantine;
 //! [`http`] maps it onto HTTP; [`sqs`] and [`quarantine`] are the AWS adapters.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod accept;
 pub mod http;
 pub mod quarantine;

@@ -4,6 +4,8 @@
 //!
 //! Every error names the variable or secret field at fault and never its value.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;

@@ -15,6 +15,8 @@
 //! assert_eq!(verifier.verify(headers, body), Ok(Algorithm::Sha256));
 //! ```
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 use std::fmt;
 
 use hmac::{Hmac, Mac};

@@ -5,6 +5,8 @@
 //!   event's FIFO group and deduplication key.
 //! - [`queue`]: the bodies of the events queue's messages.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod event;
 pub mod ids;
 pub mod queue;

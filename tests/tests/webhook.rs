@@ -1,0 +1,434 @@
+//! The webhook function, wired as in production (`webhook::from_env`), against the
+//! emulator's SQS FIFO queue, S3 bucket and Secrets Manager, driven with the API
+//! Gateway and function URL events of `events/`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use integration_tests::*;
+use lambda_http::http::StatusCode;
+
+async fn webhook_for(sdk: &SdkConfig, env: &BTreeMap<String, String>) -> webhook::AwsWebhook {
+    webhook::from_env(env, sdk).await.unwrap()
+}
+
+/// A fresh queue and bucket, and a webhook writing to them.
+async fn setup() -> (SdkConfig, String, String, webhook::AwsWebhook) {
+    let sdk = emulator().await;
+    let queue = fifo_queue(&sdk).await;
+    let bucket = bucket(&sdk).await;
+    let hook = webhook_for(&sdk, &webhook_env(&queue, &bucket)).await;
+    (sdk, queue, bucket, hook)
+}
+
+/// The GET verification sample with one query parameter changed, in both places
+/// API Gateway v2 puts the query (lambda_http reads `rawQueryString`).
+fn verification_with(param: &str, value: &str) -> lambda_http::Request {
+    let mut event = event_json("webhook-get-verify.json");
+    event["queryStringParameters"][param] = value.into();
+    let query = event["queryStringParameters"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
+        .collect::<Vec<_>>()
+        .join("&");
+    event["rawQueryString"] = query.into();
+    request(&event)
+}
+
+fn raw_body(event_file: &str) -> String {
+    event_json(event_file)["body"].as_str().unwrap().to_owned()
+}
+
+async fn quarantined(sdk: &SdkConfig, bucket: &str) -> Vec<(String, Vec<u8>, String)> {
+    let s3 = webhook::s3_client(sdk);
+    let listed = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix("quarantine/")
+        .send()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for object in listed.contents() {
+        let key = object.key().unwrap().to_owned();
+        let got = s3.get_object().bucket(bucket).key(&key).send().await.unwrap();
+        let reason = got
+            .metadata()
+            .and_then(|m| m.get("reason"))
+            .cloned()
+            .unwrap_or_default();
+        let bytes = got.body.collect().await.unwrap().into_bytes().to_vec();
+        out.push((key, bytes, reason));
+    }
+    out
+}
+
+#[tokio::test]
+async fn subscription_check_with_the_verify_token_echoes_the_challenge() {
+    let (_, _, _, hook) = setup().await;
+    let response = hook
+        .handle(request(&event_json("webhook-get-verify.json")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(body_text(&response), "1158201444");
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+}
+
+#[tokio::test]
+async fn subscription_check_with_a_wrong_token_or_mode_is_forbidden() {
+    let (_, _, _, hook) = setup().await;
+    for (param, value) in [
+        ("hub.verify_token", "not-the-token"),
+        ("hub.verify_token", ""),
+        ("hub.mode", "unsubscribe"),
+    ] {
+        let response = hook.handle(verification_with(param, value)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{param}={value}");
+        assert_ne!(body_text(&response), "1158201444");
+    }
+}
+
+#[tokio::test]
+async fn two_entries_of_three_messaging_and_one_standby_become_eight_fifo_messages() {
+    let (sdk, queue, _, hook) = setup().await;
+    let response = hook
+        .handle(request(&event_json("webhook-post.json")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(body_text(&response), "EVENT_RECEIVED");
+
+    let queued = drain(&sdk, &queue).await;
+    assert_eq!(queued.len(), 8);
+
+    let mut groups: BTreeMap<&str, usize> = BTreeMap::new();
+    for q in &queued {
+        *groups.entry(q.group_id.as_str()).or_default() += 1;
+    }
+    let expected: BTreeMap<&str, usize> = [
+        ("100000000000001:2000000000000001", 2),
+        ("100000000000001:2000000000000002", 1),
+        ("100000000000001:2000000000000003", 1),
+        ("100000000000002:3000000000000001", 3),
+        ("100000000000002:3000000000000002", 1),
+    ]
+    .into();
+    assert_eq!(groups, expected);
+
+    let standby: Vec<_> = queued
+        .iter()
+        .filter(|q| q.body["source"] == "standby")
+        .map(|q| q.body["event"]["message"]["mid"].as_str().unwrap())
+        .collect();
+    assert_eq!(standby.len(), 2);
+    assert!(standby.contains(&"m_local_A4") && standby.contains(&"m_local_B4"));
+
+    // Each queued event is the event Meta sent, and names its Page.
+    let sent: serde_json::Value = serde_json::from_str(&raw_body("webhook-post.json")).unwrap();
+    for entry in sent["entry"].as_array().unwrap() {
+        for event in entry["messaging"].as_array().unwrap() {
+            let q = queued.iter().find(|q| &q.body["event"] == event).unwrap();
+            assert_eq!(q.body["type"], "event");
+            assert_eq!(q.body["page_id"], entry["id"]);
+            assert_eq!(q.body["source"], "messaging");
+        }
+    }
+    // The dedup ids are distinct: no two events collapse into one.
+    let ids: BTreeSet<_> = queued.iter().map(|q| q.dedup_id.clone()).collect();
+    assert_eq!(ids.len(), 8);
+}
+
+#[tokio::test]
+async fn events_keep_their_bytes_on_the_queue() {
+    let (sdk, queue, _, hook) = setup().await;
+    hook.handle(request(&event_json("webhook-post.json")))
+        .await
+        .unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let got = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = got.messages().iter().filter_map(|m| m.body()).collect();
+    // Escapes exactly as Meta sent them: the processor sees what was signed.
+    assert!(bodies.iter().any(|b| b.contains(r"Gr\u00fc\u00dfe aus M\u00fcnchen")));
+    assert!(bodies.iter().any(|b| b.contains(r"https:\/\/scontent.example.invalid\/v\/")));
+}
+
+#[tokio::test]
+async fn a_redelivery_with_a_new_entry_time_carries_the_same_dedup_ids() {
+    let sdk = emulator().await;
+    let bucket = bucket(&sdk).await;
+    let first_queue = fifo_queue(&sdk).await;
+    let again_queue = fifo_queue(&sdk).await;
+    let first = webhook_for(&sdk, &webhook_env(&first_queue, &bucket)).await;
+    let again = webhook_for(&sdk, &webhook_env(&again_queue, &bucket)).await;
+
+    assert_ne!(
+        raw_body("webhook-post.json"),
+        raw_body("webhook-post-redelivered.json"),
+        "the redelivery differs in entry.time"
+    );
+    let a = first
+        .handle(request(&event_json("webhook-post.json")))
+        .await
+        .unwrap();
+    let b = again
+        .handle(request(&event_json("webhook-post-redelivered.json")))
+        .await
+        .unwrap();
+    assert_eq!((a.status(), b.status()), (StatusCode::OK, StatusCode::OK));
+
+    let ids = |q: Vec<Queued>| {
+        q.into_iter()
+            .map(|q| (q.group_id, q.dedup_id))
+            .collect::<BTreeSet<_>>()
+    };
+    let first_ids = ids(drain(&sdk, &first_queue).await);
+    assert_eq!(first_ids.len(), 8);
+    assert_eq!(first_ids, ids(drain(&sdk, &again_queue).await));
+}
+
+#[tokio::test]
+async fn rest_api_base64_and_function_url_requests_are_handled_alike() {
+    let sdk = emulator().await;
+    let bucket = bucket(&sdk).await;
+    let mut seen = Vec::new();
+    for file in [
+        "webhook-post.json",
+        "webhook-post-rest-api.json",
+        "webhook-post-base64.json",
+        "webhook-post-function-url.json",
+    ] {
+        let queue = fifo_queue(&sdk).await;
+        let hook = webhook_for(&sdk, &webhook_env(&queue, &bucket)).await;
+        let response = hook.handle(request(&event_json(file))).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{file}");
+        let ids: BTreeSet<_> = drain(&sdk, &queue)
+            .await
+            .into_iter()
+            .map(|q| q.dedup_id)
+            .collect();
+        assert_eq!(ids.len(), 8, "{file}");
+        seen.push(ids);
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[tokio::test]
+async fn unsigned_or_badly_signed_posts_are_refused_and_queue_nothing() {
+    let (sdk, queue, bucket, hook) = setup().await;
+    let body = raw_body("webhook-post.json");
+    let cases = [
+        (request(&event_json("webhook-post-unsigned.json")), StatusCode::UNAUTHORIZED),
+        (request(&event_json("webhook-post-bad-signature.json")), StatusCode::FORBIDDEN),
+        (post(&body, Some("sha256=abc")), StatusCode::UNAUTHORIZED),
+        (post(&body, Some(&sign("another body"))), StatusCode::FORBIDDEN),
+        (post(&format!("{body} "), Some(&sign(&body))), StatusCode::FORBIDDEN),
+    ];
+    for (i, (req, want)) in cases.into_iter().enumerate() {
+        let response = hook.handle(req).await.unwrap();
+        assert_eq!(response.status(), want, "case {i}");
+    }
+    assert!(drain(&sdk, &queue).await.is_empty());
+    assert!(quarantined(&sdk, &bucket).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_before_the_signature_is_checked() {
+    let sdk = emulator().await;
+    let queue = fifo_queue(&sdk).await;
+    let bucket = bucket(&sdk).await;
+    let mut env = webhook_env(&queue, &bucket);
+    env.insert("MAX_BODY_BYTES".into(), "1024".into());
+    let hook = webhook_for(&sdk, &env).await;
+
+    let body = raw_body("webhook-post.json");
+    assert!(body.len() > 1024);
+    for signature in [Some(sign(&body)), None, Some("garbage".to_owned())] {
+        let response = hook.handle(post(&body, signature.as_deref())).await.unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    assert!(drain(&sdk, &queue).await.is_empty());
+}
+
+#[tokio::test]
+async fn signed_bodies_that_are_not_page_deliveries_are_kept_in_quarantine() {
+    let (sdk, queue, bucket, hook) = setup().await;
+    let response = hook
+        .handle(request(&event_json("webhook-post-not-page.json")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let not_json = "this is not json \u{00e4}";
+    let response = hook.handle(post(not_json, Some(&sign(not_json)))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    assert!(drain(&sdk, &queue).await.is_empty());
+    let kept = quarantined(&sdk, &bucket).await;
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    let instagram = raw_body("webhook-post-not-page.json");
+    let (key, bytes, reason) = kept
+        .iter()
+        .find(|(_, b, _)| b == instagram.as_bytes())
+        .expect("the instagram body is kept byte for byte");
+    assert!(key.starts_with("quarantine/") && key.ends_with(".body"));
+    assert!(reason.contains("instagram"), "{reason}");
+    assert_eq!(bytes, instagram.as_bytes());
+    assert!(kept.iter().any(|(_, b, r)| b == not_json.as_bytes() && r.contains("not a JSON")));
+
+    // Meta redelivering the same body keeps one copy.
+    hook.handle(request(&event_json("webhook-post-not-page.json")))
+        .await
+        .unwrap();
+    assert_eq!(quarantined(&sdk, &bucket).await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_entry_without_messaging_events_is_quarantined_and_the_rest_still_queued() {
+    let (sdk, queue, bucket, hook) = setup().await;
+    let body = r#"{"object":"page","entry":[{"id":"100000000000001","time":1,"changes":[{"field":"feed","value":{}}]},{"id":"100000000000001","time":1,"messaging":[{"sender":{"id":"7"},"recipient":{"id":"100000000000001"},"timestamp":5,"message":{"mid":"m_x","text":"hi"}}]}]}"#;
+    let response = hook.handle(post(body, Some(&sign(body)))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(drain(&sdk, &queue).await.len(), 1);
+    let kept = quarantined(&sdk, &bucket).await;
+    assert_eq!(kept.len(), 1);
+    assert!(kept[0].2.contains("entry[0]"), "{}", kept[0].2);
+}
+
+#[tokio::test]
+async fn a_queue_that_does_not_exist_gets_503_never_200() {
+    let sdk = emulator().await;
+    let bucket = bucket(&sdk).await;
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let missing = format!("{endpoint}/123456789012/{}.fifo", unique("missing"));
+    let hook = webhook_for(&sdk, &webhook_env(&missing, &bucket)).await;
+    let response = hook
+        .handle(request(&event_json("webhook-post.json")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn a_stopped_emulator_gets_503_never_200() {
+    // A port nothing listens on stands for an emulator (or SQS) that is down.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let sdk = emulator()
+        .await
+        .to_builder()
+        .endpoint_url(format!("http://127.0.0.1:{closed}"))
+        .build();
+    let queue = format!("http://127.0.0.1:{closed}/123456789012/events.fifo");
+    let hook = webhook_for(&sdk, &webhook_env(&queue, "unused-bucket")).await;
+    let response = hook
+        .handle(request(&event_json("webhook-post.json")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_ne!(body_text(&response), "EVENT_RECEIVED");
+}
+
+#[tokio::test]
+async fn the_fifty_event_benchmark_batch_yields_fifty_messages() {
+    let sdk = emulator().await;
+    let queue = fifo_queue(&sdk).await;
+    let bucket = bucket(&sdk).await;
+    let mut env = webhook_env(&queue, &bucket);
+    env.insert("APP_SECRET".into(), "bench-secret".into());
+    let hook = webhook_for(&sdk, &env).await;
+
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/webhook/benches/data");
+    let body = std::fs::read_to_string(data.join("batch50.body")).unwrap();
+    let headers: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("batch50.headers.json")).unwrap())
+            .unwrap();
+    let response = hook
+        .handle(post(&body, headers["x-hub-signature-256"].as_str()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let queued = drain(&sdk, &queue).await;
+    assert_eq!(queued.len(), 50);
+    assert_eq!(queued.iter().filter(|q| q.body["source"] == "standby").count(), 10);
+}
+
+#[tokio::test]
+async fn the_secret_named_by_secret_arn_wins_over_the_environment() {
+    let sdk = emulator().await;
+    let queue = fifo_queue(&sdk).await;
+    let bucket = bucket(&sdk).await;
+    let arn = aws_sdk_secretsmanager_arn(
+        &sdk,
+        r#"{"app_secret":"from-secrets-manager","verify_token":"sm-token","page_access_tokens":{}}"#,
+    )
+    .await;
+    let mut env = webhook_env(&queue, &bucket);
+    env.insert("SECRET_ARN".into(), arn);
+    let hook = webhook_for(&sdk, &env).await;
+
+    // The environment's app secret no longer signs valid requests...
+    let body = raw_body("webhook-post.json");
+    let response = hook.handle(post(&body, Some(&sign(&body)))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // ...and the secret's verify token is the one that subscribes.
+    let response = hook
+        .handle(verification_with("hub.verify_token", "sm-token"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn missing_configuration_fails_at_start_and_names_the_variable() {
+    let sdk = emulator().await;
+    let full = webhook_env("http://127.0.0.1:1/q.fifo", "b");
+    for var in ["EVENTS_QUEUE_URL", "QUARANTINE_BUCKET", "APP_SECRET", "VERIFY_TOKEN"] {
+        let mut env = full.clone();
+        env.remove(var);
+        let err = webhook::from_env(&env, &sdk).await.unwrap_err().to_string();
+        assert!(err.contains(var), "{var}: {err}");
+        assert!(!err.contains(LOCAL_APP_SECRET), "{err}");
+    }
+    let mut env = full.clone();
+    env.insert("MAX_BODY_BYTES".into(), "lots".into());
+    let err = webhook::from_env(&env, &sdk).await.unwrap_err().to_string();
+    assert!(err.contains("MAX_BODY_BYTES"), "{err}");
+
+    let mut env = full;
+    env.insert(
+        "SECRET_ARN".into(),
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:does-not-exist".into(),
+    );
+    let err = webhook::from_env(&env, &sdk).await.unwrap_err().to_string();
+    assert!(err.contains("SECRET_ARN"), "{err}");
+}
+
+async fn aws_sdk_secretsmanager_arn(sdk: &SdkConfig, document: &str) -> String {
+    aws_sdk_secretsmanager::Client::new(sdk)
+        .create_secret()
+        .name(unique("messenger"))
+        .secret_string(document)
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned()
+}
