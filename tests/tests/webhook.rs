@@ -54,7 +54,13 @@ async fn quarantined(sdk: &SdkConfig, bucket: &str) -> Vec<(String, Vec<u8>, Str
     let mut out = Vec::new();
     for object in listed.contents() {
         let key = object.key().unwrap().to_owned();
-        let got = s3.get_object().bucket(bucket).key(&key).send().await.unwrap();
+        let got = s3
+            .get_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
         let reason = got
             .metadata()
             .and_then(|m| m.get("reason"))
@@ -163,8 +169,16 @@ async fn events_keep_their_bytes_on_the_queue() {
         .unwrap();
     let bodies: Vec<&str> = got.messages().iter().filter_map(|m| m.body()).collect();
     // Escapes exactly as Meta sent them: the processor sees what was signed.
-    assert!(bodies.iter().any(|b| b.contains(r"Gr\u00fc\u00dfe aus M\u00fcnchen")));
-    assert!(bodies.iter().any(|b| b.contains(r"https:\/\/scontent.example.invalid\/v\/")));
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains(r"Gr\u00fc\u00dfe aus M\u00fcnchen"))
+    );
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains(r"https:\/\/scontent.example.invalid\/v\/"))
+    );
 }
 
 #[tokio::test]
@@ -232,11 +246,23 @@ async fn unsigned_or_badly_signed_posts_are_refused_and_queue_nothing() {
     let (sdk, queue, bucket, hook) = setup().await;
     let body = raw_body("webhook-post.json");
     let cases = [
-        (request(&event_json("webhook-post-unsigned.json")), StatusCode::UNAUTHORIZED),
-        (request(&event_json("webhook-post-bad-signature.json")), StatusCode::FORBIDDEN),
+        (
+            request(&event_json("webhook-post-unsigned.json")),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            request(&event_json("webhook-post-bad-signature.json")),
+            StatusCode::FORBIDDEN,
+        ),
         (post(&body, Some("sha256=abc")), StatusCode::UNAUTHORIZED),
-        (post(&body, Some(&sign("another body"))), StatusCode::FORBIDDEN),
-        (post(&format!("{body} "), Some(&sign(&body))), StatusCode::FORBIDDEN),
+        (
+            post(&body, Some(&sign("another body"))),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            post(&format!("{body} "), Some(&sign(&body))),
+            StatusCode::FORBIDDEN,
+        ),
     ];
     for (i, (req, want)) in cases.into_iter().enumerate() {
         let response = hook.handle(req).await.unwrap();
@@ -258,7 +284,10 @@ async fn a_body_over_the_limit_is_413_before_the_signature_is_checked() {
     let body = raw_body("webhook-post.json");
     assert!(body.len() > 1024);
     for signature in [Some(sign(&body)), None, Some("garbage".to_owned())] {
-        let response = hook.handle(post(&body, signature.as_deref())).await.unwrap();
+        let response = hook
+            .handle(post(&body, signature.as_deref()))
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
     assert!(drain(&sdk, &queue).await.is_empty());
@@ -274,7 +303,10 @@ async fn signed_bodies_that_are_not_page_deliveries_are_kept_in_quarantine() {
     assert_eq!(response.status(), StatusCode::OK);
 
     let not_json = "this is not json \u{00e4}";
-    let response = hook.handle(post(not_json, Some(&sign(not_json)))).await.unwrap();
+    let response = hook
+        .handle(post(not_json, Some(&sign(not_json))))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
     assert!(drain(&sdk, &queue).await.is_empty());
@@ -288,7 +320,10 @@ async fn signed_bodies_that_are_not_page_deliveries_are_kept_in_quarantine() {
     assert!(key.starts_with("quarantine/") && key.ends_with(".body"));
     assert!(reason.contains("instagram"), "{reason}");
     assert_eq!(bytes, instagram.as_bytes());
-    assert!(kept.iter().any(|(_, b, r)| b == not_json.as_bytes() && r.contains("not a JSON")));
+    assert!(
+        kept.iter()
+            .any(|(_, b, r)| b == not_json.as_bytes() && r.contains("not a JSON"))
+    );
 
     // Meta redelivering the same body keeps one copy.
     hook.handle(request(&event_json("webhook-post-not-page.json")))
@@ -354,7 +389,8 @@ async fn the_fifty_event_benchmark_batch_yields_fifty_messages() {
     env.insert("APP_SECRET".into(), "bench-secret".into());
     let hook = webhook_for(&sdk, &env).await;
 
-    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/webhook/benches/data");
+    let data =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/webhook/benches/data");
     let body = std::fs::read_to_string(data.join("batch50.body")).unwrap();
     let headers: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(data.join("batch50.headers.json")).unwrap())
@@ -366,7 +402,13 @@ async fn the_fifty_event_benchmark_batch_yields_fifty_messages() {
     assert_eq!(response.status(), StatusCode::OK);
     let queued = drain(&sdk, &queue).await;
     assert_eq!(queued.len(), 50);
-    assert_eq!(queued.iter().filter(|q| q.body["source"] == "standby").count(), 10);
+    assert_eq!(
+        queued
+            .iter()
+            .filter(|q| q.body["source"] == "standby")
+            .count(),
+        10
+    );
 }
 
 #[tokio::test]
@@ -399,7 +441,12 @@ async fn the_secret_named_by_secret_arn_wins_over_the_environment() {
 async fn missing_configuration_fails_at_start_and_names_the_variable() {
     let sdk = emulator().await;
     let full = webhook_env("http://127.0.0.1:1/q.fifo", "b");
-    for var in ["EVENTS_QUEUE_URL", "QUARANTINE_BUCKET", "APP_SECRET", "VERIFY_TOKEN"] {
+    for var in [
+        "EVENTS_QUEUE_URL",
+        "QUARANTINE_BUCKET",
+        "APP_SECRET",
+        "VERIFY_TOKEN",
+    ] {
         let mut env = full.clone();
         env.remove(var);
         let err = webhook::from_env(&env, &sdk).await.unwrap_err().to_string();

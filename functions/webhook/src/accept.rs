@@ -338,3 +338,213 @@ impl<Q: EventQueue, S: Quarantine> Receiver<Q, S> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Fault, MemoryQuarantine, MemoryQueue};
+
+    const SECRET: &[u8] = b"unit-test-secret";
+
+    fn receiver(
+        queue: MemoryQueue,
+        quarantine: MemoryQuarantine,
+    ) -> Receiver<MemoryQueue, MemoryQuarantine> {
+        Receiver {
+            verifier: Verifier::new(SECRET),
+            max_body_bytes: 64 * 1024,
+            queue,
+            quarantine,
+            retry: RetryPolicy {
+                rounds: 3,
+                first_backoff: Duration::from_millis(1),
+            },
+        }
+    }
+
+    /// A signed delivery of `n` text messages from `n` different people.
+    fn delivery(n: usize) -> (String, String) {
+        let events: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"sender":{{"id":"{}"}},"recipient":{{"id":"1"}},"timestamp":{i},"message":{{"mid":"m_{i}","text":"t"}}}}"#,
+                    1000 + i
+                )
+            })
+            .collect();
+        let body = format!(
+            r#"{{"object":"page","entry":[{{"id":"1","time":9,"messaging":[{}]}}]}}"#,
+            events.join(",")
+        );
+        let sig = Verifier::new(SECRET).sign_sha256(body.as_bytes());
+        (body, sig)
+    }
+
+    fn headers(sig: &str) -> SignatureHeaders<'_> {
+        SignatureHeaders {
+            sha256: Some(sig.as_bytes()),
+            sha1: None,
+        }
+    }
+
+    fn mids(messages: &[OutgoingMessage]) -> Vec<String> {
+        messages
+            .iter()
+            .map(|m| {
+                let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+                v["event"]["message"]["mid"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn twenty_five_events_go_in_three_batches() {
+        let r = receiver(MemoryQueue::new(), MemoryQuarantine::new());
+        let (body, sig) = delivery(25);
+        let accepted = r.accept(headers(&sig), body.as_bytes()).await.unwrap();
+        assert_eq!(accepted.enqueued, 25);
+        assert_eq!(r.queue.calls(), vec![10, 10, 5]);
+        let expected: Vec<String> = (0..25).map(|i| format!("m_{i}")).collect();
+        assert_eq!(mids(&r.queue.accepted()), expected);
+    }
+
+    #[tokio::test]
+    async fn only_the_refused_entries_are_sent_again() {
+        let queue = MemoryQueue::with_faults([Fault::Refuse(vec![1, 3])]);
+        let r = receiver(queue, MemoryQuarantine::new());
+        let (body, sig) = delivery(5);
+        let accepted = r.accept(headers(&sig), body.as_bytes()).await.unwrap();
+        assert_eq!(accepted.enqueued, 5);
+        assert_eq!(r.queue.calls(), vec![5, 2]);
+        assert_eq!(
+            mids(&r.queue.accepted()),
+            ["m_0", "m_2", "m_4", "m_1", "m_3"]
+        );
+    }
+
+    #[tokio::test]
+    async fn entries_still_refused_after_the_last_round_fail_the_request() {
+        let queue = MemoryQueue::with_faults([
+            Fault::Refuse(vec![0, 2]),
+            Fault::Refuse(vec![1]),
+            Fault::Refuse(vec![0]),
+        ]);
+        let r = receiver(queue, MemoryQuarantine::new());
+        let (body, sig) = delivery(3);
+        let err = r.accept(headers(&sig), body.as_bytes()).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AcceptError::Enqueue {
+                    unqueued: 1,
+                    total: 3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(r.queue.calls(), vec![3, 2, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_is_not_retried_by_hand_and_fails_the_request() {
+        let r = receiver(
+            MemoryQueue::with_faults([Fault::Down]),
+            MemoryQuarantine::new(),
+        );
+        let (body, sig) = delivery(12);
+        let err = r.accept(headers(&sig), body.as_bytes()).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AcceptError::Enqueue {
+                    unqueued: 12,
+                    total: 12,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // The second batch is never sent once the first call failed.
+        assert_eq!(r.queue.calls(), vec![10]);
+    }
+
+    #[tokio::test]
+    async fn an_entry_refused_as_malformed_is_quarantined_not_retried() {
+        let queue = MemoryQueue::with_faults([Fault::Malformed(vec![1])]);
+        let r = receiver(queue, MemoryQuarantine::new());
+        let (body, sig) = delivery(3);
+        let accepted = r.accept(headers(&sig), body.as_bytes()).await.unwrap();
+        assert_eq!(r.queue.calls(), vec![3]);
+        assert!(accepted.quarantined.is_some());
+        let kept = r.quarantine.kept();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].0, body.as_bytes());
+        assert!(kept[0].1.contains("InvalidMessageContents"));
+    }
+
+    #[tokio::test]
+    async fn a_quarantine_that_fails_fails_the_request() {
+        let r = receiver(MemoryQueue::new(), MemoryQuarantine::broken());
+        let body = r#"{"object":"user","entry":[]}"#;
+        let sig = Verifier::new(SECRET).sign_sha256(body.as_bytes());
+        let err = r.accept(headers(&sig), body.as_bytes()).await.unwrap_err();
+        assert!(matches!(err, AcceptError::Quarantine(_)));
+    }
+
+    #[tokio::test]
+    async fn size_is_checked_before_the_signature() {
+        let r = receiver(MemoryQueue::new(), MemoryQuarantine::new());
+        let body = vec![b' '; 64 * 1024 + 1];
+        let err = r
+            .accept(SignatureHeaders::default(), &body)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            AcceptError::TooLarge {
+                len: 65537,
+                limit: 65536
+            }
+        ));
+    }
+
+    #[test]
+    fn batches_stay_within_the_byte_budget() {
+        let big = |i: usize| OutgoingMessage {
+            group_id: format!("1:{i}"),
+            dedup_id: "d".repeat(64),
+            body: "x".repeat(100 * 1024),
+            kind: "message",
+        };
+        let messages: Vec<_> = (0..5).map(big).collect();
+        let sizes: Vec<usize> = chunk(&messages).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![2, 2, 1]);
+        // A single message over the budget still goes, alone.
+        let huge = vec![OutgoingMessage {
+            body: "x".repeat(300 * 1024),
+            ..big(0)
+        }];
+        assert_eq!(chunk(&huge).len(), 1);
+        assert!(chunk(&[]).is_empty());
+    }
+
+    #[test]
+    fn split_rejects_what_is_not_a_page_delivery() {
+        assert!(matches!(
+            split(b"not json"),
+            Err(Unroutable::NotAnEnvelope(_))
+        ));
+        assert!(matches!(split(b"{}"), Err(Unroutable::NotAnEnvelope(_))));
+        assert!(matches!(
+            split(br#"{"object":"page","entry":{}}"#),
+            Err(Unroutable::NotAnEnvelope(_))
+        ));
+        assert_eq!(
+            split(br#"{"object":"instagram","entry":[]}"#).unwrap_err(),
+            Unroutable::NotPage("instagram".to_owned())
+        );
+        let s = split(br#"{"object":"page","entry":[]}"#).unwrap();
+        assert!(s.messages.is_empty() && s.leftovers.is_empty());
+    }
+}

@@ -20,24 +20,31 @@ impl SqsQueue {
     }
 }
 
+/// The SendMessageBatch entries for a batch; each entry's id is its index.
+pub fn batch_entries(
+    batch: &[OutgoingMessage],
+) -> Result<Vec<SendMessageBatchRequestEntry>, QueueError> {
+    batch
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(&m.body)
+                .message_group_id(&m.group_id)
+                .message_deduplication_id(&m.dedup_id)
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| QueueError {
+            message: e.to_string(),
+            source: Some(Box::new(e)),
+        })
+}
+
 impl EventQueue for SqsQueue {
     async fn send_batch(&self, batch: &[OutgoingMessage]) -> Result<Vec<FailedEntry>, QueueError> {
-        let entries = batch
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(&m.body)
-                    .message_group_id(&m.group_id)
-                    .message_deduplication_id(&m.dedup_id)
-                    .build()
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| QueueError {
-                message: e.to_string(),
-                source: Some(Box::new(e)),
-            })?;
+        let entries = batch_entries(batch)?;
         let out = self
             .client
             .send_message_batch()

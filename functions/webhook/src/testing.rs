@@ -103,13 +103,21 @@ impl EventQueue for MemoryQueue {
 /// A quarantine that keeps bodies in memory, or fails every call when `broken`.
 #[derive(Debug, Default)]
 pub struct MemoryQuarantine {
-    pub broken: bool,
+    broken: bool,
     kept: Mutex<Vec<(Vec<u8>, String)>>,
 }
 
 impl MemoryQuarantine {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A quarantine whose every call fails.
+    pub fn broken() -> Self {
+        Self {
+            broken: true,
+            ..Self::default()
+        }
     }
 
     /// `(body, reason)` for everything kept so far.

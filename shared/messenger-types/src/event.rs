@@ -236,6 +236,11 @@ impl<'de> Deserialize<'de> for Event {
     }
 }
 
+/// Reads a field that is present (even as `null`) as `Some`.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
+}
+
 fn take_typed<T: serde::de::DeserializeOwned>(
     map: &mut Map<String, Value>,
     key: &str,
@@ -319,7 +324,13 @@ pub struct ReplyTo {
 pub struct Attachment {
     #[serde(rename = "type")]
     pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `None` when absent; `Some(Value::Null)` when Meta sent `"payload": null`
+    /// (fallback attachments do), so writing the event back gives what came in.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub payload: Option<Value>,
     #[serde(flatten)]
     pub extra: Extra,
