@@ -147,12 +147,29 @@ pub enum Unroutable {
     NotPage(String),
 }
 
+/// Describes a JSON error by its class and position. serde_json's own message can
+/// quote the offending value (a person's text), which must not reach logs.
+pub fn describe_json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Io => "unreadable",
+        Category::Syntax => "not valid JSON",
+        Category::Data => "JSON of an unexpected shape",
+        Category::Eof => "JSON that ends early",
+    };
+    format!("{what} (line {}, column {})", e.line(), e.column())
+}
+
+/// The largest queue message the webhook sends: SQS's limit on older accounts
+/// (current ones take 1 MiB). Meta's events are a few KB; a larger one is kept in
+/// quarantine rather than refused by SQS on every redelivery.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
 /// Splits a verified body into one queue message per item of every entry's
 /// `messaging` and `standby` arrays. Each event is copied byte for byte.
 pub fn split(body: &[u8]) -> Result<Split, Unroutable> {
     let envelope: RawEnvelope<'_> = serde_json::from_slice(body)
-        // serde_json's message gives the position and what was expected, never content.
-        .map_err(|e| Unroutable::NotAnEnvelope(e.to_string()))?;
+        .map_err(|e| Unroutable::NotAnEnvelope(describe_json_error(&e)))?;
     if envelope.object != "page" {
         let object: String = envelope.object.chars().take(40).collect();
         return Err(Unroutable::NotPage(object));
@@ -188,13 +205,21 @@ pub fn split(body: &[u8]) -> Result<Split, Unroutable> {
                 key: routing.key.as_str(),
                 event,
             })
-            .map_err(|e| Unroutable::NotAnEnvelope(e.to_string()))?;
-            split.messages.push(OutgoingMessage {
+            .map_err(|e| Unroutable::NotAnEnvelope(describe_json_error(&e)))?;
+            let message = OutgoingMessage {
                 group_id: routing.group_id(),
                 dedup_id: routing.key.digest(),
                 body,
                 kind: routing.kind,
-            });
+            };
+            if message.size() > MAX_MESSAGE_BYTES {
+                split.leftovers.push(format!(
+                    "a {} event in entry[{i}] is over the {MAX_MESSAGE_BYTES}-byte queue message limit",
+                    routing.kind
+                ));
+                continue;
+            }
+            split.messages.push(message);
         }
     }
     Ok(split)
@@ -261,11 +286,12 @@ impl<Q: EventQueue, S: Quarantine> Receiver<Q, S> {
             }
         };
 
-        let mut sender_faults = Vec::new();
-        self.enqueue(&split.messages, &mut sender_faults).await?;
+        let mut refused = Vec::new();
+        self.enqueue(&split.messages, &mut refused).await?;
+        let enqueued = split.messages.len() - refused.len();
 
         let mut leftovers = split.leftovers;
-        leftovers.extend(sender_faults);
+        leftovers.extend(refused);
         let quarantined = if leftovers.is_empty() {
             None
         } else {
@@ -275,19 +301,26 @@ impl<Q: EventQueue, S: Quarantine> Receiver<Q, S> {
             Some(at)
         };
         Ok(Accepted {
-            enqueued: split.messages.len(),
+            enqueued,
             quarantined,
         })
     }
 
-    /// Sends every message, retrying only the entries the queue refused for a
-    /// reason that may pass. Entries refused as malformed (sender fault) cannot be
-    /// queued by retrying: they are reported in `sender_faults` so the body is kept
-    /// in quarantine instead of being retried by Meta for an hour.
+    /// Sends every message in order, retrying only what the queue refused.
+    ///
+    /// A round sends batches until one comes back with refused entries; the next
+    /// round starts with those entries followed by everything not yet sent, so a
+    /// thread's events reach the queue in their order across batches. (Inside one
+    /// batch SQS may accept a later entry of a thread and refuse an earlier one;
+    /// the processor orders state by event timestamps for that case.)
+    ///
+    /// An entry refused for its content (`InvalidMessageContents`) cannot pass on
+    /// retry: it is reported in `refused` and the body is kept in quarantine
+    /// instead, rather than being retried by Meta for an hour.
     async fn enqueue(
         &self,
         messages: &[OutgoingMessage],
-        sender_faults: &mut Vec<String>,
+        refused: &mut Vec<String>,
     ) -> Result<(), AcceptError> {
         let total = messages.len();
         let mut pending: Vec<OutgoingMessage> = messages.to_vec();
@@ -298,34 +331,41 @@ impl<Q: EventQueue, S: Quarantine> Receiver<Q, S> {
                 tokio::time::sleep(backoff).await;
                 backoff = backoff.saturating_mul(2);
             }
+            let mut sent = 0;
             let mut retry = Vec::new();
-            let batches = chunk(&pending);
-            for (k, batch) in batches.iter().enumerate() {
+            for batch in chunk(&pending) {
                 let failed = self.queue.send_batch(batch).await.map_err(|e| {
                     tracing::error!(error = %e, "events queue refused a batch");
                     AcceptError::Enqueue {
-                        unqueued: retry.len() + batches[k..].iter().map(|b| b.len()).sum::<usize>(),
+                        unqueued: pending.len() - sent,
                         total,
                         cause: e.to_string(),
                     }
                 })?;
+                sent += batch.len();
+                let mut failed: Vec<FailedEntry> = failed;
+                failed.sort_by_key(|f| f.index);
                 for f in failed {
                     let Some(message) = batch.get(f.index) else {
                         continue;
                     };
-                    if f.sender_fault {
-                        tracing::error!(code = %f.code, event_kind = message.kind, "queue refused an event as malformed");
-                        sender_faults.push(format!(
+                    if f.sender_fault && f.code == "InvalidMessageContents" {
+                        tracing::error!(code = %f.code, event_kind = message.kind, "queue refused an event's content");
+                        refused.push(format!(
                             "the events queue refused a {} event: {}",
                             message.kind, f.code
                         ));
                     } else {
                         tracing::warn!(code = %f.code, round, "queue refused an entry; retrying it");
-                        last_cause = f.code;
+                        last_cause.clone_from(&f.code);
                         retry.push(message.clone());
                     }
                 }
+                if !retry.is_empty() {
+                    break;
+                }
             }
+            retry.extend_from_slice(&pending[sent..]);
             if retry.is_empty() {
                 return Ok(());
             }
@@ -409,6 +449,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn after_a_refusal_the_rest_follows_the_retried_entries_in_order() {
+        let queue = MemoryQueue::with_faults([Fault::Refuse(vec![1])]);
+        let r = receiver(queue, MemoryQuarantine::new());
+        let (body, sig) = delivery(25);
+        r.accept(headers(&sig), body.as_bytes()).await.unwrap();
+        // Batch 1 loses m_1; batches 2 and 3 wait for it, then go behind it.
+        assert_eq!(r.queue.calls(), vec![10, 10, 6]);
+        let mut expected: Vec<String> = (0..10)
+            .filter(|i| *i != 1)
+            .map(|i| format!("m_{i}"))
+            .collect();
+        expected.push("m_1".to_owned());
+        expected.extend((10..25).map(|i| format!("m_{i}")));
+        assert_eq!(mids(&r.queue.accepted()), expected);
+    }
+
+    #[tokio::test]
     async fn only_the_refused_entries_are_sent_again() {
         let queue = MemoryQueue::with_faults([Fault::Refuse(vec![1, 3])]);
         let r = receiver(queue, MemoryQuarantine::new());
@@ -476,11 +533,55 @@ mod tests {
         let (body, sig) = delivery(3);
         let accepted = r.accept(headers(&sig), body.as_bytes()).await.unwrap();
         assert_eq!(r.queue.calls(), vec![3]);
+        assert_eq!(accepted.enqueued, 2);
         assert!(accepted.quarantined.is_some());
         let kept = r.quarantine.kept();
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].0, body.as_bytes());
         assert!(kept[0].1.contains("InvalidMessageContents"));
+    }
+
+    #[tokio::test]
+    async fn other_sender_faults_are_not_quarantined_but_fail_the_request() {
+        let queue = MemoryQueue::with_faults([
+            Fault::Malformed(vec![0]),
+            Fault::Malformed(vec![0]),
+            Fault::Malformed(vec![0]),
+        ]);
+        let r = receiver(queue, MemoryQuarantine::new());
+        r.queue.set_fault_code("AccessDenied");
+        let (body, sig) = delivery(1);
+        let err = r.accept(headers(&sig), body.as_bytes()).await.unwrap_err();
+        assert!(
+            matches!(err, AcceptError::Enqueue { unqueued: 1, .. }),
+            "{err:?}"
+        );
+        assert!(r.quarantine.kept().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_event_over_the_message_limit_is_quarantined_and_the_rest_queued() {
+        let r = receiver(MemoryQueue::new(), MemoryQuarantine::new());
+        let big = "x".repeat(MAX_MESSAGE_BYTES);
+        let body = format!(
+            r#"{{"object":"page","entry":[{{"id":"1","time":9,"messaging":[{{"sender":{{"id":"2"}},"timestamp":1,"message":{{"mid":"m_big","text":"{big}"}}}},{{"sender":{{"id":"2"}},"timestamp":2,"message":{{"mid":"m_small","text":"hi"}}}}]}}]}}"#
+        );
+        let mut r = r;
+        r.max_body_bytes = body.len();
+        let sig = Verifier::new(SECRET).sign_sha256(body.as_bytes());
+        let accepted = r.accept(headers(&sig), body.as_bytes()).await.unwrap();
+        assert_eq!(accepted.enqueued, 1);
+        assert_eq!(mids(&r.queue.accepted()), ["m_small"]);
+        let kept = r.quarantine.kept();
+        assert_eq!(kept.len(), 1);
+        assert!(kept[0].1.contains("over the"), "{}", kept[0].1);
+    }
+
+    #[test]
+    fn json_errors_are_described_without_their_content() {
+        let err = split(br#"{"object":"page","entry":"secret user text"}"#).unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+        assert!(err.to_string().contains("unexpected shape"), "{err}");
     }
 
     #[tokio::test]

@@ -27,6 +27,7 @@ pub struct MemoryQueue {
     accepted: Mutex<Vec<OutgoingMessage>>,
     calls: Mutex<Vec<usize>>,
     script: Mutex<VecDeque<Fault>>,
+    fault_code: Mutex<Option<String>>,
 }
 
 impl MemoryQueue {
@@ -40,6 +41,12 @@ impl MemoryQueue {
             script: Mutex::new(faults.into_iter().collect()),
             ..Self::default()
         }
+    }
+
+    /// The error code reported for `Fault::Malformed` entries (default
+    /// `InvalidMessageContents`).
+    pub fn set_fault_code(&self, code: &str) {
+        *lock(&self.fault_code) = Some(code.to_owned());
     }
 
     /// Everything accepted so far.
@@ -78,6 +85,9 @@ impl EventQueue for MemoryQueue {
                 });
             }
         };
+        let malformed_code = lock(&self.fault_code)
+            .clone()
+            .unwrap_or_else(|| "InvalidMessageContents".to_owned());
         let mut accepted = lock(&self.accepted);
         let mut failed = Vec::new();
         for (i, m) in batch.iter().enumerate() {
@@ -85,11 +95,10 @@ impl EventQueue for MemoryQueue {
                 failed.push(FailedEntry {
                     index: i,
                     code: if sender_fault {
-                        "InvalidMessageContents"
+                        malformed_code.clone()
                     } else {
-                        "InternalError"
-                    }
-                    .to_owned(),
+                        "InternalError".to_owned()
+                    },
                     sender_fault,
                 });
             } else {

@@ -4,9 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::HashMap;
+
 use hub_signature::Verifier;
 use lambda_http::http::{Method, Request, StatusCode};
-use lambda_http::{Body, Response};
+use lambda_http::{Body, RequestExt, Response};
 use proptest::prelude::*;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -157,12 +159,14 @@ proptest! {
         body in prop::collection::vec(any::<u8>(), 0..20_000),
         sha256 in proptest::option::of(prop::collection::vec(32u8..127, 0..80)),
         sha1 in proptest::option::of(prop::collection::vec(32u8..127, 0..60)),
-        query in "[a-z.=&0-9%]{0,60}",
+        mode in proptest::option::of(prop_oneof![Just("subscribe".to_owned()), ".{0,12}"]),
+        token in proptest::option::of(".{0,24}"),
+        challenge in proptest::option::of(".{0,24}"),
     ) {
         let hook = hook();
         let mut req = Request::builder()
             .method(method.clone())
-            .uri(format!("https://example.invalid/webhook?{query}"));
+            .uri("https://example.invalid/webhook");
         if let Some(v) = &sha256 {
             req = req.header("x-hub-signature-256", v.as_slice());
         }
@@ -170,7 +174,14 @@ proptest! {
             req = req.header("x-hub-signature", v.as_slice());
         }
         let too_big = body.len() > 16 * 1024;
-        let response = run(&hook, req.body(Body::Binary(body)).unwrap());
+        let mut query = HashMap::new();
+        for (name, value) in [("hub.mode", &mode), ("hub.verify_token", &token), ("hub.challenge", &challenge)] {
+            if let Some(v) = value {
+                query.insert(name.to_owned(), v.clone());
+            }
+        }
+        let req = req.body(Body::Binary(body)).unwrap().with_query_string_parameters(query);
+        let response = run(&hook, req);
         let status = response.status();
         let allowed: &[StatusCode] = match method {
             Method::GET => &[StatusCode::FORBIDDEN],
@@ -180,6 +191,33 @@ proptest! {
         };
         prop_assert!(allowed.contains(&status), "{method} answered {status}");
         prop_assert!(hook.receiver.queue.accepted().is_empty());
+    }
+
+    #[test]
+    fn the_challenge_is_echoed_only_with_the_token(
+        challenge in "[0-9a-zA-Z]{1,24}",
+        token in prop_oneof![Just("property-test-token".to_owned()), ".{0,24}"],
+    ) {
+        let hook = hook();
+        let query = HashMap::from([
+            ("hub.mode".to_owned(), "subscribe".to_owned()),
+            ("hub.verify_token".to_owned(), token.clone()),
+            ("hub.challenge".to_owned(), challenge.clone()),
+        ]);
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri("https://example.invalid/webhook")
+            .body(Body::Empty)
+            .unwrap()
+            .with_query_string_parameters(query);
+        let response = run(&hook, req);
+        if token == "property-test-token" {
+            prop_assert_eq!(response.status(), StatusCode::OK);
+            let echoed = matches!(response.body(), Body::Text(t) if *t == challenge);
+            prop_assert!(echoed);
+        } else {
+            prop_assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        }
     }
 
     #[test]

@@ -109,8 +109,6 @@ pub const KNOWN_KINDS: [&str; 14] = [
     "policy_enforcement",
 ];
 
-const ENVELOPE_KEYS: [&str; 3] = ["sender", "recipient", "timestamp"];
-
 impl EventKind {
     /// The event's JSON key, for logs and metrics (`"unknown"` if it had none).
     pub fn as_str(&self) -> &str {
@@ -202,9 +200,12 @@ impl Event {
 impl<'de> Deserialize<'de> for Event {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let mut map = Map::deserialize(deserializer)?;
-        let sender = take_typed(&mut map, "sender").map_err(D::Error::custom)?;
-        let recipient = take_typed(&mut map, "recipient").map_err(D::Error::custom)?;
-        let timestamp = take_typed(&mut map, "timestamp").map_err(D::Error::custom)?;
+        // A field of an unexpected shape is kept verbatim in `extra` (and written
+        // back from there) rather than failing the event.
+        let mut malformed = Map::new();
+        let sender = take_typed(&mut map, &mut malformed, "sender");
+        let recipient = take_typed(&mut map, &mut malformed, "recipient");
+        let timestamp = take_typed(&mut map, &mut malformed, "timestamp");
 
         let key = KNOWN_KINDS
             .iter()
@@ -226,6 +227,7 @@ impl<'de> Deserialize<'de> for Event {
                 value: Value::Null,
             },
         };
+        map.extend(malformed);
         Ok(Self {
             sender,
             recipient,
@@ -243,11 +245,16 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, 
 
 fn take_typed<T: serde::de::DeserializeOwned>(
     map: &mut Map<String, Value>,
+    malformed: &mut Map<String, Value>,
     key: &str,
-) -> Result<Option<T>, serde_json::Error> {
-    match map.remove(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => serde_json::from_value(v).map(Some),
+) -> Option<T> {
+    let value = map.remove(key)?;
+    match serde_json::from_value(value.clone()) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            malformed.insert(key.to_owned(), value);
+            None
+        }
     }
 }
 
@@ -272,7 +279,14 @@ impl Serialize for Event {
             }
         }
         for (k, v) in &self.extra {
-            if !ENVELOPE_KEYS.contains(&k.as_str()) {
+            // An envelope field held in `extra` is one that did not parse.
+            let parsed = match k.as_str() {
+                "sender" => self.sender.is_some(),
+                "recipient" => self.recipient.is_some(),
+                "timestamp" => self.timestamp.is_some(),
+                _ => false,
+            };
+            if !parsed {
                 map.serialize_entry(k, v)?;
             }
         }

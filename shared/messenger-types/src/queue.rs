@@ -84,9 +84,24 @@ impl QueueMessage {
             #[serde(rename = "type")]
             kind: Option<String>,
         }
-        let fail = |e: serde_json::Error| QueueMessageError {
-            // serde_json's messages name the field and position, never the value.
-            reason: e.to_string(),
+        // serde_json's own message can quote the offending value (a person's text):
+        // keep only the class of error, the position and, when it names one, the field.
+        let fail = |e: serde_json::Error| {
+            let text = e.to_string();
+            let field = text
+                .split('`')
+                .nth(1)
+                .filter(|_| text.starts_with("missing field") || text.starts_with("unknown field"))
+                .map(|f| format!(" (field `{f}`)"))
+                .unwrap_or_default();
+            QueueMessageError {
+                reason: format!(
+                    "{:?} error at line {}, column {}{field}",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ),
+            }
         };
         let tag: Tag = serde_json::from_str(body).map_err(fail)?;
         match tag.kind.as_deref() {
@@ -151,5 +166,10 @@ mod tests {
         let err = QueueMessage::from_json(r#"{"type":"notify","page_id":"1"}"#).unwrap_err();
         assert!(err.to_string().contains("topic"), "{err}");
         assert!(QueueMessage::from_json("not json").is_err());
+        let err = QueueMessage::from_json(
+            r#"{"type":"notify","page_id":"1","topic":["secret text"],"message":{}}"#,
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
     }
 }

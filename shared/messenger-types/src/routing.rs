@@ -7,10 +7,10 @@
 //! new envelope with a new `entry.time`, and the key must be the same both times.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
@@ -51,45 +51,92 @@ impl Source {
 }
 
 /// The few fields of an event that routing and deduplication need, borrowed from
-/// the event's bytes. Every field is optional and loosely typed so that reading the
-/// head of an event never fails on a shape Meta may send tomorrow.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+/// the event's bytes. Each part is read on its own and is simply absent when it
+/// does not have the expected shape, so one odd field never hides the others.
+#[derive(Debug, Default)]
 struct EventHead<'a> {
-    #[serde(borrow)]
     sender: Option<PartyHead<'a>>,
-    #[serde(borrow)]
     recipient: Option<PartyHead<'a>>,
-    #[serde(borrow)]
     timestamp: Option<&'a RawValue>,
-    #[serde(borrow)]
     message: Option<MessageHead<'a>>,
-    #[serde(borrow)]
     postback: Option<PostbackHead<'a>>,
-    #[serde(borrow)]
     reaction: Option<ReactionHead<'a>>,
-    #[serde(borrow)]
     message_edit: Option<EditHead<'a>>,
-    #[serde(borrow)]
     delivery: Option<WatermarkHead<'a>>,
-    #[serde(borrow)]
     read: Option<WatermarkHead<'a>>,
-    #[serde(borrow)]
     optin: Option<OptinHead<'a>>,
-    referral: Option<IgnoredAny>,
-    account_linking: Option<IgnoredAny>,
-    pass_thread_control: Option<IgnoredAny>,
-    take_thread_control: Option<IgnoredAny>,
-    request_thread_control: Option<IgnoredAny>,
-    app_roles: Option<IgnoredAny>,
-    policy_enforcement: Option<IgnoredAny>,
+    /// The kind, when it is one we know.
+    known_kind: Option<&'static str>,
+    /// The first key besides sender/recipient/timestamp, for kinds we do not know.
+    other_key: Option<Cow<'a, str>>,
+}
+
+impl<'a> EventHead<'a> {
+    fn read(event: &'a RawValue) -> Self {
+        let Ok(fields) = serde_json::from_str::<BTreeMap<Cow<'a, str>, &'a RawValue>>(event.get())
+        else {
+            return Self::default();
+        };
+        fn part<'a, T: Deserialize<'a>>(raw: Option<&&'a RawValue>) -> Option<T> {
+            raw.and_then(|r| serde_json::from_str(r.get()).ok())
+        }
+        let known_kind = crate::event::KNOWN_KINDS
+            .iter()
+            .find(|k| fields.contains_key(**k))
+            .copied();
+        let other_key = fields
+            .keys()
+            .find(|k| !matches!(k.as_ref(), "sender" | "recipient" | "timestamp"))
+            .cloned();
+        Self {
+            sender: part(fields.get("sender")),
+            recipient: part(fields.get("recipient")),
+            timestamp: fields.get("timestamp").copied(),
+            message: part(fields.get("message")),
+            postback: part(fields.get("postback")),
+            reaction: part(fields.get("reaction")),
+            message_edit: part(fields.get("message_edit")),
+            delivery: part(fields.get("delivery")),
+            read: part(fields.get("read")),
+            optin: part(fields.get("optin")),
+            known_kind,
+            other_key,
+        }
+    }
+}
+
+/// An id Meta sends as a string or, in a few payloads, as a number.
+#[derive(Debug)]
+struct LooseId<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for LooseId<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either<'a> {
+            #[serde(borrow)]
+            Text(Cow<'a, str>),
+            Number(u64),
+        }
+        Ok(match Either::deserialize(d)? {
+            Either::Text(t) => LooseId(t),
+            Either::Number(n) => LooseId(Cow::Owned(n.to_string())),
+        })
+    }
+}
+
+impl std::ops::Deref for LooseId<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct PartyHead<'a> {
     #[serde(borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<LooseId<'a>>,
     #[serde(borrow)]
     user_ref: Option<Cow<'a, str>>,
 }
@@ -178,16 +225,12 @@ impl Routing {
     /// order, different threads proceed in parallel. Page-level events use `page`
     /// in place of the person. SQS allows at most 128 characters of ASCII letters,
     /// digits and punctuation; a part outside that (a long or exotic `user_ref`) is
-    /// replaced by a digest of itself so the group stays stable.
+    /// replaced by a digest of itself so the group stays stable (each part is at
+    /// most 60 characters, so the group stays within SQS's 128).
     pub fn group_id(&self) -> String {
         let page = self.page_id.as_deref().unwrap_or("unknown-page");
         let user = self.user.as_deref().unwrap_or("page");
-        let group = format!("{}:{}", sqs_safe(page), sqs_safe(user));
-        if group.len() <= 128 {
-            group
-        } else {
-            format!("h:{}", &hex_sha256(group.as_bytes())[..64])
-        }
+        format!("{}:{}", sqs_safe(page), sqs_safe(user))
     }
 }
 
@@ -241,8 +284,8 @@ impl fmt::Display for EventKey {
 /// Never fails: an event that is not an object, or whose fields have unexpected
 /// types, is routed by what could be read, and keyed by a digest of its bytes.
 pub fn route(page_id: Option<&str>, event: &RawValue) -> Routing {
-    let head: EventHead<'_> = serde_json::from_str(event.get()).unwrap_or_default();
-    let kind = head.kind();
+    let head = EventHead::read(event);
+    let kind = head.known_kind.unwrap_or("unknown");
     let is_echo = head.message.as_ref().is_some_and(|m| m.is_echo);
 
     // On echoes the sender is the Page and the recipient the person.
@@ -269,42 +312,6 @@ pub fn route(page_id: Option<&str>, event: &RawValue) -> Routing {
 }
 
 impl EventHead<'_> {
-    fn kind(&self) -> &'static str {
-        // Checked in the order of EventKind so both views agree on events that
-        // (against the docs) carry two kinds' keys.
-        if self.message.is_some() {
-            "message"
-        } else if self.postback.is_some() {
-            "postback"
-        } else if self.referral.is_some() {
-            "referral"
-        } else if self.optin.is_some() {
-            "optin"
-        } else if self.account_linking.is_some() {
-            "account_linking"
-        } else if self.delivery.is_some() {
-            "delivery"
-        } else if self.read.is_some() {
-            "read"
-        } else if self.reaction.is_some() {
-            "reaction"
-        } else if self.message_edit.is_some() {
-            "message_edit"
-        } else if self.pass_thread_control.is_some() {
-            "pass_thread_control"
-        } else if self.take_thread_control.is_some() {
-            "take_thread_control"
-        } else if self.request_thread_control.is_some() {
-            "request_thread_control"
-        } else if self.app_roles.is_some() {
-            "app_roles"
-        } else if self.policy_enforcement.is_some() {
-            "policy_enforcement"
-        } else {
-            "unknown"
-        }
-    }
-
     fn key(&self, kind: &str, page: Option<&str>, user: Option<&str>, raw: &str) -> EventKey {
         let page = page.unwrap_or("-");
         let user = user.unwrap_or("-");
@@ -369,11 +376,14 @@ impl EventHead<'_> {
             _ => None,
         };
         let key = key.unwrap_or_else(|| {
-            if self.timestamp.is_some() {
-                format!("{kind}:{page}:{user}:{ts}")
+            if kind == "unknown" {
+                // A kind we do not know may carry no id we could pick out: name it by
+                // its key and its bytes, so two new kinds at one instant stay two events.
+                let name = self.other_key.as_deref().unwrap_or("none");
+                let digest = &hex_sha256(raw.as_bytes())[..32];
+                format!("unknown:{name}:{page}:{user}:{ts}:{digest}")
             } else {
-                // Nothing in the event identifies it but its bytes.
-                format!("{kind}:{page}:{user}:raw:{}", hex_sha256(raw.as_bytes()))
+                format!("{kind}:{page}:{user}:{ts}")
             }
         });
         EventKey(key)
@@ -454,6 +464,42 @@ mod tests {
         assert_eq!(a.kind, "unknown");
         assert_ne!(a.key, b.key);
         assert_eq!(a.group_id(), "unknown-page:page");
+    }
+
+    #[test]
+    fn two_unknown_kinds_at_one_instant_are_two_events() {
+        let a = route(
+            Some("1"),
+            &raw(
+                r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":5,"response_feedback":{"x":1}}"#,
+            ),
+        );
+        let b = route(
+            Some("1"),
+            &raw(
+                r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":5,"messaging_feedback":{"x":1}}"#,
+            ),
+        );
+        assert_eq!(a.kind, "unknown");
+        assert_ne!(a.key, b.key);
+        assert!(
+            a.key
+                .as_str()
+                .starts_with("unknown:response_feedback:1:2:5:")
+        );
+    }
+
+    #[test]
+    fn one_odd_field_does_not_hide_the_others() {
+        // A numeric sender id and a malformed `read` still route to the thread.
+        let r = route(
+            Some("1"),
+            &raw(
+                r#"{"sender":{"id":2},"recipient":{"id":"1"},"timestamp":"soon","message":{"mid":"m_9","attachments":"x"}}"#,
+            ),
+        );
+        assert_eq!(r.group_id(), "1:2");
+        assert_eq!(r.key.as_str(), "message:m_9");
     }
 
     #[test]

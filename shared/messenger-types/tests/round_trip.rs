@@ -158,6 +158,16 @@ fn a_known_kind_in_an_unexpected_shape_is_kept_as_unknown() {
 }
 
 #[test]
+fn envelope_fields_of_an_unexpected_shape_are_kept_not_fatal() {
+    let json = r#"{"sender":{"id":["x"]},"recipient":{"id":"2"},"timestamp":"soon","message":{"mid":"m","text":"hi"}}"#;
+    let event = parse(json);
+    assert!(event.sender.is_none() && event.timestamp.is_none());
+    assert!(matches!(event.kind, EventKind::Message(_)));
+    let original: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(serde_json::to_value(&event).unwrap(), original);
+}
+
+#[test]
 fn the_fifty_event_benchmark_batch_is_fully_typed() {
     let body = include_str!("../../../functions/webhook/benches/data/batch50.body");
     let envelope: Envelope = serde_json::from_str(body).unwrap();
