@@ -4,6 +4,7 @@
 //! - [`routing`]: the webhook's zero-copy split of a delivery into events, with each
 //!   event's FIFO group and deduplication key.
 //! - [`queue`]: the bodies of the events queue's messages.
+//! - [`send`]: Send API requests, answers and Graph errors.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
@@ -11,8 +12,13 @@ pub mod event;
 pub mod ids;
 pub mod queue;
 pub mod routing;
+pub mod send;
 
 pub use event::{Entry, Envelope, Event, EventKind};
 pub use ids::{AppId, PageId, Psid, Timestamp, UserRef};
 pub use queue::{NotifyCommand, QueueMessage, QueueMessageError, QueuedEvent, QueuedEventRef};
 pub use routing::{EventKey, RawEntry, RawEnvelope, Routing, Source, route};
+pub use send::{
+    GraphErrorBody, GraphErrorEnvelope, MessageTag, MessagingType, OutgoingMessage, Recipient,
+    SendRequest, SendResponse, TemplateError,
+};
