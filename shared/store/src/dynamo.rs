@@ -1,0 +1,464 @@
+//! The [`Store`] on DynamoDB.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use messenger_types::{AppId, EventKey, PageId, Timestamp};
+
+use crate::{
+    AccountLink, CLAIM_LEASE_MS, Claim, ClaimToken, Control, EVENT_RECORD_DAYS, EntryPoint,
+    PageChange, PageState, Store, StoreError, StoreErrorKind, ThreadChange, ThreadKey, ThreadState,
+    Unreachable,
+};
+
+const IN_PROGRESS: &str = "IN_PROGRESS";
+const DONE: &str = "DONE";
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl fmt::Debug for DynamoStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamoStore")
+            .field("table", &self.table)
+            .finish()
+    }
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Runs one UpdateItem. `Ok(None)` when its condition did not hold.
+    async fn update(
+        &self,
+        op: &'static str,
+        pk: String,
+        sk: &str,
+        expr: Expr,
+        return_new: bool,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S(sk.to_owned()))
+            .update_expression(expr.update_expression())
+            .set_expression_attribute_names(Some(expr.names))
+            .set_expression_attribute_values(Some(expr.values))
+            .set_condition_expression(expr.condition);
+        if return_new {
+            request = request.return_values(ReturnValue::AllNew);
+        }
+        match request.send().await {
+            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
+            Err(e) if is_condition_failure(&e) => Ok(None),
+            Err(e) => Err(StoreError::from_sdk(op, e)),
+        }
+    }
+
+    async fn get(
+        &self,
+        op: &'static str,
+        pk: String,
+        sk: &str,
+    ) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S(sk.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk(op, e))?;
+        Ok(out.item.unwrap_or_default())
+    }
+}
+
+fn is_condition_failure(e: &SdkError<UpdateItemError>) -> bool {
+    e.as_service_error()
+        .is_some_and(UpdateItemError::is_conditional_check_failed_exception)
+}
+
+impl StoreError {
+    pub(crate) fn from_sdk<E>(op: &'static str, e: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let server_error = e
+            .raw_response()
+            .is_some_and(|r| r.status().is_server_error());
+        let kind = match &e {
+            SdkError::ServiceError(s) => match s.err().code() {
+                Some(
+                    "ProvisionedThroughputExceededException"
+                    | "ThrottlingException"
+                    | "RequestLimitExceeded"
+                    | "InternalServerError"
+                    | "ServiceUnavailable"
+                    | "TransactionConflictException",
+                ) => StoreErrorKind::Transient,
+                _ if server_error => StoreErrorKind::Transient,
+                _ => StoreErrorKind::Invalid,
+            },
+            // Timeouts, connection failures, unreadable responses.
+            _ => StoreErrorKind::Transient,
+        };
+        Self {
+            op,
+            kind,
+            message: DisplayErrorContext(&e).to_string(),
+        }
+    }
+}
+
+/// An UpdateItem expression whose attribute names all go through placeholders
+/// (`status`, `ttl`, `owner`, `source` and `action` are reserved words).
+#[derive(Default)]
+struct Expr {
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+    sets: Vec<String>,
+    removes: Vec<String>,
+    condition: Option<String>,
+}
+
+impl Expr {
+    fn name(&mut self, attr: &str) -> String {
+        if let Some((placeholder, _)) = self.names.iter().find(|(_, a)| *a == attr) {
+            return placeholder.clone();
+        }
+        let placeholder = format!("#n{}", self.names.len());
+        self.names.insert(placeholder.clone(), attr.to_owned());
+        placeholder
+    }
+
+    fn value(&mut self, v: AttributeValue) -> String {
+        let placeholder = format!(":v{}", self.values.len());
+        self.values.insert(placeholder.clone(), v);
+        placeholder
+    }
+
+    fn set(&mut self, attr: &str, v: AttributeValue) -> &mut Self {
+        let (n, v) = (self.name(attr), self.value(v));
+        self.sets.push(format!("{n} = {v}"));
+        self
+    }
+
+    fn set_opt(&mut self, attr: &str, v: Option<&str>) -> &mut Self {
+        match v {
+            Some(v) => self.set(attr, s(v)),
+            None => {
+                let n = self.name(attr);
+                self.removes.push(n);
+                self
+            }
+        }
+    }
+
+    fn set_if_absent(&mut self, attr: &str, v: AttributeValue) -> &mut Self {
+        let (n, v) = (self.name(attr), self.value(v));
+        self.sets.push(format!("{n} = if_not_exists({n}, {v})"));
+        self
+    }
+
+    fn condition(&mut self, condition: String) -> &mut Self {
+        self.condition = Some(condition);
+        self
+    }
+
+    /// Sets `ts_attr` to `at` and makes the whole update conditional on `at` being
+    /// newer than what `ts_attr` holds.
+    fn only_if_newer(&mut self, ts_attr: &str, at: Timestamp) -> &mut Self {
+        let n = self.name(ts_attr);
+        let v = self.value(n_ms(at));
+        self.sets.push(format!("{n} = {v}"));
+        self.condition(format!("attribute_not_exists({n}) OR {n} < {v}"))
+    }
+
+    fn update_expression(&self) -> String {
+        let mut out = format!("SET {}", self.sets.join(", "));
+        if !self.removes.is_empty() {
+            out.push_str(" REMOVE ");
+            out.push_str(&self.removes.join(", "));
+        }
+        out
+    }
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn n_ms(t: Timestamp) -> AttributeValue {
+    n(t.as_millis())
+}
+
+fn get_s(item: &HashMap<String, AttributeValue>, attr: &str) -> Option<String> {
+    item.get(attr).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn get_n(item: &HashMap<String, AttributeValue>, attr: &str) -> Option<i64> {
+    item.get(attr)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn get_ts(item: &HashMap<String, AttributeValue>, attr: &str) -> Option<Timestamp> {
+    get_n(item, attr).map(Timestamp::from_millis)
+}
+
+fn get_bool(item: &HashMap<String, AttributeValue>, attr: &str) -> Option<bool> {
+    item.get(attr).and_then(|v| v.as_bool().ok()).copied()
+}
+
+fn event_pk(key: &EventKey) -> String {
+    format!("EVENT#{}", key.digest())
+}
+
+fn page_pk(page: &PageId) -> String {
+    format!("PAGE#{page}")
+}
+
+fn ttl_after_days(now: Timestamp, days: i64) -> AttributeValue {
+    n(now.as_millis() / 1000 + days * 86_400)
+}
+
+fn new_claim_token(now: Timestamp) -> ClaimToken {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    ClaimToken(format!(
+        "{}-{}-{}-{nanos}",
+        std::process::id(),
+        now.as_millis(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+impl Store for DynamoStore {
+    async fn claim_event(&self, key: &EventKey, now: Timestamp) -> Result<Claim, StoreError> {
+        let token = new_claim_token(now);
+        let mut expr = Expr::default();
+        expr.set("status", s(IN_PROGRESS))
+            .set("lease_until", n_ms(now.plus_millis(CLAIM_LEASE_MS)))
+            .set("claim", s(&token.0))
+            .set_if_absent("event_key", s(key.as_str()))
+            .set_if_absent("done_actions", n(0))
+            .set_if_absent("ttl", ttl_after_days(now, EVENT_RECORD_DAYS));
+        let status = expr.name("status");
+        let lease = expr.name("lease_until");
+        let in_progress = expr.value(s(IN_PROGRESS));
+        let now_v = expr.value(n_ms(now));
+        // New, or left in progress by a worker whose lease has run out.
+        expr.condition(format!(
+            "attribute_not_exists({status}) OR ({status} = {in_progress} AND {lease} < {now_v})"
+        ));
+        match self
+            .update("UpdateItem(claim)", event_pk(key), "EVENT", expr, true)
+            .await?
+        {
+            Some(item) => Ok(Claim::Acquired {
+                token,
+                done_actions: get_n(&item, "done_actions")
+                    .and_then(|n| u32::try_from(n).ok())
+                    .unwrap_or(0),
+            }),
+            None => {
+                let item = self.get("GetItem(event)", event_pk(key), "EVENT").await?;
+                Ok(match get_s(&item, "status").as_deref() {
+                    Some(DONE) => Claim::Duplicate {
+                        outcome: get_s(&item, "outcome"),
+                    },
+                    _ => Claim::Busy,
+                })
+            }
+        }
+    }
+
+    async fn record_progress(
+        &self,
+        key: &EventKey,
+        token: &ClaimToken,
+        done_actions: u32,
+    ) -> Result<(), StoreError> {
+        let mut expr = Expr::default();
+        expr.set("done_actions", n(i64::from(done_actions)));
+        held_by(&mut expr, token);
+        self.update("UpdateItem(progress)", event_pk(key), "EVENT", expr, false)
+            .await?
+            .map(|_| ())
+            .ok_or_else(|| lost_claim("UpdateItem(progress)"))
+    }
+
+    async fn complete_event(
+        &self,
+        key: &EventKey,
+        token: &ClaimToken,
+        outcome: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut expr = Expr::default();
+        expr.set("status", s(DONE))
+            .set("outcome", s(outcome))
+            .set("completed_at", n_ms(now))
+            .set("ttl", ttl_after_days(now, EVENT_RECORD_DAYS));
+        held_by(&mut expr, token);
+        self.update("UpdateItem(complete)", event_pk(key), "EVENT", expr, false)
+            .await?
+            .map(|_| ())
+            .ok_or_else(|| lost_claim("UpdateItem(complete)"))
+    }
+
+    async fn release_event(&self, key: &EventKey, token: &ClaimToken) -> Result<(), StoreError> {
+        let mut expr = Expr::default();
+        expr.set("lease_until", n(0));
+        held_by(&mut expr, token);
+        // A lost claim here needs no action: someone else has the event.
+        self.update("UpdateItem(release)", event_pk(key), "EVENT", expr, false)
+            .await
+            .map(|_| ())
+    }
+
+    async fn thread(&self, key: &ThreadKey) -> Result<ThreadState, StoreError> {
+        let item = self.get("GetItem(thread)", key.pk(), "THREAD").await?;
+        Ok(ThreadState {
+            last_user_interaction: get_ts(&item, "last_user_ts"),
+            control: get_ts(&item, "control_ts").map(|since| Control {
+                ours: get_bool(&item, "control_ours").unwrap_or(true),
+                owner: get_s(&item, "control_owner").map(AppId::new),
+                since,
+            }),
+            entry_point: get_ts(&item, "entry_ts").map(|at| EntryPoint {
+                reference: get_s(&item, "entry_ref"),
+                source: get_s(&item, "entry_source"),
+                at,
+            }),
+            account_link: get_ts(&item, "link_ts").map(|at| AccountLink {
+                linked: get_bool(&item, "link_linked").unwrap_or(false),
+                authorization_code: get_s(&item, "link_code"),
+                at,
+            }),
+            unreachable: match (
+                get_s(&item, "unreachable_reason"),
+                get_ts(&item, "reach_ts"),
+            ) {
+                (Some(reason), Some(at)) => Some(Unreachable { reason, at }),
+                _ => None,
+            },
+        })
+    }
+
+    async fn update_thread(
+        &self,
+        key: &ThreadKey,
+        change: &ThreadChange,
+    ) -> Result<bool, StoreError> {
+        let mut expr = Expr::default();
+        match change {
+            ThreadChange::UserInteraction { at } => {
+                expr.only_if_newer("last_user_ts", *at);
+            }
+            ThreadChange::Control(c) => {
+                expr.set("control_ours", AttributeValue::Bool(c.ours))
+                    .set_opt("control_owner", c.owner.as_ref().map(AppId::as_str))
+                    .only_if_newer("control_ts", c.since);
+            }
+            ThreadChange::EntryPoint(e) => {
+                expr.set_opt("entry_ref", e.reference.as_deref())
+                    .set_opt("entry_source", e.source.as_deref())
+                    .only_if_newer("entry_ts", e.at);
+            }
+            ThreadChange::AccountLink(l) => {
+                expr.set("link_linked", AttributeValue::Bool(l.linked))
+                    .set_opt("link_code", l.authorization_code.as_deref())
+                    .only_if_newer("link_ts", l.at);
+            }
+            ThreadChange::Unreachable(u) => {
+                expr.set("unreachable_reason", s(&u.reason))
+                    .only_if_newer("reach_ts", u.at);
+            }
+            ThreadChange::Reachable { at } => {
+                expr.set_opt("unreachable_reason", None)
+                    .only_if_newer("reach_ts", *at);
+            }
+        }
+        Ok(self
+            .update("UpdateItem(thread)", key.pk(), "THREAD", expr, false)
+            .await?
+            .is_some())
+    }
+
+    async fn page(&self, page: &PageId) -> Result<PageState, StoreError> {
+        let item = self.get("GetItem(page)", page_pk(page), "PAGE").await?;
+        Ok(PageState {
+            policy_action: get_s(&item, "policy_action"),
+            policy_reason: get_s(&item, "policy_reason"),
+            app_roles: get_s(&item, "app_roles"),
+        })
+    }
+
+    async fn update_page(&self, page: &PageId, change: &PageChange) -> Result<bool, StoreError> {
+        let mut expr = Expr::default();
+        match change {
+            PageChange::PolicyEnforcement { action, reason, at } => {
+                expr.set("policy_action", s(action))
+                    .set_opt("policy_reason", reason.as_deref())
+                    .only_if_newer("policy_ts", *at);
+            }
+            PageChange::AppRoles { roles, at } => {
+                expr.set("app_roles", s(roles))
+                    .only_if_newer("roles_ts", *at);
+            }
+        }
+        Ok(self
+            .update("UpdateItem(page)", page_pk(page), "PAGE", expr, false)
+            .await?
+            .is_some())
+    }
+}
+
+fn held_by(expr: &mut Expr, token: &ClaimToken) {
+    let claim = expr.name("claim");
+    let v = expr.value(s(&token.0));
+    expr.condition(format!("{claim} = {v}"));
+}
+
+fn lost_claim(op: &'static str) -> StoreError {
+    StoreError {
+        op,
+        kind: StoreErrorKind::LostClaim,
+        message: "the event was taken over by another worker after this one's lease ran out"
+            .to_owned(),
+    }
+}
