@@ -176,3 +176,78 @@ pub fn body_text(response: &http::Response<lambda_http::Body>) -> String {
         _ => String::new(),
     }
 }
+
+/// Creates a table from the code's single schema definition.
+pub async fn table(sdk: &SdkConfig) -> String {
+    let name = unique("messenger");
+    messenger_store::schema::create_table(&aws_sdk_dynamodb::Client::new(sdk), &name)
+        .await
+        .unwrap();
+    name
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+/// A Lambda SQS event carrying `messages` as the events queue would hand them to
+/// the processor: ids `<prefix>-<n>`, the FIFO group as an attribute.
+pub fn sqs_event(
+    prefix: &str,
+    messages: &[webhook::OutgoingMessage],
+) -> aws_lambda_events::sqs::SqsEvent {
+    let records: Vec<serde_json::Value> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            serde_json::json!({
+                "messageId": format!("{prefix}-{i}"),
+                "receiptHandle": format!("rh-{prefix}-{i}"),
+                "body": m.body,
+                "attributes": {
+                    "MessageGroupId": m.group_id,
+                    "MessageDeduplicationId": m.dedup_id,
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "0"
+                },
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:events.fifo",
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+}
+
+/// The queue messages the webhook would make of a delivery with these entries
+/// (`(page id, messaging events, standby events)`), through its own split.
+pub fn queue_messages(
+    entries: &[(&str, Vec<serde_json::Value>, Vec<serde_json::Value>)],
+) -> Vec<webhook::OutgoingMessage> {
+    let entry: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|(page, messaging, standby)| {
+            serde_json::json!({"id": page, "time": now_ms(), "messaging": messaging, "standby": standby})
+        })
+        .collect();
+    let body = serde_json::json!({"object": "page", "entry": entry}).to_string();
+    webhook::accept::split(body.as_bytes()).unwrap().messages
+}
+
+/// A text message from `psid` to `page`, `age_ms` old.
+pub fn text_event(page: &str, psid: &str, mid: &str, text: &str, age_ms: i64) -> serde_json::Value {
+    serde_json::json!({
+        "sender": {"id": psid},
+        "recipient": {"id": page},
+        "timestamp": now_ms() - age_ms,
+        "message": {"mid": mid, "text": text}
+    })
+}

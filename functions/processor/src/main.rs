@@ -1,10 +1,18 @@
-//! Skeleton: this function is built in a later issue. Until then it refuses to start
-//! rather than acknowledge (and so lose) anything it would be given.
+use app_config::ProcessEnv;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "{} is not implemented yet: deploy only the webhook for now",
-        env!("CARGO_PKG_NAME")
-    );
-    std::process::ExitCode::FAILURE
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let sdk = app_config::aws_sdk_config().await;
+    let processor = processor::from_env(&ProcessEnv, &sdk)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "processor cannot start"))?;
+    let processor = &processor;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let deadline = event.context.deadline();
+        Ok::<SqsBatchResponse, Error>(processor.handle(event.payload, Some(deadline)).await)
+    }))
+    .await
 }

@@ -205,6 +205,23 @@ impl Secrets {
         })
     }
 
+    /// The Page access tokens (at least one), or an error naming where they should
+    /// have been.
+    pub fn require_page_tokens(
+        &self,
+        origin: SecretsOrigin,
+    ) -> Result<&BTreeMap<PageId, SecretString>, ConfigError> {
+        if self.page_access_tokens.is_empty() {
+            return Err(match origin {
+                SecretsOrigin::SecretsManager => ConfigError::SecretUnavailable(
+                    "the secret's \"page_access_tokens\" object is empty".to_owned(),
+                ),
+                SecretsOrigin::Environment => ConfigError::Missing("PAGE_ACCESS_TOKENS"),
+            });
+        }
+        Ok(&self.page_access_tokens)
+    }
+
     /// The webhook verify token, or an error naming where it should have been.
     pub fn require_verify_token(
         &self,

@@ -255,6 +255,11 @@ fn hex_sha256(bytes: &[u8]) -> String {
 pub struct EventKey(String);
 
 impl EventKey {
+    /// A key from its readable form, as [`route`] makes it and the queue carries it.
+    pub fn from_readable(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+
     /// The readable form, e.g. `message:m_abc` or `read:123:456:1700000000000`.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -390,9 +390,19 @@ impl Store for DynamoStore {
                 expr.only_if_newer("last_user_ts", *at);
             }
             ThreadChange::Control(c) => {
-                expr.set("control_ours", AttributeValue::Bool(c.ours))
-                    .set_opt("control_owner", c.owner.as_ref().map(AppId::as_str))
-                    .only_if_newer("control_ts", c.since);
+                expr.set("control_ours", AttributeValue::Bool(c.ours));
+                match (&c.owner, c.ours) {
+                    (Some(owner), _) => {
+                        expr.set("control_owner", s(owner.as_str()));
+                    }
+                    // Ours again: whoever owned it before no longer does.
+                    (None, true) => {
+                        expr.set_opt("control_owner", None);
+                    }
+                    // Someone else's, unnamed (a standby event): keep the owner we know.
+                    (None, false) => {}
+                }
+                expr.only_if_newer("control_ts", c.since);
             }
             ThreadChange::EntryPoint(e) => {
                 expr.set_opt("entry_ref", e.reference.as_deref())

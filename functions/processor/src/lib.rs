@@ -1,0 +1,513 @@
+//! The processor: for each queued event, in order, deduplicate, record state, let
+//! the bot decide, enforce Meta's sending rules and call the Graph API. Reports the
+//! messages to retry as partial batch failures.
+//!
+//! Each event is claimed in the table before anything is done, and each action the
+//! bot asked for is recorded as done once it is: a redelivered event (Meta's retry,
+//! SQS's at-least-once delivery, a Lambda retry after a timeout) finds its claim
+//! and does nothing twice.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod bot;
+pub mod policy;
+pub mod state;
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use graph_api::{ErrorClass, GraphClient, GraphConfig, GraphError};
+use messenger_store::{
+    Claim, ClaimToken, Control, DynamoStore, Person, Store, StoreError, ThreadChange, ThreadKey,
+    ThreadState, Unreachable,
+};
+use messenger_types::send::{MessagingType, Recipient, SendRequest, SendResponse};
+use messenger_types::{
+    AppId, Event, EventKey, PageId, Psid, QueueMessage, QueuedEvent, Source, Timestamp,
+};
+use secrecy::SecretString;
+use tracing::Instrument;
+
+use crate::bot::{Action, Bot, DefaultBot, Turn};
+use crate::policy::{Basis, Planned};
+
+pub use app_config::{ConfigError, Lookup, SdkConfig};
+
+/// The Graph API as the processor uses it.
+pub trait Messenger: Send + Sync {
+    fn send(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+        request: &SendRequest,
+    ) -> impl Future<Output = Result<SendResponse, GraphError>> + Send;
+
+    fn pass_thread_control(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+        psid: &Psid,
+        to: &AppId,
+        metadata: Option<&str>,
+    ) -> impl Future<Output = Result<(), GraphError>> + Send;
+}
+
+impl Messenger for GraphClient {
+    async fn send(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+        request: &SendRequest,
+    ) -> Result<SendResponse, GraphError> {
+        GraphClient::send(self, page, token, request).await
+    }
+
+    async fn pass_thread_control(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+        psid: &Psid,
+        to: &AppId,
+        metadata: Option<&str>,
+    ) -> Result<(), GraphError> {
+        GraphClient::pass_thread_control(self, page, token, psid, to, metadata).await
+    }
+}
+
+/// Why a message is to be retried (reported as a batch item failure). Permanent
+/// problems are not errors: they are recorded as the event's outcome and the
+/// message is acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error(transparent)]
+    Unreadable(#[from] messenger_types::QueueMessageError),
+    #[error("the queued event is not a JSON object")]
+    UnreadableEvent,
+    #[error(
+        "notify commands are not handled yet (one-time notifications arrive with the OTN issue)"
+    )]
+    NotifyUnsupported,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0} (will be retried)")]
+    Graph(GraphError),
+    #[error("another delivery of this event is being processed")]
+    Busy,
+    #[error("not started: too little time left before the function's deadline")]
+    OutOfTime,
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Processed now; the text is what was recorded on the event.
+    Processed(String),
+    /// Processed before: nothing was done.
+    Duplicate,
+}
+
+/// Time a message needs at the least: with less left, it is handed back to SQS
+/// rather than cut off half-way by the Lambda timeout.
+pub const MIN_TIME_PER_MESSAGE: Duration = Duration::from_secs(6);
+
+fn system_now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Timestamp::from_millis(ms)
+}
+
+/// The processor, generic over its state store, the Graph API and the bot.
+#[derive(Debug)]
+pub struct Processor<S, M, B> {
+    pub store: S,
+    pub graph: M,
+    pub bot: B,
+    pub tokens: BTreeMap<PageId, SecretString>,
+    pub clock: fn() -> Timestamp,
+}
+
+impl<S: Store, M: Messenger, B: Bot> Processor<S, M, B> {
+    pub fn new(store: S, graph: M, bot: B, tokens: BTreeMap<PageId, SecretString>) -> Self {
+        Self {
+            store,
+            graph,
+            bot,
+            tokens,
+            clock: system_now,
+        }
+    }
+
+    /// Processes an SQS batch in order. A message that fails is reported, and so
+    /// is every later message of its FIFO group in the batch, so that the group's
+    /// order holds when SQS delivers them again. `deadline` is the invocation's;
+    /// with too little time left, the remaining messages are handed back untouched.
+    pub async fn handle(&self, event: SqsEvent, deadline: Option<SystemTime>) -> SqsBatchResponse {
+        let mut failed_groups: HashSet<String> = HashSet::new();
+        let mut failures = Vec::new();
+        for message in &event.records {
+            let id = message.message_id.clone().unwrap_or_default();
+            let group = message.attributes.get("MessageGroupId").cloned();
+            let span = tracing::info_span!("sqs_message", message_id = %id);
+            let result = if group.as_ref().is_some_and(|g| failed_groups.contains(g)) {
+                span.in_scope(|| {
+                    tracing::info!("an earlier message of its group failed; handed back")
+                });
+                Err(None)
+            } else if deadline.is_some_and(|d| time_left(d) < MIN_TIME_PER_MESSAGE) {
+                Err(Some(ProcessError::OutOfTime))
+            } else {
+                self.process_message(message)
+                    .instrument(span.clone())
+                    .await
+                    .map_err(Some)
+            };
+            if let Err(error) = result {
+                if let Some(error) = error {
+                    span.in_scope(|| tracing::warn!(%error, "message handed back to the queue"));
+                }
+                if let Some(group) = group {
+                    failed_groups.insert(group);
+                }
+                failures.push(id);
+            }
+        }
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = failures
+            .into_iter()
+            .map(|id| {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                failure
+            })
+            .collect();
+        response
+    }
+
+    async fn process_message(&self, message: &SqsMessage) -> Result<Outcome, ProcessError> {
+        let body = message.body.as_deref().unwrap_or("");
+        match QueueMessage::from_json(body)? {
+            QueueMessage::Event(queued) => self.process_event(&queued).await,
+            QueueMessage::Notify(_) => Err(ProcessError::NotifyUnsupported),
+        }
+    }
+
+    /// Processes one queued webhook event, at most once.
+    pub async fn process_event(&self, queued: &QueuedEvent) -> Result<Outcome, ProcessError> {
+        let event: Event =
+            serde_json::from_str(queued.event.get()).map_err(|_| ProcessError::UnreadableEvent)?;
+        let page = queued
+            .page_id
+            .clone()
+            .or_else(|| event.page_id().map(PageId::new))
+            .unwrap_or_else(|| PageId::new("unknown"));
+        let key = messenger_types::route(Some(page.as_str()), &queued.event).key;
+        let now = (self.clock)();
+
+        let (claim, done_actions) = match self.store.claim_event(&key, now).await? {
+            Claim::Acquired {
+                token,
+                done_actions,
+            } => (token, done_actions),
+            Claim::Duplicate { outcome } => {
+                tracing::info!(event_key = %key, outcome = outcome.as_deref().unwrap_or(""), "duplicate event; nothing done");
+                return Ok(Outcome::Duplicate);
+            }
+            Claim::Busy => return Err(ProcessError::Busy),
+        };
+
+        let work = Work {
+            page: &page,
+            event: &event,
+            source: queued.source,
+            key: &key,
+            claim: &claim,
+            done_actions,
+            now,
+        };
+        match self.run(&work).await {
+            Ok(outcome) => {
+                self.store
+                    .complete_event(&key, &claim, &outcome, now)
+                    .await?;
+                tracing::info!(
+                    page_id = %page,
+                    event_kind = event.kind.as_str(),
+                    source = queued.source.as_str(),
+                    %outcome,
+                    "event processed"
+                );
+                Ok(Outcome::Processed(outcome))
+            }
+            Err(e) => {
+                if let Err(release) = self.store.release_event(&key, &claim).await {
+                    tracing::warn!(error = %release, "could not release the event's claim; it frees itself when the lease ends");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn run(&self, w: &Work<'_>) -> Result<String, ProcessError> {
+        let changes = state::changes(w.page, w.event, w.source);
+        if let Some(thread) = &changes.thread {
+            for change in &changes.thread_changes {
+                self.store.update_thread(thread, change).await?;
+            }
+        }
+        for change in &changes.page_changes {
+            self.store.update_page(w.page, change).await?;
+        }
+        if w.source == Source::Standby {
+            return Ok("standby: recorded, never answered".to_owned());
+        }
+
+        let thread = match &changes.thread {
+            Some(key) => self.store.thread(key).await?,
+            None => ThreadState::default(),
+        };
+        let actions = self
+            .bot
+            .decide(&Turn {
+                page: w.page,
+                thread_key: changes.thread.as_ref(),
+                event: w.event,
+                source: w.source,
+                thread: &thread,
+                now: w.now,
+            })
+            .await;
+        if actions.is_empty() {
+            return Ok("recorded; no action".to_owned());
+        }
+
+        let mut outcomes = Vec::with_capacity(actions.len());
+        for (i, action) in actions.iter().enumerate() {
+            let n = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            if n <= w.done_actions {
+                outcomes.push("done by an earlier attempt".to_owned());
+                continue;
+            }
+            let outcome = self
+                .act(w, changes.thread.as_ref(), &thread, action)
+                .await?;
+            outcomes.push(outcome);
+            self.store.record_progress(w.key, w.claim, n).await?;
+        }
+        Ok(outcomes.join("; "))
+    }
+
+    /// Carries out one action. `Ok` is what came of it, a refusal or a permanent
+    /// Graph error included; `Err` means try again later.
+    async fn act(
+        &self,
+        w: &Work<'_>,
+        event_thread: Option<&ThreadKey>,
+        thread: &ThreadState,
+        action: &Action,
+    ) -> Result<String, ProcessError> {
+        match action {
+            Action::Send { to, message, basis } => {
+                let other_thread;
+                let target_state = if Some(to) == event_thread {
+                    thread
+                } else {
+                    other_thread = self.store.thread(to).await?;
+                    &other_thread
+                };
+                if let Err(refusal) = policy::check(&Planned {
+                    now: w.now,
+                    sending_page: w.page,
+                    recipient_page: &to.page,
+                    thread: target_state,
+                    basis,
+                }) {
+                    tracing::warn!(page_id = %w.page, %refusal, "send refused by policy");
+                    return Ok(format!("refused: {refusal}"));
+                }
+                let Some(token) = self.tokens.get(w.page) else {
+                    tracing::error!(page_id = %w.page, "no Page access token for this Page");
+                    return Ok(format!(
+                        "not sent: no Page access token for Page {}",
+                        w.page
+                    ));
+                };
+                let recipient = match &to.person {
+                    Person::Psid(psid) => Recipient::Id(psid.clone()),
+                    Person::UserRef(r) => Recipient::UserRef(r.as_str().to_owned()),
+                };
+                let (messaging_type, tag) = match basis {
+                    Basis::Standard(t) => (Some(*t), None),
+                    Basis::Tag(tag) => (Some(MessagingType::MessageTag), Some(tag.clone())),
+                    Basis::OneTimeToken(_) => {
+                        return Ok(
+                            "refused: one-time notifications are sent by notify commands"
+                                .to_owned(),
+                        );
+                    }
+                };
+                let request = SendRequest {
+                    recipient,
+                    messaging_type,
+                    tag,
+                    message: message.clone(),
+                };
+                match self.graph.send(w.page, token, &request).await {
+                    Ok(sent) => Ok(format!(
+                        "sent {}",
+                        sent.message_id.as_deref().unwrap_or("(no message id)")
+                    )),
+                    Err(e) => self.graph_failure(w, to, e).await,
+                }
+            }
+            Action::PassThreadControl { to: app, metadata } => {
+                let Some(key) = event_thread else {
+                    return Ok("refused: no thread to pass".to_owned());
+                };
+                let Person::Psid(psid) = &key.person else {
+                    return Ok("refused: thread control needs a PSID".to_owned());
+                };
+                if !thread.controlled_by_us() {
+                    return Ok("refused: this app does not control the thread".to_owned());
+                }
+                let Some(token) = self.tokens.get(w.page) else {
+                    tracing::error!(page_id = %w.page, "no Page access token for this Page");
+                    return Ok(format!(
+                        "not passed: no Page access token for Page {}",
+                        w.page
+                    ));
+                };
+                match self
+                    .graph
+                    .pass_thread_control(w.page, token, psid, app, metadata.as_deref())
+                    .await
+                {
+                    Ok(()) => {
+                        // Stamped with our own clock: later than the event that asked
+                        // for it, earlier than anything the person writes next.
+                        self.store
+                            .update_thread(
+                                key,
+                                &ThreadChange::Control(Control {
+                                    ours: false,
+                                    owner: Some(app.clone()),
+                                    since: w.now,
+                                }),
+                            )
+                            .await?;
+                        Ok(format!("passed thread control to app {app}"))
+                    }
+                    Err(e) => self.graph_failure(w, key, e).await,
+                }
+            }
+        }
+    }
+
+    /// A Graph error: retried when Meta says it may pass, otherwise recorded (and
+    /// reflected in the thread's state where it tells us something about it).
+    async fn graph_failure(
+        &self,
+        w: &Work<'_>,
+        thread: &ThreadKey,
+        e: GraphError,
+    ) -> Result<String, ProcessError> {
+        if e.is_retryable() {
+            return Err(ProcessError::Graph(e));
+        }
+        let change = match e.class {
+            ErrorClass::Unreachable => Some(ThreadChange::Unreachable(Unreachable {
+                reason: e.to_string(),
+                at: w.now,
+            })),
+            ErrorClass::ThreadOwnedByOther => Some(ThreadChange::Control(Control {
+                ours: false,
+                owner: None,
+                since: w.now,
+            })),
+            _ => None,
+        };
+        if let Some(change) = change {
+            self.store.update_thread(thread, &change).await?;
+        }
+        match e.class {
+            ErrorClass::TokenInvalid | ErrorClass::PermissionMissing => {
+                tracing::error!(page_id = %w.page, error = %e, alert = true, "Graph API refused the Page's credentials: replace the token or grant the permission");
+            }
+            _ => {
+                tracing::warn!(page_id = %w.page, error = %e, "Graph API refused the call; not retried")
+            }
+        }
+        Ok(format!("Graph error: {e}"))
+    }
+}
+
+/// The parts of one event's processing that the steps share.
+struct Work<'a> {
+    page: &'a PageId,
+    event: &'a Event,
+    source: Source,
+    key: &'a EventKey,
+    claim: &'a ClaimToken,
+    done_actions: u32,
+    now: Timestamp,
+}
+
+/// Time until `deadline`. A deadline already past is taken as unknown, not as no
+/// time at all: cargo-lambda's local emulator hands every invocation a deadline in
+/// 1970.
+fn time_left(deadline: SystemTime) -> Duration {
+    deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::MAX)
+}
+
+/// The processor as deployed.
+pub type AwsProcessor = Processor<DynamoStore, GraphClient, DefaultBot>;
+
+/// The processor's own settings (the secrets come from [`app_config::Secrets`]).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub table_name: String,
+    pub graph_base_url: String,
+    pub graph_version: String,
+}
+
+impl Config {
+    pub fn from_env(env: &impl Lookup) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table_name: app_config::required(env, "TABLE_NAME")?,
+            graph_base_url: app_config::optional(
+                env,
+                "GRAPH_API_BASE_URL",
+                graph_api::DEFAULT_BASE_URL.to_owned(),
+            )?,
+            graph_version: app_config::optional(
+                env,
+                "GRAPH_API_VERSION",
+                graph_api::DEFAULT_VERSION.to_owned(),
+            )?,
+        })
+    }
+}
+
+/// Builds the processor from the environment, with the default bot.
+pub async fn from_env(env: &impl Lookup, sdk: &SdkConfig) -> Result<AwsProcessor, ConfigError> {
+    let config = Config::from_env(env)?;
+    let (secrets, origin) = app_config::Secrets::load(env, sdk).await?;
+    let tokens = secrets.require_page_tokens(origin)?.clone();
+    let graph = GraphClient::new(GraphConfig {
+        base_url: config.graph_base_url,
+        version: config.graph_version,
+        app_secret: secrets.app_secret.clone(),
+        ..GraphConfig::default()
+    })
+    .map_err(|e| ConfigError::Invalid {
+        var: "GRAPH_API_BASE_URL",
+        reason: e.to_string(),
+    })?;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table_name);
+    Ok(Processor::new(store, graph, DefaultBot, tokens))
+}

@@ -1,0 +1,330 @@
+//! Meta's sending rules, checked before any network call. Pure: the same input
+//! always gives the same answer, and a refusal never reaches the Graph API.
+//!
+//! - RESPONSE and UPDATE only within 24 hours of the person's last interaction.
+//! - MESSAGE_TAG only with a tag in force: HUMAN_AGENT, up to 7 days after the
+//!   person's last interaction. CONFIRMED_EVENT_UPDATE, POST_PURCHASE_UPDATE and
+//!   ACCOUNT_UPDATE have been rejected by Meta since 27 April 2026.
+//! - A one-time notification token only while it is unused and unexpired (a year
+//!   from its creation); no window applies.
+//! - Never a PSID of one Page with another Page's token.
+//! - Never on a thread another app controls (Handover Protocol standby).
+
+use messenger_store::ThreadState;
+use messenger_types::send::{MessageTag, MessagingType};
+use messenger_types::{AppId, PageId, Timestamp};
+
+pub const STANDARD_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+pub const HUMAN_AGENT_WINDOW_MS: i64 = 7 * STANDARD_WINDOW_MS;
+/// An interaction stamped further in the future than this is not believed: the
+/// clocks of Meta and AWS agree far better, so it cannot open a window.
+pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+
+/// Under which rule a message is to go out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Basis {
+    /// `messaging_type` RESPONSE or UPDATE: inside the 24-hour window.
+    Standard(MessagingType),
+    /// `messaging_type` MESSAGE_TAG with this tag.
+    Tag(MessageTag),
+    /// A one-time notification token, in the state the store has it.
+    OneTimeToken(TokenState),
+}
+
+/// A one-time notification token as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenState {
+    pub used: bool,
+    pub expires_at: Timestamp,
+}
+
+/// Everything the rules look at for one planned send.
+#[derive(Debug, Clone, Copy)]
+pub struct Planned<'a> {
+    pub now: Timestamp,
+    /// The Page whose token would be used.
+    pub sending_page: &'a PageId,
+    /// The Page the recipient's PSID belongs to.
+    pub recipient_page: &'a PageId,
+    pub thread: &'a ThreadState,
+    pub basis: &'a Basis,
+}
+
+/// Why a send was refused. Recorded on the event and logged; never retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the recipient's PSID belongs to Page {recipient_page}, not to Page {sending_page}")]
+    WrongPage {
+        sending_page: PageId,
+        recipient_page: PageId,
+    },
+    #[error("another app controls the thread (owner {owner:?}): this app is on standby")]
+    NotThreadOwner { owner: Option<AppId> },
+    #[error("outside the 24-hour window (last user interaction {last:?})")]
+    OutsideWindow { last: Option<Timestamp> },
+    #[error("the {tag} tag has been rejected by Meta since 27 April 2026")]
+    RetiredTag { tag: String },
+    #[error(
+        "HUMAN_AGENT is allowed only within 7 days of the user's last interaction (last {last:?})"
+    )]
+    HumanAgentExpired { last: Option<Timestamp> },
+    #[error("the {tag} tag is not in force: only HUMAN_AGENT may be used")]
+    UnsupportedTag { tag: String },
+    #[error("MESSAGE_TAG must be sent with a tag")]
+    MissingTag,
+    #[error("the one-time notification token was already used")]
+    TokenUsed,
+    #[error("the one-time notification token expired at {expired_at}")]
+    TokenExpired { expired_at: Timestamp },
+}
+
+/// Checks one planned send against every rule.
+pub fn check(p: &Planned<'_>) -> Result<(), Refusal> {
+    if p.sending_page != p.recipient_page {
+        return Err(Refusal::WrongPage {
+            sending_page: p.sending_page.clone(),
+            recipient_page: p.recipient_page.clone(),
+        });
+    }
+    if !p.thread.controlled_by_us() {
+        return Err(Refusal::NotThreadOwner {
+            owner: p.thread.control.as_ref().and_then(|c| c.owner.clone()),
+        });
+    }
+    let last = p.thread.last_user_interaction;
+    match p.basis {
+        Basis::Standard(MessagingType::MessageTag) => Err(Refusal::MissingTag),
+        Basis::Standard(_) => within(p.now, last, STANDARD_WINDOW_MS)
+            .then_some(())
+            .ok_or(Refusal::OutsideWindow { last }),
+        Basis::Tag(tag) if tag.is_retired() => Err(Refusal::RetiredTag {
+            tag: tag.as_str().to_owned(),
+        }),
+        Basis::Tag(MessageTag::HumanAgent) => within(p.now, last, HUMAN_AGENT_WINDOW_MS)
+            .then_some(())
+            .ok_or(Refusal::HumanAgentExpired { last }),
+        Basis::Tag(tag) => Err(Refusal::UnsupportedTag {
+            tag: tag.as_str().to_owned(),
+        }),
+        Basis::OneTimeToken(token) if token.used => Err(Refusal::TokenUsed),
+        Basis::OneTimeToken(token) if p.now >= token.expires_at => Err(Refusal::TokenExpired {
+            expired_at: token.expires_at,
+        }),
+        Basis::OneTimeToken(_) => Ok(()),
+    }
+}
+
+/// Whether `now` is less than `window` after `last`.
+fn within(now: Timestamp, last: Option<Timestamp>, window: i64) -> bool {
+    let Some(last) = last else { return false };
+    let age = now.as_millis().saturating_sub(last.as_millis());
+    (-MAX_CLOCK_SKEW_MS..window).contains(&age)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use messenger_store::Control;
+    use proptest::prelude::*;
+
+    const HOUR: i64 = 60 * 60 * 1000;
+    const DAY: i64 = 24 * HOUR;
+    const NOW: i64 = 1_795_269_600_000;
+
+    fn page() -> PageId {
+        PageId::new("100000000000001")
+    }
+
+    fn thread(last_ago: Option<i64>) -> ThreadState {
+        ThreadState {
+            last_user_interaction: last_ago.map(|ago| Timestamp::from_millis(NOW - ago)),
+            ..ThreadState::default()
+        }
+    }
+
+    fn check_with(thread: &ThreadState, basis: Basis) -> Result<(), Refusal> {
+        let page = page();
+        check(&Planned {
+            now: Timestamp::from_millis(NOW),
+            sending_page: &page,
+            recipient_page: &page,
+            thread,
+            basis: &basis,
+        })
+    }
+
+    fn response() -> Basis {
+        Basis::Standard(MessagingType::Response)
+    }
+
+    #[test]
+    fn response_and_update_only_inside_24_hours() {
+        for basis in [response(), Basis::Standard(MessagingType::Update)] {
+            assert_eq!(check_with(&thread(Some(0)), basis.clone()), Ok(()));
+            assert_eq!(check_with(&thread(Some(23 * HOUR)), basis.clone()), Ok(()));
+            assert_eq!(check_with(&thread(Some(DAY - 1)), basis.clone()), Ok(()));
+            assert!(matches!(
+                check_with(&thread(Some(DAY)), basis.clone()),
+                Err(Refusal::OutsideWindow { .. })
+            ));
+            assert!(matches!(
+                check_with(&thread(Some(25 * HOUR)), basis.clone()),
+                Err(Refusal::OutsideWindow { .. })
+            ));
+            assert_eq!(
+                check_with(&thread(None), basis),
+                Err(Refusal::OutsideWindow { last: None })
+            );
+        }
+    }
+
+    #[test]
+    fn human_agent_up_to_seven_days() {
+        let human = Basis::Tag(MessageTag::HumanAgent);
+        assert_eq!(check_with(&thread(Some(6 * DAY)), human.clone()), Ok(()));
+        assert_eq!(
+            check_with(&thread(Some(7 * DAY - 1)), human.clone()),
+            Ok(())
+        );
+        assert!(matches!(
+            check_with(&thread(Some(8 * DAY)), human.clone()),
+            Err(Refusal::HumanAgentExpired { .. })
+        ));
+        assert!(matches!(
+            check_with(&thread(None), human),
+            Err(Refusal::HumanAgentExpired { last: None })
+        ));
+    }
+
+    #[test]
+    fn retired_tags_are_refused_even_inside_the_window() {
+        for tag in [
+            MessageTag::ConfirmedEventUpdate,
+            MessageTag::PostPurchaseUpdate,
+            MessageTag::AccountUpdate,
+        ] {
+            let err = check_with(&thread(Some(0)), Basis::Tag(tag)).unwrap_err();
+            assert!(matches!(err, Refusal::RetiredTag { .. }));
+            assert!(err.to_string().contains("27 April 2026"), "{err}");
+        }
+        assert!(matches!(
+            check_with(
+                &thread(Some(0)),
+                Basis::Tag(MessageTag::Other("FEATURE_FUNCTIONALITY_UPDATE".into()))
+            ),
+            Err(Refusal::UnsupportedTag { .. })
+        ));
+        assert_eq!(
+            check_with(&thread(Some(0)), Basis::Standard(MessagingType::MessageTag)),
+            Err(Refusal::MissingTag)
+        );
+    }
+
+    #[test]
+    fn one_time_tokens_ignore_the_window_but_not_their_state() {
+        let token = |used, expires_in| {
+            Basis::OneTimeToken(TokenState {
+                used,
+                expires_at: Timestamp::from_millis(NOW + expires_in),
+            })
+        };
+        assert_eq!(
+            check_with(&thread(Some(300 * DAY)), token(false, DAY)),
+            Ok(())
+        );
+        assert_eq!(check_with(&thread(None), token(false, 1)), Ok(()));
+        assert_eq!(
+            check_with(&thread(None), token(true, DAY)),
+            Err(Refusal::TokenUsed)
+        );
+        assert!(matches!(
+            check_with(&thread(None), token(false, 0)),
+            Err(Refusal::TokenExpired { .. })
+        ));
+    }
+
+    #[test]
+    fn another_pages_psid_is_refused() {
+        let (a, b) = (page(), PageId::new("100000000000002"));
+        let thread = thread(Some(0));
+        let err = check(&Planned {
+            now: Timestamp::from_millis(NOW),
+            sending_page: &a,
+            recipient_page: &b,
+            thread: &thread,
+            basis: &response(),
+        })
+        .unwrap_err();
+        assert!(matches!(err, Refusal::WrongPage { .. }));
+    }
+
+    #[test]
+    fn a_thread_another_app_controls_gets_nothing() {
+        let mut t = thread(Some(0));
+        t.control = Some(Control {
+            ours: false,
+            owner: Some(AppId::new("263902037430900")),
+            since: Timestamp::from_millis(NOW),
+        });
+        for basis in [response(), Basis::Tag(MessageTag::HumanAgent)] {
+            assert!(matches!(
+                check_with(&t, basis),
+                Err(Refusal::NotThreadOwner { owner: Some(_) })
+            ));
+        }
+        t.control = Some(Control {
+            ours: true,
+            owner: None,
+            since: Timestamp::from_millis(NOW),
+        });
+        assert_eq!(check_with(&t, response()), Ok(()));
+    }
+
+    #[test]
+    fn an_interaction_stamped_far_in_the_future_opens_no_window() {
+        assert!(check_with(&thread(Some(-HOUR)), response()).is_err());
+        assert_eq!(check_with(&thread(Some(-60_000)), response()), Ok(()));
+    }
+
+    proptest! {
+        #[test]
+        fn the_window_rules_hold_for_any_age(age in proptest::option::of(-400 * DAY..400 * DAY)) {
+            let t = thread(age);
+            let inside = |w: i64| age.is_some_and(|a| (-MAX_CLOCK_SKEW_MS..w).contains(&a));
+            prop_assert_eq!(check_with(&t, response()).is_ok(), inside(DAY));
+            prop_assert_eq!(
+                check_with(&t, Basis::Tag(MessageTag::HumanAgent)).is_ok(),
+                inside(7 * DAY)
+            );
+            for tag in [MessageTag::ConfirmedEventUpdate, MessageTag::PostPurchaseUpdate, MessageTag::AccountUpdate] {
+                prop_assert!(check_with(&t, Basis::Tag(tag)).is_err());
+            }
+        }
+
+        #[test]
+        fn no_rule_lets_another_pages_psid_through(
+            age in -400 * DAY..400 * DAY,
+            other in "[0-9]{1,16}",
+            expires_in in -DAY..DAY,
+        ) {
+            prop_assume!(other != page().as_str());
+            let (a, b) = (page(), PageId::new(other));
+            let t = thread(Some(age));
+            for basis in [
+                response(),
+                Basis::Tag(MessageTag::HumanAgent),
+                Basis::OneTimeToken(TokenState { used: false, expires_at: Timestamp::from_millis(NOW + expires_in) }),
+            ] {
+                let refused = check(&Planned {
+                    now: Timestamp::from_millis(NOW),
+                    sending_page: &a,
+                    recipient_page: &b,
+                    thread: &t,
+                    basis: &basis,
+                });
+                let is_wrong_page = matches!(refused, Err(Refusal::WrongPage { .. }));
+                prop_assert!(is_wrong_page);
+            }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! What an event changes in the table, decided without touching it.
+
+use messenger_store::{
+    AccountLink, Control, EntryPoint, PageChange, Person, ThreadChange, ThreadKey,
+};
+use messenger_types::event::{EventKind, OptinVariant};
+use messenger_types::{Event, PageId, Psid, Source, UserRef};
+
+/// The thread an event belongs to and the changes it makes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub thread: Option<ThreadKey>,
+    pub thread_changes: Vec<ThreadChange>,
+    pub page_changes: Vec<PageChange>,
+}
+
+/// The thread of `event` on `page`: the person's PSID, or the checkbox plugin's
+/// `user_ref` when the event has no PSID.
+pub fn thread_of(page: &PageId, event: &Event) -> Option<ThreadKey> {
+    let party = event.user();
+    if let Some(id) = party.and_then(|p| p.id.as_deref()) {
+        return Some(ThreadKey::psid(page.clone(), Psid::new(id)));
+    }
+    let user_ref = party
+        .and_then(|p| p.user_ref.as_deref())
+        .or(match &event.kind {
+            EventKind::Optin(o) => o.user_ref.as_deref(),
+            _ => None,
+        })?;
+    Some(ThreadKey {
+        page: page.clone(),
+        person: Person::UserRef(UserRef::new(user_ref)),
+    })
+}
+
+/// Whether the event is the person doing something: these open (or reopen) the
+/// 24-hour window from the event's timestamp.
+fn is_user_interaction(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Message(m) => !m.is_echo,
+        EventKind::Postback(_)
+        | EventKind::Reaction(_)
+        | EventKind::Optin(_)
+        | EventKind::Referral(_) => true,
+        _ => false,
+    }
+}
+
+pub fn changes(page: &PageId, event: &Event, source: Source) -> Changes {
+    let mut out = Changes {
+        thread: thread_of(page, event),
+        ..Changes::default()
+    };
+    // Without a timestamp there is nothing to order a change by: record nothing
+    // rather than let an undated event overwrite dated state.
+    let Some(at) = event.timestamp else {
+        return out;
+    };
+
+    if is_user_interaction(&event.kind) {
+        out.thread_changes
+            .push(ThreadChange::UserInteraction { at });
+        out.thread_changes.push(ThreadChange::Reachable { at });
+        // Meta sends `messaging` only to the app that owns the thread, `standby`
+        // to the others: either way the event says who controls it now.
+        out.thread_changes.push(ThreadChange::Control(Control {
+            ours: source == Source::Messaging,
+            owner: None,
+            since: at,
+        }));
+    }
+
+    match &event.kind {
+        EventKind::Referral(r) => out
+            .thread_changes
+            .push(ThreadChange::EntryPoint(EntryPoint {
+                reference: r.reference.clone(),
+                source: r.source.clone(),
+                at,
+            })),
+        EventKind::Postback(p) => {
+            if let Some(r) = &p.referral {
+                out.thread_changes
+                    .push(ThreadChange::EntryPoint(EntryPoint {
+                        reference: r.reference.clone(),
+                        source: r.source.clone(),
+                        at,
+                    }));
+            }
+        }
+        EventKind::Optin(o) => {
+            if let OptinVariant::Plugin {
+                reference: Some(reference),
+                user_ref,
+            } = o.variant()
+            {
+                let source = if user_ref.is_some() {
+                    "CHECKBOX_PLUGIN"
+                } else {
+                    "SEND_TO_MESSENGER_PLUGIN"
+                };
+                out.thread_changes
+                    .push(ThreadChange::EntryPoint(EntryPoint {
+                        reference: Some(reference.to_owned()),
+                        source: Some(source.to_owned()),
+                        at,
+                    }));
+            }
+        }
+        EventKind::AccountLinking(l) => {
+            out.thread_changes
+                .push(ThreadChange::AccountLink(AccountLink {
+                    linked: l.status == "linked",
+                    authorization_code: l.authorization_code.clone(),
+                    at,
+                }))
+        }
+        // Delivered to the app that receives control: us.
+        EventKind::PassThreadControl(p) => {
+            out.thread_changes.push(ThreadChange::Control(Control {
+                ours: true,
+                owner: Some(p.new_owner_app_id.clone()),
+                since: at,
+            }))
+        }
+        // Delivered to the app that lost control: us.
+        EventKind::TakeThreadControl(t) => {
+            out.thread_changes.push(ThreadChange::Control(Control {
+                ours: false,
+                owner: t.new_owner_app_id.clone(),
+                since: at,
+            }))
+        }
+        EventKind::PolicyEnforcement(p) => out.page_changes.push(PageChange::PolicyEnforcement {
+            action: p.action.clone(),
+            reason: p.reason.clone(),
+            at,
+        }),
+        EventKind::AppRoles(roles) => {
+            if let Ok(roles) = serde_json::to_string(roles) {
+                out.page_changes.push(PageChange::AppRoles { roles, at });
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use messenger_types::{AppId, Timestamp};
+
+    fn on(json: &str, source: Source) -> Changes {
+        changes(
+            &PageId::new("1"),
+            &serde_json::from_str(json).unwrap(),
+            source,
+        )
+    }
+
+    #[test]
+    fn a_message_opens_the_window_and_shows_who_controls_the_thread() {
+        let c = on(
+            r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":7,"message":{"mid":"m","text":"hi"}}"#,
+            Source::Messaging,
+        );
+        assert_eq!(
+            c.thread,
+            Some(ThreadKey::psid(PageId::new("1"), Psid::new("2")))
+        );
+        assert!(c.thread_changes.contains(&ThreadChange::UserInteraction {
+            at: Timestamp::from_millis(7)
+        }));
+        assert!(
+            c.thread_changes
+                .iter()
+                .any(|ch| matches!(ch, ThreadChange::Control(Control { ours: true, .. })))
+        );
+
+        let standby = on(
+            r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":7,"message":{"mid":"m","text":"hi"}}"#,
+            Source::Standby,
+        );
+        assert!(
+            standby
+                .thread_changes
+                .iter()
+                .any(|ch| matches!(ch, ThreadChange::Control(Control { ours: false, .. })))
+        );
+    }
+
+    #[test]
+    fn echoes_deliveries_and_reads_open_no_window() {
+        for json in [
+            r#"{"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":7,"message":{"mid":"m","is_echo":true}}"#,
+            r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":7,"delivery":{"watermark":6}}"#,
+            r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":7,"read":{"watermark":6}}"#,
+        ] {
+            let c = on(json, Source::Messaging);
+            assert!(c.thread_changes.is_empty(), "{json}");
+            assert_eq!(
+                c.thread.unwrap().person,
+                Person::Psid(Psid::new("2")),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn referrals_plugins_and_account_links_are_recorded() {
+        let c = on(
+            r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":7,"postback":{"title":"Get Started","payload":"GS","referral":{"ref":"winter","source":"SHORTLINK","type":"OPEN_THREAD"}}}"#,
+            Source::Messaging,
+        );
+        assert!(c.thread_changes.iter().any(|ch| matches!(ch, ThreadChange::EntryPoint(e) if e.reference.as_deref() == Some("winter"))));
+
+        let c = on(
+            r#"{"recipient":{"id":"1"},"timestamp":7,"optin":{"ref":"cart","user_ref":"u-1"}}"#,
+            Source::Messaging,
+        );
+        assert_eq!(
+            c.thread.unwrap().person,
+            Person::UserRef(UserRef::new("u-1"))
+        );
+        assert!(c.thread_changes.iter().any(|ch| matches!(ch, ThreadChange::EntryPoint(e) if e.source.as_deref() == Some("CHECKBOX_PLUGIN"))));
+
+        let c = on(
+            r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":7,"account_linking":{"status":"linked","authorization_code":"code"}}"#,
+            Source::Messaging,
+        );
+        assert!(
+            c.thread_changes
+                .iter()
+                .any(|ch| matches!(ch, ThreadChange::AccountLink(l) if l.linked))
+        );
+    }
+
+    #[test]
+    fn handover_events_move_control() {
+        let c = on(
+            r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":7,"pass_thread_control":{"new_owner_app_id":"99","metadata":"back to you"}}"#,
+            Source::Messaging,
+        );
+        assert_eq!(
+            c.thread_changes,
+            vec![ThreadChange::Control(Control {
+                ours: true,
+                owner: Some(AppId::new("99")),
+                since: Timestamp::from_millis(7)
+            })]
+        );
+        let c = on(
+            r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":8,"take_thread_control":{"previous_owner_app_id":"99","new_owner_app_id":"263902037430900"}}"#,
+            Source::Messaging,
+        );
+        assert!(matches!(
+            &c.thread_changes[0],
+            ThreadChange::Control(Control { ours: false, .. })
+        ));
+    }
+
+    #[test]
+    fn page_level_events_change_the_page() {
+        let c = on(
+            r#"{"recipient":{"id":"1"},"timestamp":7,"policy_enforcement":{"action":"block","reason":"spam"}}"#,
+            Source::Messaging,
+        );
+        assert!(c.thread.is_none());
+        assert_eq!(c.page_changes.len(), 1);
+    }
+}

@@ -1,0 +1,597 @@
+//! The processor, wired as in production (`processor::from_env`), against the
+//! emulator's DynamoDB and a fake Graph API (wiremock), fed the queue messages the
+//! webhook's own split makes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use integration_tests::*;
+use messenger_store::DynamoStore;
+use messenger_types::send::{MessageTag, OutgoingMessage};
+use processor::bot::{Action, Bot, Turn};
+use processor::policy::Basis;
+use processor::{AwsProcessor, Processor};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const PAGE_A: &str = "100000000000001";
+const PAGE_B: &str = "100000000000002";
+const TOKEN_A: &str = "page-a-token-for-tests";
+const TOKEN_B: &str = "page-b-token-for-tests";
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+
+struct Rig {
+    sdk: SdkConfig,
+    table: String,
+    graph: MockServer,
+    processor: AwsProcessor,
+}
+
+fn env(table: &str, graph: &MockServer) -> BTreeMap<String, String> {
+    [
+        ("TABLE_NAME", table.to_owned()),
+        ("GRAPH_API_BASE_URL", graph.uri()),
+        ("GRAPH_API_VERSION", "v23.0".to_owned()),
+        ("APP_SECRET", LOCAL_APP_SECRET.to_owned()),
+        (
+            "PAGE_ACCESS_TOKENS",
+            json!({ PAGE_A: TOKEN_A, PAGE_B: TOKEN_B }).to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// A fresh table, a fake Graph API answering every call with success, and a
+/// processor wired to both.
+async fn rig() -> Rig {
+    let sdk = emulator().await;
+    let table = table(&sdk).await;
+    let graph = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/v23\.0/[0-9]+/messages$"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"recipient_id": "x", "message_id": "m_sent"})),
+        )
+        .with_priority(10)
+        .mount(&graph)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/v23\.0/[0-9]+/pass_thread_control$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .with_priority(10)
+        .mount(&graph)
+        .await;
+    let processor = processor::from_env(&env(&table, &graph), &sdk)
+        .await
+        .unwrap();
+    Rig {
+        sdk,
+        table,
+        graph,
+        processor,
+    }
+}
+
+/// A processor with another bot, on the same table and Graph API.
+fn with_bot<B: Bot>(rig: &Rig, bot: B) -> Processor<DynamoStore, graph_api::GraphClient, B> {
+    let graph = graph_api::GraphClient::new(graph_api::GraphConfig {
+        base_url: rig.graph.uri(),
+        version: "v23.0".to_owned(),
+        app_secret: None,
+        ..graph_api::GraphConfig::default()
+    })
+    .unwrap();
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&rig.sdk), &rig.table);
+    let tokens = [(
+        messenger_types::PageId::new(PAGE_A),
+        SecretString::from(TOKEN_A),
+    )]
+    .into();
+    Processor::new(store, graph, bot, tokens)
+}
+
+/// Every call the fake Graph API received: (path, Authorization header, JSON body).
+async fn graph_calls(graph: &MockServer) -> Vec<(String, String, Value)> {
+    graph
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let auth = r
+                .headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let body = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+            (r.url.path().to_owned(), auth, body)
+        })
+        .collect()
+}
+
+async fn sends(graph: &MockServer) -> Vec<(String, String, Value)> {
+    graph_calls(graph)
+        .await
+        .into_iter()
+        .filter(|(p, _, _)| p.ends_with("/messages"))
+        .collect()
+}
+
+fn failed_ids(response: &aws_lambda_events::sqs::SqsBatchResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+/// The outcome recorded for the event with this mid.
+async fn outcome_of(rig: &Rig, mid: &str) -> String {
+    let key = messenger_types::EventKey::from_readable(format!("message:{mid}"));
+    let item = aws_sdk_dynamodb::Client::new(&rig.sdk)
+        .get_item()
+        .table_name(&rig.table)
+        .key("pk", AttributeValue::S(format!("EVENT#{}", key.digest())))
+        .key("sk", AttributeValue::S("EVENT".to_owned()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap_or_default();
+    item.get("outcome")
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_text_gets_exactly_one_reply_even_delivered_three_times_and_concurrently() {
+    let rig = rig().await;
+    let messages = queue_messages(&[(
+        PAGE_A,
+        vec![text_event(
+            PAGE_A,
+            "2000000000000001",
+            "m_once",
+            "hello there",
+            1000,
+        )],
+        vec![],
+    )]);
+
+    // Three concurrent deliveries of the same event (as SQS may do after a
+    // visibility timeout, or Meta's redelivery outside the FIFO window)...
+    let (a, b, c) = tokio::join!(
+        rig.processor.handle(sqs_event("a", &messages), None),
+        rig.processor.handle(sqs_event("b", &messages), None),
+        rig.processor.handle(sqs_event("c", &messages), None),
+    );
+    // ...then every delivery handed back is delivered again, until none is.
+    let mut retry: Vec<_> = [a, b, c].iter().flat_map(failed_ids).collect();
+    for round in 0..5 {
+        if retry.is_empty() {
+            break;
+        }
+        let again = rig
+            .processor
+            .handle(sqs_event(&format!("r{round}"), &messages), None)
+            .await;
+        retry = failed_ids(&again);
+    }
+    assert!(retry.is_empty());
+    // And a plain redelivery later changes nothing.
+    let late = rig
+        .processor
+        .handle(sqs_event("late", &messages), None)
+        .await;
+    assert!(failed_ids(&late).is_empty());
+
+    let sent = sends(&rig.graph).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let (path, auth, body) = &sent[0];
+    assert_eq!(path, &format!("/v23.0/{PAGE_A}/messages"));
+    assert_eq!(auth, &format!("Bearer {TOKEN_A}"));
+    assert_eq!(body["recipient"]["id"], "2000000000000001");
+    assert_eq!(body["messaging_type"], "RESPONSE");
+    assert!(body["message"]["text"].is_string());
+    assert!(outcome_of(&rig, "m_once").await.starts_with("sent"));
+}
+
+#[tokio::test]
+async fn two_pages_in_one_batch_reply_each_with_its_own_token() {
+    let rig = rig().await;
+    let messages = queue_messages(&[
+        (
+            PAGE_A,
+            vec![text_event(PAGE_A, "2000000000000001", "m_a", "hi A", 1000)],
+            vec![],
+        ),
+        (
+            PAGE_B,
+            vec![text_event(PAGE_B, "3000000000000001", "m_b", "hi B", 1000)],
+            vec![],
+        ),
+    ]);
+    let response = rig
+        .processor
+        .handle(sqs_event("two", &messages), None)
+        .await;
+    assert!(failed_ids(&response).is_empty());
+
+    let mut sent: Vec<(String, String, String)> = sends(&rig.graph)
+        .await
+        .into_iter()
+        .map(|(p, a, b)| (p, a, b["recipient"]["id"].as_str().unwrap().to_owned()))
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        vec![
+            (
+                format!("/v23.0/{PAGE_A}/messages"),
+                format!("Bearer {TOKEN_A}"),
+                "2000000000000001".to_owned()
+            ),
+            (
+                format!("/v23.0/{PAGE_B}/messages"),
+                format!("Bearer {TOKEN_B}"),
+                "3000000000000001".to_owned()
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_message_from_25_hours_ago_gets_no_standard_send_and_the_refusal_is_recorded() {
+    let rig = rig().await;
+    let messages = queue_messages(&[(
+        PAGE_A,
+        vec![text_event(
+            PAGE_A,
+            "2000000000000001",
+            "m_old",
+            "hello?",
+            25 * HOUR,
+        )],
+        vec![],
+    )]);
+    let response = rig
+        .processor
+        .handle(sqs_event("old", &messages), None)
+        .await;
+    assert!(failed_ids(&response).is_empty(), "a refusal is not retried");
+    assert!(sends(&rig.graph).await.is_empty());
+    let outcome = outcome_of(&rig, "m_old").await;
+    assert!(outcome.contains("outside the 24-hour window"), "{outcome}");
+}
+
+/// A bot that answers every text with a tagged message.
+struct TaggingBot(MessageTag);
+
+impl Bot for TaggingBot {
+    async fn decide(&self, turn: &Turn<'_>) -> Vec<Action> {
+        turn.thread_key
+            .map(|to| Action::Send {
+                to: to.clone(),
+                message: OutgoingMessage::text("An agent will follow up."),
+                basis: Basis::Tag(self.0.clone()),
+            })
+            .into_iter()
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn human_agent_passes_at_six_days_and_is_refused_at_eight() {
+    let rig = rig().await;
+    let bot = with_bot(&rig, TaggingBot(MessageTag::HumanAgent));
+    let six = queue_messages(&[(
+        PAGE_A,
+        vec![text_event(
+            PAGE_A,
+            "2000000000000006",
+            "m_6d",
+            "hi",
+            6 * DAY,
+        )],
+        vec![],
+    )]);
+    let eight = queue_messages(&[(
+        PAGE_A,
+        vec![text_event(
+            PAGE_A,
+            "2000000000000008",
+            "m_8d",
+            "hi",
+            8 * DAY,
+        )],
+        vec![],
+    )]);
+    assert!(failed_ids(&bot.handle(sqs_event("six", &six), None).await).is_empty());
+    assert!(failed_ids(&bot.handle(sqs_event("eight", &eight), None).await).is_empty());
+
+    let sent = sends(&rig.graph).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].2["recipient"]["id"], "2000000000000006");
+    assert_eq!(sent[0].2["messaging_type"], "MESSAGE_TAG");
+    assert_eq!(sent[0].2["tag"], "HUMAN_AGENT");
+    assert!(outcome_of(&rig, "m_8d").await.contains("HUMAN_AGENT"));
+}
+
+#[tokio::test]
+async fn a_retired_tag_is_refused_without_a_network_call() {
+    let rig = rig().await;
+    let bot = with_bot(&rig, TaggingBot(MessageTag::PostPurchaseUpdate));
+    let messages = queue_messages(&[(
+        PAGE_A,
+        vec![text_event(PAGE_A, "2000000000000001", "m_tag", "hi", 1000)],
+        vec![],
+    )]);
+    assert!(failed_ids(&bot.handle(sqs_event("tag", &messages), None).await).is_empty());
+    assert!(graph_calls(&rig.graph).await.is_empty());
+    let outcome = outcome_of(&rig, "m_tag").await;
+    assert!(
+        outcome.contains("POST_PURCHASE_UPDATE") && outcome.contains("27 April 2026"),
+        "{outcome}"
+    );
+}
+
+#[tokio::test]
+async fn standby_events_and_echoes_never_cause_a_send() {
+    let rig = rig().await;
+    let echo = json!({
+        "sender": {"id": PAGE_A}, "recipient": {"id": "2000000000000001"}, "timestamp": now_ms(),
+        "message": {"mid": "m_echo", "text": "our own reply", "is_echo": true, "app_id": 1234}
+    });
+    let messages = queue_messages(&[(
+        PAGE_A,
+        vec![echo],
+        vec![text_event(
+            PAGE_A,
+            "2000000000000002",
+            "m_standby",
+            "hello?",
+            1000,
+        )],
+    )]);
+    let response = rig
+        .processor
+        .handle(sqs_event("quiet", &messages), None)
+        .await;
+    assert!(failed_ids(&response).is_empty());
+    assert!(graph_calls(&rig.graph).await.is_empty());
+}
+
+#[tokio::test]
+async fn after_passing_control_to_the_inbox_the_bot_is_silent_until_control_returns() {
+    let rig = rig().await;
+    let psid = "2000000000000009";
+    let step = |prefix: &'static str, messaging: Vec<Value>, standby: Vec<Value>| {
+        let messages = queue_messages(&[(PAGE_A, messaging, standby)]);
+        let processor = &rig.processor;
+        async move {
+            let response = processor.handle(sqs_event(prefix, &messages), None).await;
+            assert!(failed_ids(&response).is_empty(), "{prefix}");
+        }
+    };
+
+    step(
+        "human",
+        vec![text_event(PAGE_A, psid, "m_h1", "human", 5000)],
+        vec![],
+    )
+    .await;
+    let calls = graph_calls(&rig.graph).await;
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(calls[1].0.ends_with("/pass_thread_control"));
+    assert_eq!(calls[1].2["target_app_id"], "263902037430900");
+    assert_eq!(calls[1].2["recipient"]["id"], psid);
+
+    // While the Page Inbox owns the thread, the person's messages reach us on standby.
+    step(
+        "standby",
+        vec![],
+        vec![text_event(PAGE_A, psid, "m_h2", "are you there?", 100)],
+    )
+    .await;
+    assert_eq!(graph_calls(&rig.graph).await.len(), 2);
+
+    // The inbox passes the thread back; the next message gets the bot again.
+    let back = json!({
+        "sender": {"id": psid}, "recipient": {"id": PAGE_A}, "timestamp": now_ms() + 10,
+        "pass_thread_control": {"previous_owner_app_id": "263902037430900", "new_owner_app_id": "1517776481860111", "metadata": "done"}
+    });
+    step("back", vec![back], vec![]).await;
+    assert_eq!(graph_calls(&rig.graph).await.len(), 2);
+    let mut again = text_event(PAGE_A, psid, "m_h3", "thanks", 0);
+    again["timestamp"] = json!(now_ms() + 20);
+    step("again", vec![again], vec![]).await;
+    assert_eq!(sends(&rig.graph).await.len(), 2);
+}
+
+/// A fake Graph API whose message sends fail with `status` and `body`.
+async fn failing_graph(rig: &Rig, status: u16, body: Value) {
+    rig.graph.reset().await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"/messages$"))
+        .respond_with(ResponseTemplate::new(status).set_body_json(body))
+        .mount(&rig.graph)
+        .await;
+}
+
+#[tokio::test]
+async fn transient_graph_errors_are_retried_and_end_in_exactly_one_reply() {
+    for (status, error) in [
+        (
+            500,
+            json!({"error": {"message": "An unexpected error has occurred.", "type": "OAuthException", "code": 2, "fbtrace_id": "T1"}}),
+        ),
+        (
+            400,
+            json!({"error": {"message": "(#613) Calls to this api have exceeded the rate limit.", "type": "OAuthException", "code": 613, "error_subcode": 2534040, "fbtrace_id": "T2"}}),
+        ),
+    ] {
+        let rig = rig().await;
+        failing_graph(&rig, status, error.clone()).await;
+        let mid = format!("m_transient_{status}");
+        let messages = queue_messages(&[(
+            PAGE_A,
+            vec![text_event(PAGE_A, "2000000000000001", &mid, "hi", 1000)],
+            vec![],
+        )]);
+        let first = rig
+            .processor
+            .handle(sqs_event("first", &messages), None)
+            .await;
+        assert_eq!(failed_ids(&first), vec!["first-0".to_owned()], "{error}");
+
+        // Meta recovers; SQS delivers the message again.
+        rig.graph.reset().await;
+        Mock::given(method("POST"))
+            .and(path_regex(r"/messages$"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"recipient_id": "x", "message_id": "m_ok"})),
+            )
+            .mount(&rig.graph)
+            .await;
+        let second = rig
+            .processor
+            .handle(sqs_event("second", &messages), None)
+            .await;
+        assert!(failed_ids(&second).is_empty());
+        assert_eq!(sends(&rig.graph).await.len(), 1);
+        assert!(outcome_of(&rig, &mid).await.starts_with("sent m_ok"));
+    }
+}
+
+#[tokio::test]
+async fn permanent_graph_errors_are_recorded_and_not_retried() {
+    for (subject, error, expect) in [
+        (
+            "551",
+            json!({"error": {"message": "(#551) This person isn't available right now.", "type": "OAuthException", "code": 551, "error_subcode": 1545041, "fbtrace_id": "P1"}}),
+            "551",
+        ),
+        (
+            "window",
+            json!({"error": {"message": "(#10) This message is sent outside of allowed window.", "type": "OAuthException", "code": 10, "error_subcode": 2018278, "fbtrace_id": "P2"}}),
+            "2018278",
+        ),
+    ] {
+        let rig = rig().await;
+        failing_graph(&rig, 400, error).await;
+        let mid = format!("m_permanent_{subject}");
+        let messages = queue_messages(&[(
+            PAGE_A,
+            vec![text_event(PAGE_A, "2000000000000001", &mid, "hi", 1000)],
+            vec![],
+        )]);
+        let response = rig.processor.handle(sqs_event("p", &messages), None).await;
+        assert!(
+            failed_ids(&response).is_empty(),
+            "{subject}: acknowledged, not retried"
+        );
+        let outcome = outcome_of(&rig, &mid).await;
+        assert!(
+            outcome.contains("Graph error") && outcome.contains(expect),
+            "{outcome}"
+        );
+        // A redelivery does not try again.
+        rig.processor.handle(sqs_event("p2", &messages), None).await;
+        assert_eq!(sends(&rig.graph).await.len(), 1, "{subject}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_message_hands_back_the_rest_of_its_group_and_only_that() {
+    let rig = rig().await;
+    failing_graph(
+        &rig,
+        503,
+        json!({"error": {"message": "Service temporarily unavailable", "code": 2}}),
+    )
+    .await;
+    let messages = queue_messages(&[(
+        PAGE_A,
+        vec![
+            text_event(PAGE_A, "2000000000000001", "m_g1", "first", 3000),
+            text_event(PAGE_A, "2000000000000001", "m_g2", "second", 2000),
+            json!({"sender": {"id": "2000000000000002"}, "recipient": {"id": PAGE_A}, "timestamp": now_ms(), "read": {"watermark": now_ms()}}),
+        ],
+        vec![],
+    )]);
+    let response = rig.processor.handle(sqs_event("g", &messages), None).await;
+    // m_g1 failed; m_g2 shares its thread and waits; the other thread's read is done.
+    assert_eq!(
+        failed_ids(&response),
+        vec!["g-0".to_owned(), "g-1".to_owned()]
+    );
+    assert_eq!(sends(&rig.graph).await.len(), 1, "m_g2 was never tried");
+}
+
+#[tokio::test]
+async fn an_event_for_a_page_without_a_token_is_recorded_not_retried_forever() {
+    let rig = rig().await;
+    let page_c = "100000000000003";
+    let messages = queue_messages(&[(
+        page_c,
+        vec![text_event(
+            page_c,
+            "4000000000000001",
+            "m_no_token",
+            "hi",
+            1000,
+        )],
+        vec![],
+    )]);
+    let response = rig.processor.handle(sqs_event("c", &messages), None).await;
+    assert!(failed_ids(&response).is_empty());
+    assert!(graph_calls(&rig.graph).await.is_empty());
+    let outcome = outcome_of(&rig, "m_no_token").await;
+    assert!(
+        outcome.contains("no Page access token for Page 100000000000003"),
+        "{outcome}"
+    );
+}
+
+#[tokio::test]
+async fn unreadable_messages_and_notify_commands_are_handed_back_for_the_dead_letter_queue() {
+    let rig = rig().await;
+    let junk = webhook::OutgoingMessage {
+        group_id: "x".to_owned(),
+        dedup_id: "d".to_owned(),
+        body: "{\"type\":\"nonsense\"}".to_owned(),
+        kind: "unknown",
+    };
+    let response = rig.processor.handle(sqs_event("junk", &[junk]), None).await;
+    assert_eq!(failed_ids(&response), vec!["junk-0".to_owned()]);
+}
+
+#[tokio::test]
+async fn missing_configuration_fails_at_start_and_names_the_variable() {
+    let sdk = emulator().await;
+    let graph = MockServer::start().await;
+    for var in ["TABLE_NAME", "PAGE_ACCESS_TOKENS"] {
+        let mut e = env("t", &graph);
+        e.remove(var);
+        let err = processor::from_env(&e, &sdk).await.unwrap_err().to_string();
+        assert!(err.contains(var), "{var}: {err}");
+        assert!(!err.contains(TOKEN_A), "{err}");
+    }
+    let mut e = env("t", &graph);
+    e.insert("PAGE_ACCESS_TOKENS".into(), format!("[\"{TOKEN_A}\"]"));
+    let err = processor::from_env(&e, &sdk).await.unwrap_err().to_string();
+    assert!(
+        err.contains("PAGE_ACCESS_TOKENS") && !err.contains(TOKEN_A),
+        "{err}"
+    );
+}
