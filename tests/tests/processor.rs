@@ -572,8 +572,21 @@ async fn unreadable_messages_and_notify_commands_are_handed_back_for_the_dead_le
         body: "{\"type\":\"nonsense\"}".to_owned(),
         kind: "unknown",
     };
-    let response = rig.processor.handle(sqs_event("junk", &[junk]), None).await;
-    assert_eq!(failed_ids(&response), vec!["junk-0".to_owned()]);
+    let notify = webhook::OutgoingMessage {
+        group_id: "notify".to_owned(),
+        dedup_id: "n".to_owned(),
+        body: json!({"type": "notify", "page_id": PAGE_A, "topic": "t", "message": {"text": "hi"}})
+            .to_string(),
+        kind: "notify",
+    };
+    let response = rig
+        .processor
+        .handle(sqs_event("junk", &[junk, notify]), None)
+        .await;
+    assert_eq!(
+        failed_ids(&response),
+        vec!["junk-0".to_owned(), "junk-1".to_owned()]
+    );
 }
 
 #[tokio::test]
@@ -593,5 +606,197 @@ async fn missing_configuration_fails_at_start_and_names_the_variable() {
     assert!(
         err.contains("PAGE_ACCESS_TOKENS") && !err.contains(TOKEN_A),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_handover_is_retried_without_repeating_the_reply_before_it() {
+    let rig = rig().await;
+    rig.graph.reset().await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"/messages$"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"recipient_id": "x", "message_id": "m_ok"})),
+        )
+        .mount(&rig.graph)
+        .await;
+    // The first pass fails with Meta's transient error, the next one succeeds.
+    Mock::given(method("POST"))
+        .and(path_regex(r"/pass_thread_control$"))
+        .respond_with(
+            ResponseTemplate::new(500)
+                .set_body_json(json!({"error": {"message": "Please retry", "code": 2}})),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&rig.graph)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"/pass_thread_control$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .with_priority(2)
+        .mount(&rig.graph)
+        .await;
+
+    let messages = queue_messages(&[(
+        PAGE_A,
+        vec![text_event(
+            PAGE_A,
+            "2000000000000001",
+            "m_human",
+            "human",
+            1000,
+        )],
+        vec![],
+    )]);
+    let first = rig.processor.handle(sqs_event("h1", &messages), None).await;
+    assert_eq!(failed_ids(&first), vec!["h1-0".to_owned()]);
+    let second = rig.processor.handle(sqs_event("h2", &messages), None).await;
+    assert!(failed_ids(&second).is_empty());
+
+    let calls = graph_calls(&rig.graph).await;
+    let replies = calls
+        .iter()
+        .filter(|(p, _, _)| p.ends_with("/messages"))
+        .count();
+    let passes = calls
+        .iter()
+        .filter(|(p, _, _)| p.ends_with("/pass_thread_control"))
+        .count();
+    assert_eq!((replies, passes), (1, 2), "one reply; the pass tried twice");
+    let outcome = outcome_of(&rig, "m_human").await;
+    assert!(
+        outcome.starts_with("done by an earlier attempt; passed thread control"),
+        "{outcome}"
+    );
+}
+
+#[tokio::test]
+async fn a_send_whose_answer_never_came_is_not_repeated() {
+    let rig = rig().await;
+    rig.graph.reset().await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"/messages$"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"recipient_id": "x", "message_id": "m_slow"}))
+                .set_delay(std::time::Duration::from_secs(2)),
+        )
+        .mount(&rig.graph)
+        .await;
+    // The same table and Graph API, with a Graph timeout shorter than Meta's answer.
+    let graph = graph_api::GraphClient::new(graph_api::GraphConfig {
+        base_url: rig.graph.uri(),
+        version: "v23.0".to_owned(),
+        app_secret: None,
+        timeout: std::time::Duration::from_millis(300),
+    })
+    .unwrap();
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&rig.sdk), &rig.table);
+    let tokens = [(
+        messenger_types::PageId::new(PAGE_A),
+        SecretString::from(TOKEN_A),
+    )]
+    .into();
+    let impatient = Processor::new(store, graph, processor::bot::DefaultBot, tokens);
+
+    let messages = queue_messages(&[(
+        PAGE_A,
+        vec![text_event(PAGE_A, "2000000000000001", "m_slow", "hi", 1000)],
+        vec![],
+    )]);
+    let first = impatient.handle(sqs_event("s1", &messages), None).await;
+    assert_eq!(failed_ids(&first), vec!["s1-0".to_owned()]);
+    // The request reached Meta; whether the message went out is unknown. The
+    // redelivery (after the claim's lease, here: at once, since nothing holds it
+    // but the lease) must not send it again.
+    let later = Processor {
+        clock: || {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis();
+            messenger_types::Timestamp::from_millis(
+                i64::try_from(now).unwrap() + messenger_store::CLAIM_LEASE_MS + 1,
+            )
+        },
+        ..impatient
+    };
+    let second = later.handle(sqs_event("s2", &messages), None).await;
+    assert!(failed_ids(&second).is_empty());
+    assert_eq!(sends(&rig.graph).await.len(), 1);
+    assert!(outcome_of(&rig, "m_slow").await.contains("not repeated"));
+}
+
+#[tokio::test]
+async fn near_the_deadline_messages_are_handed_back_untouched_and_a_1970_deadline_means_unknown() {
+    let rig = rig().await;
+    let messages = queue_messages(&[(
+        PAGE_A,
+        vec![text_event(
+            PAGE_A,
+            "2000000000000001",
+            "m_deadline",
+            "hi",
+            1000,
+        )],
+        vec![],
+    )]);
+    let soon = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
+    let response = rig
+        .processor
+        .handle(sqs_event("d1", &messages), Some(soon))
+        .await;
+    assert_eq!(failed_ids(&response), vec!["d1-0".to_owned()]);
+    assert!(graph_calls(&rig.graph).await.is_empty());
+
+    // cargo-lambda's emulator hands every invocation a deadline in 1970.
+    let emulator_deadline = std::time::UNIX_EPOCH + std::time::Duration::from_millis(600_000);
+    let response = rig
+        .processor
+        .handle(sqs_event("d2", &messages), Some(emulator_deadline))
+        .await;
+    assert!(failed_ids(&response).is_empty());
+    assert_eq!(sends(&rig.graph).await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_otn_optin_stores_its_token_once_and_is_confirmed() {
+    let rig = rig().await;
+    let psid = "2000000000000007";
+    let optin = json!({
+        "sender": {"id": psid}, "recipient": {"id": PAGE_A}, "timestamp": now_ms(),
+        "optin": {"type": "one_time_notif_req", "payload": "back in stock", "one_time_notif_token": "otn-token-for-tests-1"}
+    });
+    let messages = queue_messages(&[(PAGE_A, vec![optin], vec![])]);
+    for round in ["o1", "o2"] {
+        let response = rig
+            .processor
+            .handle(sqs_event(round, &messages), None)
+            .await;
+        assert!(failed_ids(&response).is_empty());
+    }
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&rig.sdk), &rig.table);
+    let thread = messenger_store::ThreadKey::psid(
+        messenger_types::PageId::new(PAGE_A),
+        messenger_types::Psid::new(psid),
+    );
+    let tokens = store.tokens_of(&thread).await.unwrap();
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(tokens[0].topic, "back in stock");
+    assert_eq!(tokens[0].token, "otn-token-for-tests-1");
+    assert_eq!(tokens[0].status, messenger_store::TokenStatus::Active);
+    assert_eq!(
+        tokens[0].expires_at.as_millis() - tokens[0].created_at.as_millis(),
+        messenger_store::otn::OTN_LIFETIME_MS
+    );
+    let sent = sends(&rig.graph).await;
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0].2["message"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("back in stock")
     );
 }

@@ -37,7 +37,11 @@ fn key_schema(v: &Value) -> Key {
 
 #[test]
 fn the_template_declares_the_table_the_code_uses() {
-    let table = template_table();
+    matches_schema(&template_table());
+}
+
+/// Panics, saying what differs, unless `table` declares the code's schema.
+fn matches_schema(table: &Value) {
     assert_eq!(str_of(&table["BillingMode"]), "PAY_PER_REQUEST");
     assert_eq!(key_schema(&table["KeySchema"]), SCHEMA.key);
 
@@ -92,12 +96,52 @@ fn the_template_declares_the_table_the_code_uses() {
 
 #[test]
 fn a_drifted_template_is_caught() {
-    // The comparison itself must be able to fail: rename one index key in a copy.
-    let mut table = template_table();
-    let index = &mut table["GlobalSecondaryIndexes"][0]["KeySchema"][0]["AttributeName"];
-    *index = Value::String("renamed".to_owned());
-    assert_ne!(
-        key_schema(&table["GlobalSecondaryIndexes"][0]["KeySchema"]),
-        SCHEMA.indexes[0].key
+    // The comparison must be able to fail: break a copy of the template's table in
+    // each way it could drift and run the same comparison on it.
+    type Drift = fn(&mut Value);
+    let drifts: [(&str, Drift); 3] = [
+        ("index key renamed", |t| {
+            t["GlobalSecondaryIndexes"][0]["KeySchema"][0]["AttributeName"] =
+                Value::String("renamed".into())
+        }),
+        ("TTL attribute renamed", |t| {
+            t["TimeToLiveSpecification"]["AttributeName"] = Value::String("expires".into())
+        }),
+        ("sort key dropped", |t| {
+            t["KeySchema"].as_sequence_mut().unwrap().pop();
+        }),
+    ];
+    for (what, drift) in drifts {
+        let mut table = template_table();
+        drift(&mut table);
+        let caught = std::panic::catch_unwind(|| matches_schema(&table)).is_err();
+        assert!(caught, "{what} went unnoticed");
+    }
+}
+
+#[test]
+fn the_claim_lease_outlives_an_invocation_and_expires_before_redelivery() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    let template: Value = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let timeout_ms = template["Resources"]["ProcessorFunction"]["Properties"]["Timeout"]
+        .as_i64()
+        .unwrap()
+        * 1000;
+    let visibility_ms = template["Resources"]["EventsQueue"]["Properties"]["VisibilityTimeout"]
+        .as_i64()
+        .unwrap()
+        * 1000;
+    let lease = messenger_store::CLAIM_LEASE_MS;
+    assert!(
+        timeout_ms < lease,
+        "a live invocation could lose its claims"
+    );
+    assert!(
+        lease < visibility_ms,
+        "a redelivery would find a crashed claim still held"
+    );
+    assert!(
+        visibility_ms >= 6 * timeout_ms,
+        "AWS asks for 6 x the function timeout"
     );
 }

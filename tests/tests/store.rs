@@ -26,6 +26,7 @@ async fn an_event_is_claimed_once_then_is_a_duplicate() {
     let Claim::Acquired {
         token,
         done_actions,
+        ..
     } = store.claim_event(&key, at(1_000)).await.unwrap()
     else {
         panic!("first claim must succeed");
@@ -77,6 +78,7 @@ async fn a_claim_left_by_a_crash_is_taken_over_with_its_progress() {
     let Claim::Acquired {
         token,
         done_actions,
+        ..
     } = store
         .claim_event(&key, at(1_001 + CLAIM_LEASE_MS))
         .await
@@ -95,6 +97,46 @@ async fn a_claim_left_by_a_crash_is_taken_over_with_its_progress() {
         .complete_event(&key, &token, "sent", at(3_000))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn an_action_started_by_a_crashed_attempt_is_reported_to_the_next() {
+    let store = store().await;
+    let key = EventKey::from_readable("message:m_started");
+    let Claim::Acquired { token, .. } = store.claim_event(&key, at(1_000)).await.unwrap() else {
+        panic!();
+    };
+    store.record_progress(&key, &token, 1).await.unwrap();
+    store.start_action(&key, &token, 2).await.unwrap();
+    // Dies during the second call.
+    let Claim::Acquired {
+        done_actions,
+        started_actions,
+        token,
+    } = store
+        .claim_event(&key, at(1_001 + CLAIM_LEASE_MS))
+        .await
+        .unwrap()
+    else {
+        panic!();
+    };
+    assert_eq!((done_actions, started_actions), (1, 2));
+    // A call that certainly failed is taken back, so the next attempt makes it.
+    store.start_action(&key, &token, 2).await.unwrap();
+    store.abandon_action(&key, &token, 2).await.unwrap();
+    store.release_event(&key, &token).await.unwrap();
+    let Claim::Acquired {
+        done_actions,
+        started_actions,
+        ..
+    } = store
+        .claim_event(&key, at(2_000 + CLAIM_LEASE_MS))
+        .await
+        .unwrap()
+    else {
+        panic!();
+    };
+    assert_eq!((done_actions, started_actions), (1, 1));
 }
 
 #[tokio::test]

@@ -111,6 +111,16 @@ pub enum Outcome {
 /// Time a message needs at the least: with less left, it is handed back to SQS
 /// rather than cut off half-way by the Lambda timeout.
 pub const MIN_TIME_PER_MESSAGE: Duration = Duration::from_secs(6);
+/// Time one action needs at the least: a Graph call (5 s timeout) and the
+/// DynamoDB writes around it.
+pub const MIN_TIME_PER_ACTION: Duration = Duration::from_secs(8);
+
+/// Whether a failed Graph call may still have delivered its message: no answer
+/// (a timeout after the request went out, a dropped connection) or an answer
+/// without Meta's error body. Such a call is not repeated.
+fn may_have_been_delivered(e: &GraphError) -> bool {
+    e.code.is_none()
+}
 
 fn system_now() -> Timestamp {
     let ms = SystemTime::now()
@@ -160,7 +170,7 @@ impl<S: Store, M: Messenger, B: Bot> Processor<S, M, B> {
             } else if deadline.is_some_and(|d| time_left(d) < MIN_TIME_PER_MESSAGE) {
                 Err(Some(ProcessError::OutOfTime))
             } else {
-                self.process_message(message)
+                self.process_message(message, deadline)
                     .instrument(span.clone())
                     .await
                     .map_err(Some)
@@ -187,16 +197,24 @@ impl<S: Store, M: Messenger, B: Bot> Processor<S, M, B> {
         response
     }
 
-    async fn process_message(&self, message: &SqsMessage) -> Result<Outcome, ProcessError> {
+    async fn process_message(
+        &self,
+        message: &SqsMessage,
+        deadline: Option<SystemTime>,
+    ) -> Result<Outcome, ProcessError> {
         let body = message.body.as_deref().unwrap_or("");
         match QueueMessage::from_json(body)? {
-            QueueMessage::Event(queued) => self.process_event(&queued).await,
+            QueueMessage::Event(queued) => self.process_event(&queued, deadline).await,
             QueueMessage::Notify(_) => Err(ProcessError::NotifyUnsupported),
         }
     }
 
     /// Processes one queued webhook event, at most once.
-    pub async fn process_event(&self, queued: &QueuedEvent) -> Result<Outcome, ProcessError> {
+    pub async fn process_event(
+        &self,
+        queued: &QueuedEvent,
+        deadline: Option<SystemTime>,
+    ) -> Result<Outcome, ProcessError> {
         let event: Event =
             serde_json::from_str(queued.event.get()).map_err(|_| ProcessError::UnreadableEvent)?;
         let page = queued
@@ -207,11 +225,13 @@ impl<S: Store, M: Messenger, B: Bot> Processor<S, M, B> {
         let key = messenger_types::route(Some(page.as_str()), &queued.event).key;
         let now = (self.clock)();
 
-        let (claim, done_actions) = match self.store.claim_event(&key, now).await? {
+        let (claim, done_actions, started_actions) = match self.store.claim_event(&key, now).await?
+        {
             Claim::Acquired {
                 token,
                 done_actions,
-            } => (token, done_actions),
+                started_actions,
+            } => (token, done_actions, started_actions),
             Claim::Duplicate { outcome } => {
                 tracing::info!(event_key = %key, outcome = outcome.as_deref().unwrap_or(""), "duplicate event; nothing done");
                 return Ok(Outcome::Duplicate);
@@ -226,7 +246,9 @@ impl<S: Store, M: Messenger, B: Bot> Processor<S, M, B> {
             key: &key,
             claim: &claim,
             done_actions,
+            started_actions,
             now,
+            deadline,
         };
         match self.run(&work).await {
             Ok(outcome) => {
@@ -261,11 +283,14 @@ impl<S: Store, M: Messenger, B: Bot> Processor<S, M, B> {
         for change in &changes.page_changes {
             self.store.update_page(w.page, change).await?;
         }
+        for (token, active) in &changes.tokens {
+            self.store.save_token(token, *active, w.now).await?;
+        }
         if w.source == Source::Standby {
             return Ok("standby: recorded, never answered".to_owned());
         }
 
-        let thread = match &changes.thread {
+        let mut thread = match &changes.thread {
             Some(key) => self.store.thread(key).await?,
             None => ThreadState::default(),
         };
@@ -291,13 +316,59 @@ impl<S: Store, M: Messenger, B: Bot> Processor<S, M, B> {
                 outcomes.push("done by an earlier attempt".to_owned());
                 continue;
             }
-            let outcome = self
-                .act(w, changes.thread.as_ref(), &thread, action)
-                .await?;
+            if n <= w.started_actions {
+                // An earlier attempt made this call and died before recording what
+                // came of it. It may have reached the person: at most once, so skip.
+                tracing::warn!(
+                    action = n,
+                    "an interrupted attempt made this call; not repeated"
+                );
+                outcomes.push("interrupted in an earlier attempt; not repeated".to_owned());
+                self.record_done(w, n).await?;
+                continue;
+            }
+            if w.deadline
+                .is_some_and(|d| time_left(d) < MIN_TIME_PER_ACTION)
+            {
+                return Err(ProcessError::OutOfTime);
+            }
+            self.store.start_action(w.key, w.claim, n).await?;
+            let outcome = match self
+                .act(w, changes.thread.as_ref(), &mut thread, action)
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(ProcessError::Graph(e)) if !may_have_been_delivered(&e) => {
+                    // Meta answered with an error: the call did nothing, try again later.
+                    self.store.abandon_action(w.key, w.claim, n).await?;
+                    return Err(ProcessError::Graph(e));
+                }
+                // Anything else leaves the action started: a retry will not repeat it.
+                Err(e) => return Err(e),
+            };
             outcomes.push(outcome);
-            self.store.record_progress(w.key, w.claim, n).await?;
+            self.record_done(w, n).await?;
         }
         Ok(outcomes.join("; "))
+    }
+
+    /// Records action `n` as done, trying a few times: once a message has gone out,
+    /// losing this record is what could make a retry send it again.
+    async fn record_done(&self, w: &Work<'_>, n: u32) -> Result<(), ProcessError> {
+        let mut pause = Duration::from_millis(50);
+        let mut attempt = 1;
+        loop {
+            match self.store.record_progress(w.key, w.claim, n).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 4 && e.kind == messenger_store::StoreErrorKind::Transient => {
+                    tracing::warn!(error = %e, attempt, "could not record progress; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 4;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Carries out one action. `Ok` is what came of it, a refusal or a permanent
@@ -306,13 +377,13 @@ impl<S: Store, M: Messenger, B: Bot> Processor<S, M, B> {
         &self,
         w: &Work<'_>,
         event_thread: Option<&ThreadKey>,
-        thread: &ThreadState,
+        thread: &mut ThreadState,
         action: &Action,
     ) -> Result<String, ProcessError> {
         match action {
             Action::Send { to, message, basis } => {
                 let other_thread;
-                let target_state = if Some(to) == event_thread {
+                let target_state: &ThreadState = if Some(to) == event_thread {
                     thread
                 } else {
                     other_thread = self.store.thread(to).await?;
@@ -386,17 +457,17 @@ impl<S: Store, M: Messenger, B: Bot> Processor<S, M, B> {
                     .await
                 {
                     Ok(()) => {
-                        // Stamped with our own clock: later than the event that asked
-                        // for it, earlier than anything the person writes next.
+                        // Stamped when Meta confirmed the pass: later than the event
+                        // that asked for it; what the person writes after it reaches
+                        // us as standby.
+                        let control = Control {
+                            ours: false,
+                            owner: Some(app.clone()),
+                            since: (self.clock)(),
+                        };
+                        thread.control = Some(control.clone());
                         self.store
-                            .update_thread(
-                                key,
-                                &ThreadChange::Control(Control {
-                                    ours: false,
-                                    owner: Some(app.clone()),
-                                    since: w.now,
-                                }),
-                            )
+                            .update_thread(key, &ThreadChange::Control(control))
                             .await?;
                         Ok(format!("passed thread control to app {app}"))
                     }
@@ -417,15 +488,16 @@ impl<S: Store, M: Messenger, B: Bot> Processor<S, M, B> {
         if e.is_retryable() {
             return Err(ProcessError::Graph(e));
         }
+        let answered_at = (self.clock)();
         let change = match e.class {
             ErrorClass::Unreachable => Some(ThreadChange::Unreachable(Unreachable {
                 reason: e.to_string(),
-                at: w.now,
+                at: answered_at,
             })),
             ErrorClass::ThreadOwnedByOther => Some(ThreadChange::Control(Control {
                 ours: false,
                 owner: None,
-                since: w.now,
+                since: answered_at,
             })),
             _ => None,
         };
@@ -452,7 +524,9 @@ struct Work<'a> {
     key: &'a EventKey,
     claim: &'a ClaimToken,
     done_actions: u32,
+    started_actions: u32,
     now: Timestamp,
+    deadline: Option<SystemTime>,
 }
 
 /// Time until `deadline`. A deadline already past is taken as unknown, not as no

@@ -1,7 +1,9 @@
 //! What an event changes in the table, decided without touching it.
 
+use messenger_store::otn::OTN_LIFETIME_MS;
 use messenger_store::{
-    AccountLink, Control, EntryPoint, PageChange, Person, ThreadChange, ThreadKey,
+    AccountLink, Control, EntryPoint, NewToken, PageChange, Person, ThreadChange, ThreadKey,
+    TokenKind,
 };
 use messenger_types::event::{EventKind, OptinVariant};
 use messenger_types::{Event, PageId, Psid, Source, UserRef};
@@ -12,6 +14,9 @@ pub struct Changes {
     pub thread: Option<ThreadKey>,
     pub thread_changes: Vec<ThreadChange>,
     pub page_changes: Vec<PageChange>,
+    /// Notification tokens to store, and whether each may be used (a recurring
+    /// optin can say STOP).
+    pub tokens: Vec<(NewToken, bool)>,
 }
 
 /// The thread of `event` on `page`: the person's PSID, or the checkbox plugin's
@@ -89,6 +94,52 @@ pub fn changes(page: &PageId, event: &Event, source: Source) -> Changes {
             }
         }
         EventKind::Optin(o) => {
+            let psid = match &out.thread {
+                Some(ThreadKey {
+                    person: Person::Psid(psid),
+                    ..
+                }) => Some(psid.clone()),
+                _ => None,
+            };
+            match (o.variant(), psid) {
+                (OptinVariant::OneTimeNotification { topic, token }, Some(psid)) => {
+                    out.tokens.push((
+                        NewToken {
+                            page: page.clone(),
+                            psid,
+                            topic: topic.to_owned(),
+                            token: token.to_owned(),
+                            kind: TokenKind::OneTime,
+                            created_at: at,
+                            expires_at: at.plus_millis(OTN_LIFETIME_MS),
+                        },
+                        true,
+                    ));
+                }
+                (
+                    OptinVariant::Recurring {
+                        topic: Some(topic),
+                        token: Some(token),
+                        expires_at,
+                        status,
+                    },
+                    Some(psid),
+                ) => {
+                    out.tokens.push((
+                        NewToken {
+                            page: page.clone(),
+                            psid,
+                            topic: topic.to_owned(),
+                            token: token.to_owned(),
+                            kind: TokenKind::Recurring,
+                            created_at: at,
+                            expires_at: expires_at.unwrap_or(at.plus_millis(OTN_LIFETIME_MS)),
+                        },
+                        status != Some("STOP NOTIFICATIONS"),
+                    ));
+                }
+                _ => {}
+            }
             if let OptinVariant::Plugin {
                 reference: Some(reference),
                 user_ref,
@@ -111,7 +162,6 @@ pub fn changes(page: &PageId, event: &Event, source: Source) -> Changes {
             out.thread_changes
                 .push(ThreadChange::AccountLink(AccountLink {
                     linked: l.status == "linked",
-                    authorization_code: l.authorization_code.clone(),
                     at,
                 }))
         }
@@ -234,6 +284,27 @@ mod tests {
                 .iter()
                 .any(|ch| matches!(ch, ThreadChange::AccountLink(l) if l.linked))
         );
+    }
+
+    #[test]
+    fn otn_and_recurring_optins_bring_tokens() {
+        let c = on(
+            r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":7,"optin":{"type":"one_time_notif_req","payload":"back in stock","one_time_notif_token":"tok"}}"#,
+            Source::Messaging,
+        );
+        let (token, active) = &c.tokens[0];
+        assert!(*active);
+        assert_eq!(token.topic, "back in stock");
+        assert_eq!(token.expires_at.as_millis(), 7 + OTN_LIFETIME_MS);
+
+        let c = on(
+            r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":7,"optin":{"type":"notification_messages","payload":"deals","notification_messages_token":"rn","token_expiry_timestamp":99,"notification_messages_status":"STOP NOTIFICATIONS"}}"#,
+            Source::Messaging,
+        );
+        let (token, active) = &c.tokens[0];
+        assert!(!*active);
+        assert_eq!(token.kind, TokenKind::Recurring);
+        assert_eq!(token.expires_at.as_millis(), 99);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use messenger_types::{AppId, EventKey, PageId, Timestamp};
 
+use crate::otn::{self, NewToken, TokenStatus};
 use crate::{
     AccountLink, CLAIM_LEASE_MS, Claim, ClaimToken, Control, EVENT_RECORD_DAYS, EntryPoint,
     PageChange, PageState, Store, StoreError, StoreErrorKind, ThreadChange, ThreadKey, ThreadState,
@@ -76,6 +77,22 @@ impl DynamoStore {
             Err(e) if is_condition_failure(&e) => Ok(None),
             Err(e) => Err(StoreError::from_sdk(op, e)),
         }
+    }
+
+    /// Every OTN token stored on a thread, oldest first.
+    pub async fn tokens_of(&self, thread: &ThreadKey) -> Result<Vec<otn::StoredToken>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :otn)")
+            .expression_attribute_values(":pk", s(&thread.pk()))
+            .expression_attribute_values(":otn", s("OTN#"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("Query(tokens)", e))?;
+        Ok(out.items().iter().filter_map(otn::stored_token).collect())
     }
 
     async fn get(
@@ -275,6 +292,7 @@ impl Store for DynamoStore {
             .set("claim", s(&token.0))
             .set_if_absent("event_key", s(key.as_str()))
             .set_if_absent("done_actions", n(0))
+            .set_if_absent("started_actions", n(0))
             .set_if_absent("ttl", ttl_after_days(now, EVENT_RECORD_DAYS));
         let status = expr.name("status");
         let lease = expr.name("lease_until");
@@ -288,12 +306,18 @@ impl Store for DynamoStore {
             .update("UpdateItem(claim)", event_pk(key), "EVENT", expr, true)
             .await?
         {
-            Some(item) => Ok(Claim::Acquired {
-                token,
-                done_actions: get_n(&item, "done_actions")
-                    .and_then(|n| u32::try_from(n).ok())
-                    .unwrap_or(0),
-            }),
+            Some(item) => {
+                let count = |attr| {
+                    get_n(&item, attr)
+                        .and_then(|n| u32::try_from(n).ok())
+                        .unwrap_or(0)
+                };
+                Ok(Claim::Acquired {
+                    token,
+                    done_actions: count("done_actions"),
+                    started_actions: count("started_actions"),
+                })
+            }
             None => {
                 let item = self.get("GetItem(event)", event_pk(key), "EVENT").await?;
                 Ok(match get_s(&item, "status").as_deref() {
@@ -306,6 +330,36 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn start_action(
+        &self,
+        key: &EventKey,
+        token: &ClaimToken,
+        n: u32,
+    ) -> Result<(), StoreError> {
+        let mut expr = Expr::default();
+        expr.set("started_actions", self::n(i64::from(n)));
+        held_by(&mut expr, token);
+        self.update("UpdateItem(start)", event_pk(key), "EVENT", expr, false)
+            .await?
+            .map(|_| ())
+            .ok_or_else(|| lost_claim("UpdateItem(start)"))
+    }
+
+    async fn abandon_action(
+        &self,
+        key: &EventKey,
+        token: &ClaimToken,
+        n: u32,
+    ) -> Result<(), StoreError> {
+        let mut expr = Expr::default();
+        expr.set("started_actions", self::n(i64::from(n.saturating_sub(1))));
+        held_by(&mut expr, token);
+        self.update("UpdateItem(abandon)", event_pk(key), "EVENT", expr, false)
+            .await?
+            .map(|_| ())
+            .ok_or_else(|| lost_claim("UpdateItem(abandon)"))
+    }
+
     async fn record_progress(
         &self,
         key: &EventKey,
@@ -313,7 +367,8 @@ impl Store for DynamoStore {
         done_actions: u32,
     ) -> Result<(), StoreError> {
         let mut expr = Expr::default();
-        expr.set("done_actions", n(i64::from(done_actions)));
+        expr.set("done_actions", n(i64::from(done_actions)))
+            .set("started_actions", n(i64::from(done_actions)));
         held_by(&mut expr, token);
         self.update("UpdateItem(progress)", event_pk(key), "EVENT", expr, false)
             .await?
@@ -366,7 +421,6 @@ impl Store for DynamoStore {
             }),
             account_link: get_ts(&item, "link_ts").map(|at| AccountLink {
                 linked: get_bool(&item, "link_linked").unwrap_or(false),
-                authorization_code: get_s(&item, "link_code"),
                 at,
             }),
             unreachable: match (
@@ -411,7 +465,6 @@ impl Store for DynamoStore {
             }
             ThreadChange::AccountLink(l) => {
                 expr.set("link_linked", AttributeValue::Bool(l.linked))
-                    .set_opt("link_code", l.authorization_code.as_deref())
                     .only_if_newer("link_ts", l.at);
             }
             ThreadChange::Unreachable(u) => {
@@ -438,6 +491,72 @@ impl Store for DynamoStore {
         })
     }
 
+    async fn save_token(
+        &self,
+        t: &NewToken,
+        active: bool,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let active = active && t.expires_at > now;
+        let sk = otn::token_sk(t.created_at, &t.token);
+        let id = otn::token_id(&t.token);
+        let mut item = HashMap::from([
+            (
+                "pk".to_owned(),
+                s(&ThreadKey::psid(t.page.clone(), t.psid.clone()).pk()),
+            ),
+            ("sk".to_owned(), s(&sk)),
+            ("page_id".to_owned(), s(t.page.as_str())),
+            ("psid".to_owned(), s(t.psid.as_str())),
+            ("topic".to_owned(), s(&t.topic)),
+            ("token".to_owned(), s(&t.token)),
+            ("token_kind".to_owned(), s(t.kind.as_str())),
+            ("created_at".to_owned(), n_ms(t.created_at)),
+            ("expires_at".to_owned(), n_ms(t.expires_at)),
+            (
+                "ttl".to_owned(),
+                ttl_after_days(t.expires_at, otn::OTN_RECORD_GRACE_DAYS),
+            ),
+        ]);
+        if active {
+            item.extend(index_keys(
+                t.page.as_str(),
+                t.psid.as_str(),
+                &t.topic,
+                &id,
+                t.created_at,
+                t.expires_at,
+            ));
+            item.insert("status".to_owned(), s(TokenStatus::Active.as_str()));
+        } else {
+            let status = if t.expires_at > now {
+                TokenStatus::Retired
+            } else {
+                TokenStatus::Expired
+            };
+            item.insert("status".to_owned(), s(status.as_str()));
+        }
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(sk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error().is_some_and(
+                    aws_sdk_dynamodb::operation::put_item::PutItemError::is_conditional_check_failed_exception,
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::from_sdk("PutItem(token)", e)),
+        }
+    }
+
     async fn update_page(&self, page: &PageId, change: &PageChange) -> Result<bool, StoreError> {
         let mut expr = Expr::default();
         match change {
@@ -456,6 +575,32 @@ impl Store for DynamoStore {
             .await?
             .is_some())
     }
+}
+
+/// The sparse index keys of an ACTIVE token.
+fn index_keys(
+    page: &str,
+    psid: &str,
+    topic: &str,
+    id: &str,
+    created_at: Timestamp,
+    expires_at: Timestamp,
+) -> [(String, AttributeValue); 4] {
+    [
+        (
+            "topic_pk".to_owned(),
+            s(&otn::topic_pk(&PageId::new(page), topic)),
+        ),
+        (
+            "topic_sk".to_owned(),
+            s(&format!("{}#{psid}#{id}", otn::padded(created_at))),
+        ),
+        ("expiry_pk".to_owned(), s(&otn::expiry_bucket(expires_at))),
+        (
+            "expiry_sk".to_owned(),
+            s(&format!("{}#{page}#{psid}#{id}", otn::padded(expires_at))),
+        ),
+    ]
 }
 
 fn held_by(expr: &mut Expr, token: &ClaimToken) {

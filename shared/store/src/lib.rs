@@ -15,6 +15,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod dynamo;
+pub mod otn;
 pub mod schema;
 
 use std::fmt;
@@ -23,6 +24,7 @@ use std::future::Future;
 use messenger_types::{AppId, EventKey, PageId, Psid, Timestamp, UserRef};
 
 pub use dynamo::DynamoStore;
+pub use otn::{NewToken, StoredToken, TokenKind, TokenStatus};
 
 /// Whom a thread is with: a PSID, or the checkbox plugin's `user_ref` before the
 /// person has written.
@@ -93,10 +95,12 @@ pub struct EntryPoint {
     pub at: Timestamp,
 }
 
+/// Whether the person linked an account on the business's site. The
+/// `authorization_code` Meta sends with it is a short-lived credential for the
+/// business's own linking flow and is not kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountLink {
     pub linked: bool,
-    pub authorization_code: Option<String>,
     pub at: Timestamp,
 }
 
@@ -157,11 +161,14 @@ impl fmt::Debug for ClaimToken {
 /// The result of trying to take an event for processing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// Ours to process. `done_actions` actions were already carried out by an earlier
-    /// attempt that failed part-way: skip them, or the person hears twice.
+    /// Ours to process. An earlier attempt that failed part-way carried out the
+    /// first `done_actions` actions, and had started `started_actions`: an action
+    /// started but not recorded as done may have reached the person (the attempt
+    /// died during or right after the call), so it is not repeated either.
     Acquired {
         token: ClaimToken,
         done_actions: u32,
+        started_actions: u32,
     },
     /// Processed before: acknowledge without doing anything.
     Duplicate { outcome: Option<String> },
@@ -212,6 +219,23 @@ pub trait Store: Send + Sync {
         now: Timestamp,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
 
+    /// Records that action `n` (counting from 1) is about to make its call.
+    fn start_action(
+        &self,
+        key: &EventKey,
+        token: &ClaimToken,
+        n: u32,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes back [`Store::start_action`] after a call that certainly did not
+    /// reach Meta, so a retry makes it again.
+    fn abandon_action(
+        &self,
+        key: &EventKey,
+        token: &ClaimToken,
+        n: u32,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Records that the first `done_actions` actions of the event were carried out.
     fn record_progress(
         &self,
@@ -250,6 +274,15 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     fn page(&self, page: &PageId) -> impl Future<Output = Result<PageState, StoreError>> + Send;
+
+    /// Stores a token from an optin; storing the same optin again changes nothing.
+    /// Returns whether it was new.
+    fn save_token(
+        &self,
+        token: &NewToken,
+        active: bool,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     fn update_page(
         &self,

@@ -1,0 +1,246 @@
+//! One-time notification tokens.
+//!
+//! A token lives on its thread's partition (`PAGE#<page>#USER#<psid>`,
+//! `OTN#<created>#<id>`, where `<id>` is a digest of the token: the token itself,
+//! a credential, is never part of a key). While it is ACTIVE it also carries the keys
+//! of two sparse indexes: `otn-by-topic` (`OTN#<page>#<topic>`) for the notify
+//! fan-out and `otn-by-expiry` (`EXPIRY#<day it expires>`) for the sweeper. Spending,
+//! expiring or retiring a token removes those keys in the same conditional write, so
+//! the indexes hold only tokens that may still be used.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use messenger_types::{PageId, Psid, Timestamp};
+use sha2::{Digest, Sha256};
+
+/// A token is good for one message within a year of its creation.
+pub const OTN_LIFETIME_MS: i64 = 365 * 24 * 60 * 60 * 1000;
+/// How long a finished token's record is kept after it expires (for the record
+/// only: correctness never waits for TTL).
+pub const OTN_RECORD_GRACE_DAYS: i64 = 30;
+
+/// What a token may still do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenStatus {
+    Active,
+    Used,
+    Expired,
+    /// Meta refused it (invalid or expired on its side), or the person stopped
+    /// recurring notifications.
+    Retired,
+}
+
+impl TokenStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Used => "USED",
+            Self::Expired => "EXPIRED",
+            Self::Retired => "RETIRED",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "ACTIVE" => Self::Active,
+            "USED" => Self::Used,
+            "EXPIRED" => Self::Expired,
+            "RETIRED" => Self::Retired,
+            _ => return None,
+        })
+    }
+}
+
+/// Which kind of opt-in the token came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    OneTime,
+    /// Recurring notifications (deprecated by Meta in February 2026).
+    Recurring,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OneTime => "ONE_TIME",
+            Self::Recurring => "RECURRING",
+        }
+    }
+}
+
+/// A token as captured from an optin.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewToken {
+    pub page: PageId,
+    pub psid: Psid,
+    pub topic: String,
+    pub token: String,
+    pub kind: TokenKind,
+    /// The optin event's timestamp.
+    pub created_at: Timestamp,
+    /// One year after creation for OTN; Meta's `token_expiry_timestamp` for recurring.
+    pub expires_at: Timestamp,
+}
+
+impl std::fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewToken")
+            .field("page", &self.page)
+            .field("psid", &self.psid)
+            .field("topic", &self.topic)
+            .field("token", &"<redacted>")
+            .field("kind", &self.kind)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// A stored token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    pub page: PageId,
+    pub psid: Psid,
+    pub sk: String,
+    pub topic: String,
+    pub token: String,
+    pub kind: TokenKind,
+    pub status: TokenStatus,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+impl std::fmt::Debug for StoredToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredToken")
+            .field("page", &self.page)
+            .field("psid", &self.psid)
+            .field("sk", &self.sk)
+            .field("topic", &self.topic)
+            .field("token", &"<redacted>")
+            .field("status", &self.status)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Where a token is: its thread's partition and its sort key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct TokenRef {
+    pub page: PageId,
+    pub psid: Psid,
+    pub sk: String,
+}
+
+/// Why a token could not be spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpendRefused {
+    /// No such token.
+    Unknown,
+    /// Already used, expired or retired (by anyone, including a concurrent spend).
+    NotActive(TokenStatus),
+    /// Past its expiry, whatever the sweeper has done yet.
+    Expired,
+}
+
+/// One page of a sweep of the expiry index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepPage {
+    pub expired: u64,
+    /// Items DynamoDB read for this page (its `ScannedCount`).
+    pub read: u64,
+    /// Where to continue in the same bucket, if anything is left.
+    pub next: Option<String>,
+}
+
+pub(crate) fn token_id(token: &str) -> String {
+    hex::encode(&Sha256::digest(token.as_bytes())[..10])
+}
+
+/// Zero-padded so that string order is time order.
+pub(crate) fn padded(t: Timestamp) -> String {
+    format!("{:015}", t.as_millis().max(0))
+}
+
+pub(crate) fn token_sk(created_at: Timestamp, token: &str) -> String {
+    format!("OTN#{}#{}", padded(created_at), token_id(token))
+}
+
+pub(crate) fn topic_pk(page: &PageId, topic: &str) -> String {
+    format!("OTN#{page}#{topic}")
+}
+
+/// The expiry bucket (a UTC day, `EXPIRY#YYYY-MM-DD`) of an instant.
+pub fn expiry_bucket(t: Timestamp) -> String {
+    format!("EXPIRY#{}", utc_day(t))
+}
+
+/// `YYYY-MM-DD` of an instant, in UTC.
+pub fn utc_day(t: Timestamp) -> String {
+    let days = t.as_millis().div_euclid(86_400_000);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+pub(crate) fn stored_token(item: &HashMap<String, AttributeValue>) -> Option<StoredToken> {
+    let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let n = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .map(Timestamp::from_millis)
+    };
+    Some(StoredToken {
+        page: PageId::new(s("page_id")?),
+        psid: Psid::new(s("psid")?),
+        sk: s("sk")?,
+        topic: s("topic")?,
+        token: s("token")?,
+        kind: if s("token_kind").as_deref() == Some("RECURRING") {
+            TokenKind::Recurring
+        } else {
+            TokenKind::OneTime
+        },
+        status: TokenStatus::parse(&s("status")?)?,
+        created_at: n("created_at")?,
+        expires_at: n("expires_at")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_days_are_civil_dates() {
+        assert_eq!(utc_day(Timestamp::from_millis(0)), "1970-01-01");
+        assert_eq!(
+            utc_day(Timestamp::from_millis(1_795_269_600_000)),
+            "2026-11-21"
+        );
+        assert_eq!(
+            utc_day(Timestamp::from_millis(951_782_400_000)),
+            "2000-02-29"
+        );
+        assert_eq!(utc_day(Timestamp::from_millis(-1)), "1969-12-31");
+    }
+
+    #[test]
+    fn keys_never_contain_the_token_and_sort_by_time() {
+        let sk = token_sk(Timestamp::from_millis(5), "secret-token-value");
+        assert!(!sk.contains("secret"));
+        assert!(
+            token_sk(Timestamp::from_millis(5), "a") < token_sk(Timestamp::from_millis(40), "a")
+        );
+    }
+}
