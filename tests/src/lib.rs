@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod rig;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -26,7 +28,18 @@ pub async fn emulator() -> SdkConfig {
         endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
         "AWS_ENDPOINT_URL is {endpoint:?}: these tests need the local AWS emulator; run them with scripts/test"
     );
-    app_config::aws_sdk_config().await
+    // The emulator shares two cores with the test run (and a first call to a
+    // service imports its whole backend): give it more time than AWS gets.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .operation_attempt_timeout(std::time::Duration::from_secs(60))
+        .operation_timeout(std::time::Duration::from_secs(120))
+        .build();
+    app_config::aws_sdk_config()
+        .await
+        .to_builder()
+        .timeout_config(timeouts)
+        .build()
 }
 
 /// A name no other test (or earlier run against the same emulator) uses.
@@ -96,6 +109,7 @@ pub async fn drain(sdk: &SdkConfig, queue_url: &str) -> Vec<Queued> {
         if messages.is_empty() {
             return out;
         }
+        let mut handles = Vec::new();
         for m in messages {
             let attr = |name: MessageSystemAttributeName| {
                 m.attributes()
@@ -108,13 +122,20 @@ pub async fn drain(sdk: &SdkConfig, queue_url: &str) -> Vec<Queued> {
                 group_id: attr(MessageSystemAttributeName::MessageGroupId),
                 dedup_id: attr(MessageSystemAttributeName::MessageDeduplicationId),
             });
-            sqs.delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
+            handles.push(
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(handles.len().to_string())
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .build()
+                    .unwrap(),
+            );
         }
+        sqs.delete_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(handles))
+            .send()
+            .await
+            .unwrap();
     }
 }
 

@@ -4,153 +4,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-
-use aws_sdk_dynamodb::types::AttributeValue;
+use integration_tests::rig::*;
 use integration_tests::*;
 use messenger_store::DynamoStore;
 use messenger_types::send::{MessageTag, OutgoingMessage};
+use processor::Processor;
 use processor::bot::{Action, Bot, Turn};
 use processor::policy::Basis;
-use processor::{AwsProcessor, Processor};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-const PAGE_A: &str = "100000000000001";
-const PAGE_B: &str = "100000000000002";
-const TOKEN_A: &str = "page-a-token-for-tests";
-const TOKEN_B: &str = "page-b-token-for-tests";
-const HOUR: i64 = 3_600_000;
-const DAY: i64 = 24 * HOUR;
-
-struct Rig {
-    sdk: SdkConfig,
-    table: String,
-    graph: MockServer,
-    processor: AwsProcessor,
-}
-
-fn env(table: &str, graph: &MockServer) -> BTreeMap<String, String> {
-    [
-        ("TABLE_NAME", table.to_owned()),
-        ("GRAPH_API_BASE_URL", graph.uri()),
-        ("GRAPH_API_VERSION", "v23.0".to_owned()),
-        ("APP_SECRET", LOCAL_APP_SECRET.to_owned()),
-        (
-            "PAGE_ACCESS_TOKENS",
-            json!({ PAGE_A: TOKEN_A, PAGE_B: TOKEN_B }).to_string(),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
-}
-
-/// A fresh table, a fake Graph API answering every call with success, and a
-/// processor wired to both.
-async fn rig() -> Rig {
-    let sdk = emulator().await;
-    let table = table(&sdk).await;
-    let graph = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path_regex(r"^/v23\.0/[0-9]+/messages$"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"recipient_id": "x", "message_id": "m_sent"})),
-        )
-        .with_priority(10)
-        .mount(&graph)
-        .await;
-    Mock::given(method("POST"))
-        .and(path_regex(r"^/v23\.0/[0-9]+/pass_thread_control$"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
-        .with_priority(10)
-        .mount(&graph)
-        .await;
-    let processor = processor::from_env(&env(&table, &graph), &sdk)
-        .await
-        .unwrap();
-    Rig {
-        sdk,
-        table,
-        graph,
-        processor,
-    }
-}
-
-/// A processor with another bot, on the same table and Graph API.
-fn with_bot<B: Bot>(rig: &Rig, bot: B) -> Processor<DynamoStore, graph_api::GraphClient, B> {
-    let graph = graph_api::GraphClient::new(graph_api::GraphConfig {
-        base_url: rig.graph.uri(),
-        version: "v23.0".to_owned(),
-        app_secret: None,
-        ..graph_api::GraphConfig::default()
-    })
-    .unwrap();
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&rig.sdk), &rig.table);
-    let tokens = [(
-        messenger_types::PageId::new(PAGE_A),
-        SecretString::from(TOKEN_A),
-    )]
-    .into();
-    Processor::new(store, graph, bot, tokens)
-}
-
-/// Every call the fake Graph API received: (path, Authorization header, JSON body).
-async fn graph_calls(graph: &MockServer) -> Vec<(String, String, Value)> {
-    graph
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| {
-            let auth = r
-                .headers
-                .get("authorization")
-                .map(|v| v.to_str().unwrap().to_owned())
-                .unwrap_or_default();
-            let body = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-            (r.url.path().to_owned(), auth, body)
-        })
-        .collect()
-}
-
-async fn sends(graph: &MockServer) -> Vec<(String, String, Value)> {
-    graph_calls(graph)
-        .await
-        .into_iter()
-        .filter(|(p, _, _)| p.ends_with("/messages"))
-        .collect()
-}
-
-fn failed_ids(response: &aws_lambda_events::sqs::SqsBatchResponse) -> Vec<String> {
-    response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect()
-}
-
-/// The outcome recorded for the event with this mid.
-async fn outcome_of(rig: &Rig, mid: &str) -> String {
-    let key = messenger_types::EventKey::from_readable(format!("message:{mid}"));
-    let item = aws_sdk_dynamodb::Client::new(&rig.sdk)
-        .get_item()
-        .table_name(&rig.table)
-        .key("pk", AttributeValue::S(format!("EVENT#{}", key.digest())))
-        .key("sk", AttributeValue::S("EVENT".to_owned()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap_or_default();
-    item.get("outcome")
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .unwrap_or_default()
-}
 
 #[tokio::test]
 async fn a_text_gets_exactly_one_reply_even_delivered_three_times_and_concurrently() {
@@ -417,16 +281,6 @@ async fn after_passing_control_to_the_inbox_the_bot_is_silent_until_control_retu
     assert_eq!(sends(&rig.graph).await.len(), 2);
 }
 
-/// A fake Graph API whose message sends fail with `status` and `body`.
-async fn failing_graph(rig: &Rig, status: u16, body: Value) {
-    rig.graph.reset().await;
-    Mock::given(method("POST"))
-        .and(path_regex(r"/messages$"))
-        .respond_with(ResponseTemplate::new(status).set_body_json(body))
-        .mount(&rig.graph)
-        .await;
-}
-
 #[tokio::test]
 async fn transient_graph_errors_are_retried_and_end_in_exactly_one_reply() {
     for (status, error) in [
@@ -564,7 +418,7 @@ async fn an_event_for_a_page_without_a_token_is_recorded_not_retried_forever() {
 }
 
 #[tokio::test]
-async fn unreadable_messages_and_notify_commands_are_handed_back_for_the_dead_letter_queue() {
+async fn unreadable_messages_are_handed_back_for_the_dead_letter_queue() {
     let rig = rig().await;
     let junk = webhook::OutgoingMessage {
         group_id: "x".to_owned(),
@@ -583,10 +437,9 @@ async fn unreadable_messages_and_notify_commands_are_handed_back_for_the_dead_le
         .processor
         .handle(sqs_event("junk", &[junk, notify]), None)
         .await;
-    assert_eq!(
-        failed_ids(&response),
-        vec!["junk-0".to_owned(), "junk-1".to_owned()]
-    );
+    // The unreadable message is handed back (it reaches the DLQ after 10 receives);
+    // the notify command, for a topic nobody asked for, is done.
+    assert_eq!(failed_ids(&response), vec!["junk-0".to_owned()]);
 }
 
 #[tokio::test]
@@ -594,13 +447,13 @@ async fn missing_configuration_fails_at_start_and_names_the_variable() {
     let sdk = emulator().await;
     let graph = MockServer::start().await;
     for var in ["TABLE_NAME", "PAGE_ACCESS_TOKENS"] {
-        let mut e = env("t", &graph);
+        let mut e = env("t", "q", &graph);
         e.remove(var);
         let err = processor::from_env(&e, &sdk).await.unwrap_err().to_string();
         assert!(err.contains(var), "{var}: {err}");
         assert!(!err.contains(TOKEN_A), "{err}");
     }
-    let mut e = env("t", &graph);
+    let mut e = env("t", "q", &graph);
     e.insert("PAGE_ACCESS_TOKENS".into(), format!("[\"{TOKEN_A}\"]"));
     let err = processor::from_env(&e, &sdk).await.unwrap_err().to_string();
     assert!(
@@ -699,7 +552,8 @@ async fn a_send_whose_answer_never_came_is_not_repeated() {
         SecretString::from(TOKEN_A),
     )]
     .into();
-    let impatient = Processor::new(store, graph, processor::bot::DefaultBot, tokens);
+    let queue = event_queue::SqsQueue::new(aws_sdk_sqs::Client::new(&rig.sdk), &rig.queue);
+    let impatient = Processor::new(store, graph, processor::bot::DefaultBot, queue, tokens);
 
     let messages = queue_messages(&[(
         PAGE_A,

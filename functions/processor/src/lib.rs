@@ -10,6 +10,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod bot;
+pub mod notify;
 pub mod policy;
 pub mod state;
 
@@ -18,10 +19,11 @@ use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use event_queue::{EventQueue, SqsQueue};
 use graph_api::{ErrorClass, GraphClient, GraphConfig, GraphError};
 use messenger_store::{
     Claim, ClaimToken, Control, DynamoStore, Person, Store, StoreError, ThreadChange, ThreadKey,
-    ThreadState, Unreachable,
+    ThreadState, TokenStore, Unreachable,
 };
 use messenger_types::send::{MessagingType, Recipient, SendRequest, SendResponse};
 use messenger_types::{
@@ -85,10 +87,8 @@ pub enum ProcessError {
     Unreadable(#[from] messenger_types::QueueMessageError),
     #[error("the queued event is not a JSON object")]
     UnreadableEvent,
-    #[error(
-        "notify commands are not handled yet (one-time notifications arrive with the OTN issue)"
-    )]
-    NotifyUnsupported,
+    #[error("could not queue the notify fan-out: {0}")]
+    Enqueue(#[from] event_queue::EnqueueError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0} (will be retried)")]
@@ -115,6 +115,10 @@ pub const MIN_TIME_PER_MESSAGE: Duration = Duration::from_secs(6);
 /// DynamoDB writes around it.
 pub const MIN_TIME_PER_ACTION: Duration = Duration::from_secs(8);
 
+pub(crate) fn may_have_been_delivered_pub(e: &GraphError) -> bool {
+    may_have_been_delivered(e)
+}
+
 /// Whether a failed Graph call may still have delivered its message: no answer
 /// (a timeout after the request went out, a dropped connection) or an answer
 /// without Meta's error body. Such a call is not repeated.
@@ -130,22 +134,31 @@ fn system_now() -> Timestamp {
     Timestamp::from_millis(ms)
 }
 
-/// The processor, generic over its state store, the Graph API and the bot.
+/// The processor, generic over its state store, the Graph API, the bot and the
+/// events queue (where the notify fan-out puts per-recipient work).
 #[derive(Debug)]
-pub struct Processor<S, M, B> {
+pub struct Processor<S, M, B, Q> {
     pub store: S,
     pub graph: M,
     pub bot: B,
+    pub queue: Q,
     pub tokens: BTreeMap<PageId, SecretString>,
     pub clock: fn() -> Timestamp,
 }
 
-impl<S: Store, M: Messenger, B: Bot> Processor<S, M, B> {
-    pub fn new(store: S, graph: M, bot: B, tokens: BTreeMap<PageId, SecretString>) -> Self {
+impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processor<S, M, B, Q> {
+    pub fn new(
+        store: S,
+        graph: M,
+        bot: B,
+        queue: Q,
+        tokens: BTreeMap<PageId, SecretString>,
+    ) -> Self {
         Self {
             store,
             graph,
             bot,
+            queue,
             tokens,
             clock: system_now,
         }
@@ -205,7 +218,11 @@ impl<S: Store, M: Messenger, B: Bot> Processor<S, M, B> {
         let body = message.body.as_deref().unwrap_or("");
         match QueueMessage::from_json(body)? {
             QueueMessage::Event(queued) => self.process_event(&queued, deadline).await,
-            QueueMessage::Notify(_) => Err(ProcessError::NotifyUnsupported),
+            QueueMessage::Notify(command) => {
+                let id = message.message_id.as_deref().unwrap_or("unknown");
+                self.fan_out(&command, id, deadline).await
+            }
+            QueueMessage::NotifyOne(one) => self.notify_one(&one).await,
         }
     }
 
@@ -532,19 +549,21 @@ struct Work<'a> {
 /// Time until `deadline`. A deadline already past is taken as unknown, not as no
 /// time at all: cargo-lambda's local emulator hands every invocation a deadline in
 /// 1970.
-fn time_left(deadline: SystemTime) -> Duration {
+pub(crate) fn time_left(deadline: SystemTime) -> Duration {
     deadline
         .duration_since(SystemTime::now())
         .unwrap_or(Duration::MAX)
 }
 
 /// The processor as deployed.
-pub type AwsProcessor = Processor<DynamoStore, GraphClient, DefaultBot>;
+pub type AwsProcessor = Processor<DynamoStore, GraphClient, DefaultBot, SqsQueue>;
 
 /// The processor's own settings (the secrets come from [`app_config::Secrets`]).
 #[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: String,
+    /// Where the notify fan-out puts per-recipient work (the events queue itself).
+    pub events_queue_url: String,
     pub graph_base_url: String,
     pub graph_version: String,
 }
@@ -553,6 +572,7 @@ impl Config {
     pub fn from_env(env: &impl Lookup) -> Result<Self, ConfigError> {
         Ok(Self {
             table_name: app_config::required(env, "TABLE_NAME")?,
+            events_queue_url: app_config::required(env, "EVENTS_QUEUE_URL")?,
             graph_base_url: app_config::optional(
                 env,
                 "GRAPH_API_BASE_URL",
@@ -583,5 +603,6 @@ pub async fn from_env(env: &impl Lookup, sdk: &SdkConfig) -> Result<AwsProcessor
         reason: e.to_string(),
     })?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table_name);
-    Ok(Processor::new(store, graph, DefaultBot, tokens))
+    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.events_queue_url);
+    Ok(Processor::new(store, graph, DefaultBot, queue, tokens))
 }

@@ -4,60 +4,15 @@
 //! or keep the body in quarantine when it is not a Page delivery.
 
 use std::future::Future;
-use std::time::Duration;
 
 use hub_signature::{SignatureError, SignatureHeaders, Verifier};
 use messenger_types::queue::{QueueMessageType, QueuedEventRef};
 use messenger_types::routing::{RawEnvelope, Source, route};
 
-/// One message for the events queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutgoingMessage {
-    /// `<page_id>:<psid or user_ref>`: one thread's events keep their order.
-    pub group_id: String,
-    /// Derived from the event, so Meta's redeliveries collapse inside SQS's
-    /// five-minute deduplication window (the processor deduplicates beyond it).
-    pub dedup_id: String,
-    pub body: String,
-    /// The event's kind, for logs.
-    pub kind: &'static str,
-}
-
-impl OutgoingMessage {
-    /// What SQS counts against its batch size limit.
-    fn size(&self) -> usize {
-        self.body.len() + self.group_id.len() + self.dedup_id.len()
-    }
-}
-
-/// An entry of a batch that the queue did not accept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailedEntry {
-    /// Index into the batch that was sent.
-    pub index: usize,
-    pub code: String,
-    /// The queue says the entry itself is at fault: sending it again cannot succeed.
-    pub sender_fault: bool,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("the events queue refused the batch: {message}")]
-pub struct QueueError {
-    pub message: String,
-    #[source]
-    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
-}
-
-/// The events queue (SQS FIFO in production).
-pub trait EventQueue {
-    /// Sends up to ten messages; returns the entries that were not accepted. An `Err`
-    /// means the call as a whole failed (after the SDK's own retries): nothing in
-    /// the batch can be assumed queued.
-    fn send_batch(
-        &self,
-        batch: &[OutgoingMessage],
-    ) -> impl Future<Output = Result<Vec<FailedEntry>, QueueError>> + Send;
-}
+pub use event_queue::{
+    EventQueue, FailedEntry, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, OutgoingMessage, QueueError,
+    RetryPolicy, chunk,
+};
 
 #[derive(Debug, thiserror::Error)]
 #[error("could not keep the body in quarantine: {message}")]
@@ -76,32 +31,6 @@ pub trait Quarantine {
         body: &[u8],
         reason: &str,
     ) -> impl Future<Output = Result<String, QuarantineError>> + Send;
-}
-
-/// SQS's limits for one SendMessageBatch call.
-pub const MAX_BATCH_ENTRIES: usize = 10;
-/// The batch payload budget. SQS accepts 1 MiB on current accounts and 256 KiB on
-/// older ones; chunking at the lower bound works on both.
-pub const MAX_BATCH_BYTES: usize = 256 * 1024;
-
-/// How often entries that the queue refused are sent again before giving up.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Rounds of sending, the first included.
-    pub rounds: u32,
-    /// Pause before the second round; doubled before each later one.
-    pub first_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        // Meta wants an answer within seconds: three quick rounds, then 5xx and let
-        // Meta redeliver.
-        Self {
-            rounds: 3,
-            first_backoff: Duration::from_millis(50),
-        }
-    }
 }
 
 /// The outcome of a POST that was authenticated.
@@ -225,27 +154,6 @@ pub fn split(body: &[u8]) -> Result<Split, Unroutable> {
     Ok(split)
 }
 
-/// Groups messages into SendMessageBatch calls, in order, within SQS's limits.
-pub fn chunk(messages: &[OutgoingMessage]) -> Vec<&[OutgoingMessage]> {
-    let mut chunks = Vec::with_capacity(messages.len().div_ceil(MAX_BATCH_ENTRIES));
-    let mut start = 0;
-    let mut bytes = 0;
-    for (i, m) in messages.iter().enumerate() {
-        let full =
-            i - start == MAX_BATCH_ENTRIES || (i > start && bytes + m.size() > MAX_BATCH_BYTES);
-        if full {
-            chunks.push(&messages[start..i]);
-            start = i;
-            bytes = 0;
-        }
-        bytes += m.size();
-    }
-    if start < messages.len() {
-        chunks.push(&messages[start..]);
-    }
-    chunks
-}
-
 /// Everything the POST path needs, built once per container.
 #[derive(Debug)]
 pub struct Receiver<Q, S> {
@@ -306,81 +214,33 @@ impl<Q: EventQueue, S: Quarantine> Receiver<Q, S> {
         })
     }
 
-    /// Sends every message in order, retrying only what the queue refused.
-    ///
-    /// A round sends batches until one comes back with refused entries; the next
-    /// round starts with those entries followed by everything not yet sent, so a
-    /// thread's events reach the queue in their order across batches. (Inside one
-    /// batch SQS may accept a later entry of a thread and refuse an earlier one;
-    /// the processor orders state by event timestamps for that case.)
-    ///
-    /// An entry refused for its content (`InvalidMessageContents`) cannot pass on
-    /// retry: it is reported in `refused` and the body is kept in quarantine
-    /// instead, rather than being retried by Meta for an hour.
+    /// Sends every message in order (see [`event_queue::send_all`]). Messages refused
+    /// for their content are reported in `refused`, so the body is kept in
+    /// quarantine instead of being retried by Meta for an hour.
     async fn enqueue(
         &self,
         messages: &[OutgoingMessage],
         refused: &mut Vec<String>,
     ) -> Result<(), AcceptError> {
-        let total = messages.len();
-        let mut pending: Vec<OutgoingMessage> = messages.to_vec();
-        let mut backoff = self.retry.first_backoff;
-        let mut last_cause = String::new();
-        for round in 0..self.retry.rounds.max(1) {
-            if round > 0 {
-                tokio::time::sleep(backoff).await;
-                backoff = backoff.saturating_mul(2);
-            }
-            let mut sent = 0;
-            let mut retry = Vec::new();
-            for batch in chunk(&pending) {
-                let failed = self.queue.send_batch(batch).await.map_err(|e| {
-                    tracing::error!(error = %e, "events queue refused a batch");
-                    AcceptError::Enqueue {
-                        unqueued: pending.len() - sent,
-                        total,
-                        cause: e.to_string(),
-                    }
-                })?;
-                sent += batch.len();
-                let mut failed: Vec<FailedEntry> = failed;
-                failed.sort_by_key(|f| f.index);
-                for f in failed {
-                    let Some(message) = batch.get(f.index) else {
-                        continue;
-                    };
-                    if f.sender_fault && f.code == "InvalidMessageContents" {
-                        tracing::error!(code = %f.code, event_kind = message.kind, "queue refused an event's content");
-                        refused.push(format!(
-                            "the events queue refused a {} event: {}",
-                            message.kind, f.code
-                        ));
-                    } else {
-                        tracing::warn!(code = %f.code, round, "queue refused an entry; retrying it");
-                        last_cause.clone_from(&f.code);
-                        retry.push(message.clone());
-                    }
-                }
-                if !retry.is_empty() {
-                    break;
-                }
-            }
-            retry.extend_from_slice(&pending[sent..]);
-            if retry.is_empty() {
-                return Ok(());
-            }
-            pending = retry;
-        }
-        Err(AcceptError::Enqueue {
-            unqueued: pending.len(),
-            total,
-            cause: last_cause,
-        })
+        let rejected = event_queue::send_all(&self.queue, messages, &self.retry)
+            .await
+            .map_err(|e| AcceptError::Enqueue {
+                unqueued: e.unqueued,
+                total: e.total,
+                cause: e.cause,
+            })?;
+        refused.extend(rejected.into_iter().map(|r| {
+            let kind = messages.get(r.index).map_or("unknown", |m| m.kind);
+            format!("the events queue refused a {kind} event: {}", r.code)
+        }));
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::testing::{Fault, MemoryQuarantine, MemoryQueue};
 

@@ -16,7 +16,9 @@ pub mod send;
 
 pub use event::{Entry, Envelope, Event, EventKind};
 pub use ids::{AppId, PageId, Psid, Timestamp, UserRef};
-pub use queue::{NotifyCommand, QueueMessage, QueueMessageError, QueuedEvent, QueuedEventRef};
+pub use queue::{
+    NotifyCommand, NotifyOne, QueueMessage, QueueMessageError, QueuedEvent, QueuedEventRef,
+};
 pub use routing::{EventKey, RawEntry, RawEnvelope, Routing, Source, route};
 pub use send::{
     GraphErrorBody, GraphErrorEnvelope, MessageTag, MessagingType, OutgoingMessage, Recipient,

@@ -47,6 +47,27 @@ pub struct NotifyCommand {
     pub topic: String,
     /// A Send API `message` object (`text`, or `attachment`, and `quick_replies`).
     pub message: serde_json::Map<String, serde_json::Value>,
+    /// Internal, set by the processor on the follow-up command of a fan-out that
+    /// did not finish in one invocation: where to continue in the token index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Internal: the fan-out this follow-up belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_id: Option<String>,
+}
+
+/// Internal: one recipient's part of a notify fan-out. The token is named by
+/// where it is stored, never carried in the message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotifyOne {
+    #[serde(rename = "type")]
+    pub kind: QueueMessageType,
+    pub notify_id: String,
+    pub page_id: PageId,
+    pub psid: crate::Psid,
+    pub token_sk: String,
+    pub topic: String,
+    pub message: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +75,7 @@ pub struct NotifyCommand {
 pub enum QueueMessageType {
     Event,
     Notify,
+    NotifyOne,
 }
 
 /// Any message body on the events queue.
@@ -61,6 +83,7 @@ pub enum QueueMessageType {
 pub enum QueueMessage {
     Event(QueuedEvent),
     Notify(NotifyCommand),
+    NotifyOne(NotifyOne),
 }
 
 /// Why a queue message could not be read. Holds no part of the body.
@@ -107,6 +130,9 @@ impl QueueMessage {
         match tag.kind.as_deref() {
             Some("event") => serde_json::from_str(body).map(Self::Event).map_err(fail),
             Some("notify") => serde_json::from_str(body).map(Self::Notify).map_err(fail),
+            Some("notify_one") => serde_json::from_str(body)
+                .map(Self::NotifyOne)
+                .map_err(fail),
             Some(other) => Err(QueueMessageError {
                 reason: format!(
                     "unknown \"type\" {:?} (expected \"event\" or \"notify\")",

@@ -230,8 +230,13 @@ impl Routing {
     pub fn group_id(&self) -> String {
         let page = self.page_id.as_deref().unwrap_or("unknown-page");
         let user = self.user.as_deref().unwrap_or("page");
-        format!("{}:{}", sqs_safe(page), sqs_safe(user))
+        thread_group(page, user)
     }
+}
+
+/// The FIFO group of a thread, as [`Routing::group_id`] makes it.
+pub fn thread_group(page: &str, user: &str) -> String {
+    format!("{}:{}", sqs_safe(page), sqs_safe(user))
 }
 
 fn sqs_safe(part: &str) -> Cow<'_, str> {

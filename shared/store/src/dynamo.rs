@@ -10,7 +10,8 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use messenger_types::{AppId, EventKey, PageId, Timestamp};
 
-use crate::otn::{self, NewToken, TokenStatus};
+use crate::TokenStore;
+use crate::otn::{self, NewToken, SpendRefused, StoredToken, SweepPage, TokenRef, TokenStatus};
 use crate::{
     AccountLink, CLAIM_LEASE_MS, Claim, ClaimToken, Control, EVENT_RECORD_DAYS, EntryPoint,
     PageChange, PageState, Store, StoreError, StoreErrorKind, ThreadChange, ThreadKey, ThreadState,
@@ -615,5 +616,222 @@ fn lost_claim(op: &'static str) -> StoreError {
         kind: StoreErrorKind::LostClaim,
         message: "the event was taken over by another worker after this one's lease ran out"
             .to_owned(),
+    }
+}
+
+const INDEX_ATTRIBUTES: [&str; 4] = ["topic_pk", "topic_sk", "expiry_pk", "expiry_sk"];
+
+/// DynamoDB's LastEvaluatedKey (all string attributes here) as an opaque cursor.
+fn encode_cursor(key: Option<&HashMap<String, AttributeValue>>) -> Option<String> {
+    let key = key?;
+    let map: std::collections::BTreeMap<&str, &str> = key
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_s().ok()?.as_str())))
+        .collect();
+    serde_json::to_string(&map).ok()
+}
+
+fn decode_cursor(
+    cursor: Option<&str>,
+) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+    let Some(cursor) = cursor else {
+        return Ok(None);
+    };
+    let map: HashMap<String, String> = serde_json::from_str(cursor).map_err(|_| {
+        StoreError::invalid("Query", "the paging cursor is not one this store made")
+    })?;
+    Ok(Some(
+        map.into_iter()
+            .map(|(k, v)| (k, AttributeValue::S(v)))
+            .collect(),
+    ))
+}
+
+fn token_ref(item: &HashMap<String, AttributeValue>) -> Option<TokenRef> {
+    Some(TokenRef {
+        page: PageId::new(get_s(item, "page_id")?),
+        psid: messenger_types::Psid::new(get_s(item, "psid")?),
+        sk: get_s(item, "sk")?,
+    })
+}
+
+fn token_pk(at: &TokenRef) -> String {
+    ThreadKey::psid(at.page.clone(), at.psid.clone()).pk()
+}
+
+impl TokenStore for DynamoStore {
+    async fn active_tokens(
+        &self,
+        page: &PageId,
+        topic: &str,
+        after: Option<&str>,
+        limit: i32,
+    ) -> Result<(Vec<TokenRef>, Option<String>), StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(crate::schema::OTN_BY_TOPIC.name)
+            .key_condition_expression("topic_pk = :t")
+            .expression_attribute_values(":t", s(&otn::topic_pk(page, topic)))
+            .set_exclusive_start_key(decode_cursor(after)?)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("Query(otn-by-topic)", e))?;
+        let refs = out.items().iter().filter_map(token_ref).collect();
+        Ok((refs, encode_cursor(out.last_evaluated_key())))
+    }
+
+    async fn spend_token(
+        &self,
+        at: &TokenRef,
+        spend_id: &str,
+        now: Timestamp,
+    ) -> Result<Result<StoredToken, SpendRefused>, StoreError> {
+        let mut expr = Expr::default();
+        expr.set("status", s(TokenStatus::Used.as_str()))
+            .set("used_at", n_ms(now))
+            .set("spend_id", s(spend_id));
+        for attr in INDEX_ATTRIBUTES {
+            expr.set_opt(attr, None);
+        }
+        let status = expr.name("status");
+        let expires = expr.name("expires_at");
+        let active = expr.value(s(TokenStatus::Active.as_str()));
+        let now_v = expr.value(n_ms(now));
+        expr.condition(format!("{status} = {active} AND {expires} > {now_v}"));
+        if let Some(item) = self
+            .update("UpdateItem(spend)", token_pk(at), &at.sk, expr, true)
+            .await?
+        {
+            return otn::stored_token(&item).map(Ok).ok_or_else(|| {
+                StoreError::invalid("UpdateItem(spend)", "the token item is incomplete")
+            });
+        }
+        let item = self.get("GetItem(token)", token_pk(at), &at.sk).await?;
+        Ok(Err(match otn::stored_token(&item) {
+            None => SpendRefused::Unknown,
+            Some(t) if t.status != TokenStatus::Active => SpendRefused::NotActive(t.status),
+            Some(_) => SpendRefused::Expired,
+        }))
+    }
+
+    async fn unspend_token(&self, token: &StoredToken, spend_id: &str) -> Result<bool, StoreError> {
+        let mut expr = Expr::default();
+        expr.set("status", s(TokenStatus::Active.as_str()));
+        let id = token.sk.rsplit('#').next().unwrap_or_default();
+        for (attr, value) in index_keys(
+            token.page.as_str(),
+            token.psid.as_str(),
+            &token.topic,
+            id,
+            token.created_at,
+            token.expires_at,
+        ) {
+            expr.set(&attr, value);
+        }
+        expr.set_opt("spend_id", None).set_opt("used_at", None);
+        let status = expr.name("status");
+        let spend = expr.name("spend_id");
+        let used = expr.value(s(TokenStatus::Used.as_str()));
+        let mine = expr.value(s(spend_id));
+        expr.condition(format!("{status} = {used} AND {spend} = {mine}"));
+        let at = TokenRef {
+            page: token.page.clone(),
+            psid: token.psid.clone(),
+            sk: token.sk.clone(),
+        };
+        Ok(self
+            .update("UpdateItem(unspend)", token_pk(&at), &token.sk, expr, false)
+            .await?
+            .is_some())
+    }
+
+    async fn retire_token(
+        &self,
+        at: &TokenRef,
+        spend_id: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let mut expr = Expr::default();
+        expr.set("status", s(TokenStatus::Retired.as_str()))
+            .set("retired_reason", s(reason));
+        let spend = expr.name("spend_id");
+        let mine = expr.value(s(spend_id));
+        expr.condition(format!("{spend} = {mine}"));
+        Ok(self
+            .update("UpdateItem(retire)", token_pk(at), &at.sk, expr, false)
+            .await?
+            .is_some())
+    }
+
+    async fn sweep_expired(
+        &self,
+        bucket_day: &str,
+        now: Timestamp,
+        after: Option<&str>,
+        limit: i32,
+    ) -> Result<SweepPage, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(crate::schema::OTN_BY_EXPIRY.name)
+            .key_condition_expression("expiry_pk = :b AND expiry_sk < :now")
+            .expression_attribute_values(":b", s(&format!("EXPIRY#{bucket_day}")))
+            .expression_attribute_values(":now", s(&otn::padded(now)))
+            .set_exclusive_start_key(decode_cursor(after)?)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("Query(otn-by-expiry)", e))?;
+        let mut page = SweepPage {
+            read: u64::try_from(out.scanned_count()).unwrap_or(0),
+            next: encode_cursor(out.last_evaluated_key()),
+            ..SweepPage::default()
+        };
+        for at in out.items().iter().filter_map(token_ref) {
+            let mut expr = Expr::default();
+            expr.set("status", s(TokenStatus::Expired.as_str()));
+            for attr in INDEX_ATTRIBUTES {
+                expr.set_opt(attr, None);
+            }
+            let status = expr.name("status");
+            let expires = expr.name("expires_at");
+            let active = expr.value(s(TokenStatus::Active.as_str()));
+            let now_v = expr.value(n_ms(now));
+            // Spent (or expired by a concurrent sweep) since the index was read: leave it.
+            expr.condition(format!("{status} = {active} AND {expires} <= {now_v}"));
+            if self
+                .update("UpdateItem(expire)", token_pk(&at), &at.sk, expr, false)
+                .await?
+                .is_some()
+            {
+                page.expired += 1;
+            }
+        }
+        Ok(page)
+    }
+
+    async fn sweep_cursor(&self) -> Result<Option<String>, StoreError> {
+        let item = self
+            .get("GetItem(sweeper)", "SWEEPER".to_owned(), "CURSOR")
+            .await?;
+        Ok(get_s(&item, "day"))
+    }
+
+    async fn set_sweep_cursor(&self, day: &str) -> Result<(), StoreError> {
+        let mut expr = Expr::default();
+        expr.set("day", s(day));
+        self.update(
+            "UpdateItem(sweeper)",
+            "SWEEPER".to_owned(),
+            "CURSOR",
+            expr,
+            false,
+        )
+        .await
+        .map(|_| ())
     }
 }

@@ -24,7 +24,7 @@ use std::future::Future;
 use messenger_types::{AppId, EventKey, PageId, Psid, Timestamp, UserRef};
 
 pub use dynamo::DynamoStore;
-pub use otn::{NewToken, StoredToken, TokenKind, TokenStatus};
+pub use otn::{NewToken, SpendRefused, StoredToken, SweepPage, TokenKind, TokenRef, TokenStatus};
 
 /// Whom a thread is with: a PSID, or the checkbox plugin's `user_ref` before the
 /// person has written.
@@ -289,4 +289,56 @@ pub trait Store: Send + Sync {
         page: &PageId,
         change: &PageChange,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// One-time notification tokens: the notify fan-out and the sweeper.
+pub trait TokenStore: Send + Sync {
+    /// A page of the ACTIVE tokens of a Page and topic (the sparse topic index),
+    /// and where the next page starts. The index is eventually consistent: a
+    /// token listed here may have been spent since, which spending checks.
+    fn active_tokens(
+        &self,
+        page: &PageId,
+        topic: &str,
+        after: Option<&str>,
+        limit: i32,
+    ) -> impl Future<Output = Result<(Vec<TokenRef>, Option<String>), StoreError>> + Send;
+
+    /// Spends a token: ACTIVE and unexpired becomes USED, in one conditional write,
+    /// so that under any concurrency one caller gets it. `spend_id` names this spend.
+    fn spend_token(
+        &self,
+        at: &TokenRef,
+        spend_id: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Result<StoredToken, SpendRefused>, StoreError>> + Send;
+
+    /// Undoes this spend after a send that certainly did not go out.
+    fn unspend_token(
+        &self,
+        token: &StoredToken,
+        spend_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Retires a token this spend holds, after Meta refused it for good.
+    fn retire_token(
+        &self,
+        at: &TokenRef,
+        spend_id: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Expires one page of the ACTIVE tokens in an expiry bucket whose time is up.
+    fn sweep_expired(
+        &self,
+        bucket_day: &str,
+        now: Timestamp,
+        after: Option<&str>,
+        limit: i32,
+    ) -> impl Future<Output = Result<SweepPage, StoreError>> + Send;
+
+    /// The first day the sweeper has not finished.
+    fn sweep_cursor(&self) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    fn set_sweep_cursor(&self, day: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

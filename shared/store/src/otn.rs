@@ -178,9 +178,24 @@ pub fn expiry_bucket(t: Timestamp) -> String {
 
 /// `YYYY-MM-DD` of an instant, in UTC.
 pub fn utc_day(t: Timestamp) -> String {
-    let days = t.as_millis().div_euclid(86_400_000);
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
+    day_string(day_number(t))
+}
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// The UTC day of an instant, counted in days since 1970-01-01 (negative before).
+pub fn day_number(t: Timestamp) -> i64 {
+    t.as_millis().div_euclid(MS_PER_DAY)
+}
+
+/// The first millisecond of a UTC day.
+pub fn day_start(day: i64) -> Timestamp {
+    Timestamp::from_millis(day.saturating_mul(MS_PER_DAY))
+}
+
+/// `YYYY-MM-DD` of a day number (Howard Hinnant's civil-from-days).
+pub fn day_string(day: i64) -> String {
+    let z = day + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
@@ -190,6 +205,38 @@ pub fn utc_day(t: Timestamp) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The day number of a `YYYY-MM-DD` date (years 0000 to 9999), or `None` when the
+/// text is not exactly such a date or names a day the calendar does not have.
+pub fn day_from_str(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return None;
+    }
+    let number = |part: &[u8]| -> Option<i64> {
+        part.iter().try_fold(0i64, |n, b| {
+            b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
+        })
+    };
+    let (y, m, d) = (
+        number(&bytes[0..4])?,
+        number(&bytes[5..7])?,
+        number(&bytes[8..10])?,
+    );
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Hinnant's days-from-civil. A day the month does not have (02-30) lands on
+    // another date, which the round trip below refuses.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let day = era * 146_097 + doe - 719_468;
+    (day_string(day) == text).then_some(day)
 }
 
 pub(crate) fn stored_token(item: &HashMap<String, AttributeValue>) -> Option<StoredToken> {
@@ -233,6 +280,46 @@ mod tests {
             "2000-02-29"
         );
         assert_eq!(utc_day(Timestamp::from_millis(-1)), "1969-12-31");
+    }
+
+    #[test]
+    fn day_numbers_round_trip_through_dates() {
+        assert_eq!(day_number(Timestamp::from_millis(0)), 0);
+        assert_eq!(day_number(Timestamp::from_millis(86_399_999)), 0);
+        assert_eq!(day_number(Timestamp::from_millis(86_400_000)), 1);
+        assert_eq!(day_number(Timestamp::from_millis(-1)), -1);
+        assert_eq!(day_string(0), "1970-01-01");
+        assert_eq!(day_string(-1), "1969-12-31");
+        assert_eq!(day_from_str("1970-01-01"), Some(0));
+        assert_eq!(day_from_str("2000-02-29"), Some(11_016));
+        assert_eq!(day_start(11_016), Timestamp::from_millis(951_782_400_000));
+        // Every day of about eleven centuries, leap years and month ends included.
+        for day in -200_000..200_000 {
+            assert_eq!(day_from_str(&day_string(day)), Some(day), "{day}");
+        }
+    }
+
+    #[test]
+    fn malformed_or_impossible_dates_are_refused() {
+        for text in [
+            "",
+            "2026-1-01",
+            "2026-01-1",
+            "2026/01/01",
+            "2026-00-10",
+            "2026-13-01",
+            "2026-02-29",
+            "2100-02-29",
+            "2026-04-31",
+            "2026-01-00",
+            "2026-01-+1",
+            "+026-01-01",
+            "2026-01-01 ",
+            "2026-01-\u{661}",
+        ] {
+            assert_eq!(day_from_str(text), None, "{text:?}");
+        }
+        assert!(day_from_str("2024-02-29").is_some());
     }
 
     #[test]

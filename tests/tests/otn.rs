@@ -1,0 +1,403 @@
+//! One-time notifications end to end, against the emulator and a fake Graph API:
+//! the request, the optin that stores a token, the notify command's fan-out through
+//! the real events queue, and each token spent at most once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+
+use integration_tests::rig::*;
+use integration_tests::*;
+use messenger_store::{DynamoStore, NewToken, Store, ThreadKey, TokenKind, TokenStatus};
+use messenger_types::{PageId, Psid, Timestamp};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, ResponseTemplate};
+
+const DAY: i64 = 24 * 3_600_000;
+
+fn optin(page: &str, psid: &str, topic: &str, token: &str, age_ms: i64) -> Value {
+    json!({
+        "sender": {"id": psid}, "recipient": {"id": page}, "timestamp": now_ms() - age_ms,
+        "optin": {"type": "one_time_notif_req", "payload": topic, "one_time_notif_token": token}
+    })
+}
+
+fn notify(page: &str, topic: &str, text: &str) -> webhook::OutgoingMessage {
+    webhook::OutgoingMessage {
+        group_id: format!("notify-{page}"),
+        dedup_id: unique("notify"),
+        body: json!({"type": "notify", "page_id": page, "topic": topic, "message": {"text": text}})
+            .to_string(),
+        kind: "notify",
+    }
+}
+
+fn store_of(rig: &Rig) -> DynamoStore {
+    DynamoStore::new(aws_sdk_dynamodb::Client::new(&rig.sdk), &rig.table)
+}
+
+async fn tokens_of(rig: &Rig, page: &str, psid: &str) -> Vec<messenger_store::StoredToken> {
+    store_of(rig)
+        .tokens_of(&ThreadKey::psid(PageId::new(page), Psid::new(psid)))
+        .await
+        .unwrap()
+}
+
+/// Sends the given messages through the processor, then runs everything they put on
+/// the events queue.
+async fn process(rig: &Rig, prefix: &str, messages: &[webhook::OutgoingMessage]) {
+    let response = rig
+        .processor
+        .handle(sqs_event(prefix, messages), None)
+        .await;
+    assert!(
+        failed_ids(&response).is_empty(),
+        "{prefix}: {:?}",
+        failed_ids(&response)
+    );
+    run_queue(rig, 4).await;
+}
+
+/// Bodies of the Send API calls that carried a one-time notification token.
+async fn notifications(rig: &Rig) -> Vec<Value> {
+    sends(&rig.graph)
+        .await
+        .into_iter()
+        .map(|(_, _, body)| body)
+        .filter(|b| b["recipient"]["one_time_notif_token"].is_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn notify_me_about_asks_for_a_notification_inside_the_window() {
+    let rig = rig().await;
+    let psid = "2000000000000101";
+    let ask = queue_messages(&[(
+        PAGE_A,
+        vec![text_event(
+            PAGE_A,
+            psid,
+            "m_ask",
+            "Notify me about Back in Stock",
+            1000,
+        )],
+        vec![],
+    )]);
+    process(&rig, "ask", &ask).await;
+    let sent = sends(&rig.graph).await;
+    assert_eq!(sent.len(), 1);
+    let payload = &sent[0].2["message"]["attachment"]["payload"];
+    assert_eq!(payload["template_type"], "one_time_notif_req");
+    assert_eq!(payload["payload"], "Back in Stock");
+    assert_eq!(sent[0].2["messaging_type"], "RESPONSE");
+}
+
+#[tokio::test]
+async fn an_optin_token_carries_exactly_one_notification_even_with_the_window_closed_for_days() {
+    let rig = rig().await;
+    let psid = "2000000000000102";
+    // The person tapped "Notify me" three days ago; the window has long closed.
+    let tap = queue_messages(&[(
+        PAGE_A,
+        vec![optin(
+            PAGE_A,
+            psid,
+            "back in stock",
+            "otn-token-102",
+            3 * DAY,
+        )],
+        vec![],
+    )]);
+    process(&rig, "tap", &tap).await;
+    assert!(
+        sends(&rig.graph).await.is_empty(),
+        "the late confirmation is refused by the window"
+    );
+    assert_eq!(tokens_of(&rig, PAGE_A, psid).await.len(), 1);
+
+    process(
+        &rig,
+        "n1",
+        &[notify(PAGE_A, "back in stock", "Back in stock!")],
+    )
+    .await;
+    let sent = notifications(&rig).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0]["recipient"],
+        json!({"one_time_notif_token": "otn-token-102"})
+    );
+    assert_eq!(sent[0]["message"]["text"], "Back in stock!");
+    assert!(
+        sent[0].get("messaging_type").is_none() && sent[0].get("tag").is_none(),
+        "{}",
+        sent[0]
+    );
+    assert_eq!(
+        tokens_of(&rig, PAGE_A, psid).await[0].status,
+        TokenStatus::Used
+    );
+
+    // A second notify finds no usable token.
+    process(
+        &rig,
+        "n2",
+        &[notify(PAGE_A, "back in stock", "Still in stock!")],
+    )
+    .await;
+    assert_eq!(notifications(&rig).await.len(), 1);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_notify_commands_for_twenty_tokens_send_twenty_messages() {
+    let rig = rig().await;
+    let store = store_of(&rig);
+    let now = Timestamp::from_millis(now_ms());
+    for i in 0..20 {
+        store
+            .save_token(
+                &NewToken {
+                    page: PageId::new(PAGE_A),
+                    psid: Psid::new(format!("30000000000{i:05}")),
+                    topic: "price drop".to_owned(),
+                    token: format!("otn-token-price-{i}"),
+                    kind: TokenKind::OneTime,
+                    created_at: now,
+                    expires_at: now.plus_millis(messenger_store::otn::OTN_LIFETIME_MS),
+                },
+                true,
+                now,
+            )
+            .await
+            .unwrap();
+    }
+    // 50 notify commands, each its own invocation, all at once.
+    let commands: Vec<_> = (0..50)
+        .map(|_| notify(PAGE_A, "price drop", "Price drop!"))
+        .collect();
+    let responses = futures_util::future::join_all(commands.iter().enumerate().map(|(i, c)| {
+        rig.processor
+            .handle(sqs_event(&format!("c{i}"), std::slice::from_ref(c)), None)
+    }))
+    .await;
+    assert!(responses.iter().all(|r| failed_ids(r).is_empty()));
+    // 50 x 20 per-recipient messages, processed by 8 concurrent invocations.
+    let processed = run_queue(&rig, 8).await;
+    assert!(processed >= 20, "{processed}");
+
+    let sent = notifications(&rig).await;
+    let distinct: BTreeSet<_> = sent
+        .iter()
+        .map(|b| {
+            b["recipient"]["one_time_notif_token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        sent.len(),
+        20,
+        "{} sends for {} tokens",
+        sent.len(),
+        distinct.len()
+    );
+    assert_eq!(distinct.len(), 20);
+}
+
+#[tokio::test]
+async fn a_token_created_366_days_ago_is_never_used() {
+    let rig = rig().await;
+    let created = Timestamp::from_millis(now_ms() - 366 * DAY);
+    let psid = "2000000000000366";
+    // Stored a year and a day ago, when it was new; no sweep has run since.
+    store_of(&rig)
+        .save_token(
+            &NewToken {
+                page: PageId::new(PAGE_A),
+                psid: Psid::new(psid),
+                topic: "tickets".to_owned(),
+                token: "otn-token-old".to_owned(),
+                kind: TokenKind::OneTime,
+                created_at: created,
+                expires_at: created.plus_millis(messenger_store::otn::OTN_LIFETIME_MS),
+            },
+            true,
+            created,
+        )
+        .await
+        .unwrap();
+    process(&rig, "old", &[notify(PAGE_A, "tickets", "Tickets on sale")]).await;
+    assert!(notifications(&rig).await.is_empty());
+    assert_eq!(
+        tokens_of(&rig, PAGE_A, psid).await[0].status,
+        TokenStatus::Active,
+        "left for the sweeper"
+    );
+}
+
+#[tokio::test]
+async fn a_notify_for_an_unknown_topic_or_another_page_spends_nothing_of_others() {
+    let rig = rig().await;
+    let both = queue_messages(&[
+        (
+            PAGE_A,
+            vec![optin(
+                PAGE_A,
+                "2000000000000201",
+                "restock",
+                "otn-token-a",
+                1000,
+            )],
+            vec![],
+        ),
+        (
+            PAGE_B,
+            vec![optin(
+                PAGE_B,
+                "3000000000000201",
+                "restock",
+                "otn-token-b",
+                1000,
+            )],
+            vec![],
+        ),
+    ]);
+    process(&rig, "taps", &both).await;
+    let confirmations = sends(&rig.graph).await.len();
+
+    process(&rig, "nobody", &[notify(PAGE_A, "nobody asked", "hello")]).await;
+    assert!(notifications(&rig).await.is_empty());
+
+    process(&rig, "a", &[notify(PAGE_A, "restock", "Restocked")]).await;
+    let sent: Vec<_> = sends(&rig.graph)
+        .await
+        .into_iter()
+        .skip(confirmations)
+        .collect();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, format!("/v23.0/{PAGE_A}/messages"));
+    assert_eq!(sent[0].1, format!("Bearer {TOKEN_A}"));
+    assert_eq!(
+        sent[0].2["recipient"]["one_time_notif_token"],
+        "otn-token-a"
+    );
+    assert_eq!(
+        tokens_of(&rig, PAGE_B, "3000000000000201").await[0].status,
+        TokenStatus::Active
+    );
+}
+
+#[tokio::test]
+async fn a_transient_failure_keeps_the_token_for_the_retry_and_a_permanent_one_retires_it() {
+    let rig = rig().await;
+    let store = store_of(&rig);
+    let now = Timestamp::from_millis(now_ms());
+    for (psid, token) in [
+        ("2000000000000301", "otn-token-retry"),
+        ("2000000000000302", "otn-token-bad"),
+    ] {
+        store
+            .save_token(
+                &NewToken {
+                    page: PageId::new(PAGE_A),
+                    psid: Psid::new(psid),
+                    topic: if psid.ends_with('1') { "retry" } else { "bad" }.to_owned(),
+                    token: token.to_owned(),
+                    kind: TokenKind::OneTime,
+                    created_at: now,
+                    expires_at: now.plus_millis(messenger_store::otn::OTN_LIFETIME_MS),
+                },
+                true,
+                now,
+            )
+            .await
+            .unwrap();
+    }
+    rig.graph.reset().await;
+    // Meta fails once with a passing error, then accepts.
+    Mock::given(method("POST"))
+        .and(path_regex(r"/messages$"))
+        .respond_with(
+            ResponseTemplate::new(500)
+                .set_body_json(json!({"error": {"message": "Please retry", "code": 2}})),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&rig.graph)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"/messages$"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"recipient_id": "x", "message_id": "m_otn"})),
+        )
+        .with_priority(2)
+        .mount(&rig.graph)
+        .await;
+    process(
+        &rig,
+        "retry",
+        &[notify(PAGE_A, "retry", "Your order shipped")],
+    )
+    .await;
+    assert_eq!(sends(&rig.graph).await.len(), 2, "failed once, then sent");
+    assert_eq!(
+        tokens_of(&rig, PAGE_A, "2000000000000301").await[0].status,
+        TokenStatus::Used
+    );
+
+    rig.graph.reset().await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"/messages$"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {"message": "(#100) Invalid one-time notification token", "type": "OAuthException", "code": 100, "fbtrace_id": "X"}})))
+        .mount(&rig.graph)
+        .await;
+    process(&rig, "bad", &[notify(PAGE_A, "bad", "Hello")]).await;
+    assert_eq!(sends(&rig.graph).await.len(), 1, "not retried");
+    assert_eq!(
+        tokens_of(&rig, PAGE_A, "2000000000000302").await[0].status,
+        TokenStatus::Retired
+    );
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_sends_on_one_token_make_exactly_one_graph_call() {
+    let rig = rig().await;
+    let now = Timestamp::from_millis(now_ms());
+    let token = NewToken {
+        page: PageId::new(PAGE_A),
+        psid: Psid::new("2000000000000777"),
+        topic: "race".to_owned(),
+        token: "otn-token-race".to_owned(),
+        kind: TokenKind::OneTime,
+        created_at: now,
+        expires_at: now.plus_millis(messenger_store::otn::OTN_LIFETIME_MS),
+    };
+    store_of(&rig).save_token(&token, true, now).await.unwrap();
+    let sk = tokens_of(&rig, PAGE_A, "2000000000000777").await[0]
+        .sk
+        .clone();
+    // A hundred different fan-outs reaching the same token at the same moment.
+    let work: Vec<messenger_types::NotifyOne> = (0..100)
+        .map(|i| messenger_types::NotifyOne {
+            kind: messenger_types::queue::QueueMessageType::NotifyOne,
+            notify_id: format!("race-{i}"),
+            page_id: PageId::new(PAGE_A),
+            psid: Psid::new("2000000000000777"),
+            token_sk: sk.clone(),
+            topic: "race".to_owned(),
+            message: serde_json::from_value(json!({"text": "You won the race"})).unwrap(),
+        })
+        .collect();
+    let results =
+        futures_util::future::join_all(work.iter().map(|w| rig.processor.notify_one(w))).await;
+    let errors: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(ToString::to_string)
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(notifications(&rig).await.len(), 1);
+}
