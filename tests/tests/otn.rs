@@ -401,3 +401,72 @@ async fn a_hundred_concurrent_sends_on_one_token_make_exactly_one_graph_call() {
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(notifications(&rig).await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_recurring_optin_follows_stop_and_resume_and_is_never_notified() {
+    let rig = rig().await;
+    let psid = "2000000000000888";
+    let recurring = |status: &str, age_ms: i64| {
+        json!({
+            "sender": {"id": psid}, "recipient": {"id": PAGE_A}, "timestamp": now_ms() - age_ms,
+            "optin": {"type": "notification_messages", "payload": "weekly deals", "title": "Weekly deals",
+                      "notification_messages_token": "rn-token-888", "token_expiry_timestamp": now_ms() + 30 * DAY,
+                      "notification_messages_status": status}
+        })
+    };
+    process(
+        &rig,
+        "on",
+        &queue_messages(&[(
+            PAGE_A,
+            vec![recurring("RESUME NOTIFICATIONS", 3000)],
+            vec![],
+        )]),
+    )
+    .await;
+    assert_eq!(statuses(&rig, psid).await, vec![TokenStatus::Active]);
+    process(
+        &rig,
+        "stop",
+        &queue_messages(&[(PAGE_A, vec![recurring("STOP NOTIFICATIONS", 2000)], vec![])]),
+    )
+    .await;
+    assert_eq!(statuses(&rig, psid).await, vec![TokenStatus::Retired]);
+    // A late copy of the older optin does not undo the STOP.
+    process(
+        &rig,
+        "late",
+        &queue_messages(&[(
+            PAGE_A,
+            vec![recurring("RESUME NOTIFICATIONS", 2500)],
+            vec![],
+        )]),
+    )
+    .await;
+    assert_eq!(statuses(&rig, psid).await, vec![TokenStatus::Retired]);
+    process(
+        &rig,
+        "resume",
+        &queue_messages(&[(
+            PAGE_A,
+            vec![recurring("RESUME NOTIFICATIONS", 1000)],
+            vec![],
+        )]),
+    )
+    .await;
+    assert_eq!(statuses(&rig, psid).await, vec![TokenStatus::Active]);
+
+    process(&rig, "notify", &[notify(PAGE_A, "weekly deals", "Deals!")]).await;
+    assert!(
+        notifications(&rig).await.is_empty(),
+        "notify is for one-time tokens"
+    );
+}
+
+async fn statuses(rig: &Rig, psid: &str) -> Vec<TokenStatus> {
+    tokens_of(rig, PAGE_A, psid)
+        .await
+        .iter()
+        .map(|t| t.status)
+        .collect()
+}

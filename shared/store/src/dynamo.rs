@@ -80,6 +80,64 @@ impl DynamoStore {
         }
     }
 
+    /// A recurring notification token: one item per token, whose status follows the
+    /// newest optin (STOP retires it, RESUME makes it ACTIVE again). It is in the
+    /// expiry index while ACTIVE, and never in the topic index: `notify` commands
+    /// are for one-time tokens.
+    async fn save_recurring(
+        &self,
+        t: &NewToken,
+        active: bool,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let active = active && t.expires_at > now;
+        let id = otn::token_id(&t.token);
+        let status = if active {
+            TokenStatus::Active
+        } else if t.expires_at > now {
+            TokenStatus::Retired
+        } else {
+            TokenStatus::Expired
+        };
+        let mut expr = Expr::default();
+        expr.set("page_id", s(t.page.as_str()))
+            .set("psid", s(t.psid.as_str()))
+            .set("topic", s(&t.topic))
+            .set("token", s(&t.token))
+            .set("token_kind", s(t.kind.as_str()))
+            .set_if_absent("created_at", n_ms(t.created_at))
+            .set("expires_at", n_ms(t.expires_at))
+            .set("status", s(status.as_str()))
+            .set(
+                "ttl",
+                ttl_after_days(t.expires_at, otn::OTN_RECORD_GRACE_DAYS),
+            );
+        let [_, _, (expiry_pk, pk_value), (expiry_sk, sk_value)] = index_keys(
+            t.page.as_str(),
+            t.psid.as_str(),
+            &t.topic,
+            &id,
+            t.created_at,
+            t.expires_at,
+        );
+        if active {
+            expr.set(&expiry_pk, pk_value).set(&expiry_sk, sk_value);
+        } else {
+            expr.set_opt(&expiry_pk, None).set_opt(&expiry_sk, None);
+        }
+        expr.only_if_newer("status_ts", t.created_at);
+        Ok(self
+            .update(
+                "UpdateItem(recurring token)",
+                ThreadKey::psid(t.page.clone(), t.psid.clone()).pk(),
+                &format!("OTN#RN#{id}"),
+                expr,
+                false,
+            )
+            .await?
+            .is_some())
+    }
+
     /// Every OTN token stored on a thread, oldest first.
     pub async fn tokens_of(&self, thread: &ThreadKey) -> Result<Vec<otn::StoredToken>, StoreError> {
         let out = self
@@ -498,6 +556,9 @@ impl Store for DynamoStore {
         active: bool,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
+        if t.kind == otn::TokenKind::Recurring {
+            return self.save_recurring(t, active, now).await;
+        }
         let active = active && t.expires_at > now;
         let sk = otn::token_sk(t.created_at, &t.token);
         let id = otn::token_id(&t.token);
