@@ -14,7 +14,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use messenger_store::otn::{day_from_str, day_number, day_string};
@@ -222,20 +222,12 @@ pub struct Sweeper<S> {
     pub clock: fn() -> Timestamp,
 }
 
-fn system_now() -> Timestamp {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    Timestamp::from_millis(ms)
-}
-
 impl<S: TokenStore> Sweeper<S> {
     pub fn new(store: S, config: SweepConfig) -> Self {
         Self {
             store,
             config,
-            clock: system_now,
+            clock: Timestamp::now,
         }
     }
 

@@ -8,6 +8,8 @@ use std::sync::Mutex;
 use messenger_store::{SpendRefused, StoredToken, SweepPage, TokenRef};
 use messenger_types::PageId;
 
+use std::time::UNIX_EPOCH;
+
 use super::*;
 
 const DAY_MS: i64 = 86_400_000;

@@ -16,7 +16,7 @@ pub mod state;
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use event_queue::{EventQueue, SqsQueue};
@@ -126,14 +126,6 @@ fn may_have_been_delivered(e: &GraphError) -> bool {
     e.code.is_none()
 }
 
-fn system_now() -> Timestamp {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    Timestamp::from_millis(ms)
-}
-
 /// The processor, generic over its state store, the Graph API, the bot and the
 /// events queue (where the notify fan-out puts per-recipient work).
 #[derive(Debug)]
@@ -160,7 +152,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             bot,
             queue,
             tokens,
-            clock: system_now,
+            clock: Timestamp::now,
         }
     }
 

@@ -106,6 +106,15 @@ impl Timestamp {
         Self(ms)
     }
 
+    /// The system clock, now.
+    pub fn now() -> Self {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Self(ms)
+    }
+
     pub const fn as_millis(self) -> i64 {
         self.0
     }

@@ -138,6 +138,23 @@ impl DynamoStore {
             .is_some())
     }
 
+    /// Sets how many of an event's actions were started, holding its claim.
+    async fn set_started(
+        &self,
+        key: &EventKey,
+        token: &ClaimToken,
+        started: u32,
+        op: &'static str,
+    ) -> Result<(), StoreError> {
+        let mut expr = Expr::default();
+        expr.set("started_actions", n(i64::from(started)));
+        held_by(&mut expr, token);
+        self.update(op, event_pk(key), "EVENT", expr, false)
+            .await?
+            .map(|_| ())
+            .ok_or_else(|| lost_claim(op))
+    }
+
     /// Every OTN token stored on a thread, oldest first.
     pub async fn tokens_of(&self, thread: &ThreadKey) -> Result<Vec<otn::StoredToken>, StoreError> {
         let out = self
@@ -395,13 +412,7 @@ impl Store for DynamoStore {
         token: &ClaimToken,
         n: u32,
     ) -> Result<(), StoreError> {
-        let mut expr = Expr::default();
-        expr.set("started_actions", self::n(i64::from(n)));
-        held_by(&mut expr, token);
-        self.update("UpdateItem(start)", event_pk(key), "EVENT", expr, false)
-            .await?
-            .map(|_| ())
-            .ok_or_else(|| lost_claim("UpdateItem(start)"))
+        self.set_started(key, token, n, "UpdateItem(start)").await
     }
 
     async fn abandon_action(
@@ -410,13 +421,8 @@ impl Store for DynamoStore {
         token: &ClaimToken,
         n: u32,
     ) -> Result<(), StoreError> {
-        let mut expr = Expr::default();
-        expr.set("started_actions", self::n(i64::from(n.saturating_sub(1))));
-        held_by(&mut expr, token);
-        self.update("UpdateItem(abandon)", event_pk(key), "EVENT", expr, false)
-            .await?
-            .map(|_| ())
-            .ok_or_else(|| lost_claim("UpdateItem(abandon)"))
+        self.set_started(key, token, n.saturating_sub(1), "UpdateItem(abandon)")
+            .await
     }
 
     async fn record_progress(
