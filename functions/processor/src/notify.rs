@@ -23,6 +23,51 @@ use crate::{MIN_TIME_PER_MESSAGE, Messenger, Outcome, ProcessError, Processor, t
 
 /// Tokens read from the index per query.
 pub const FAN_OUT_PAGE: i32 = 100;
+/// The time a fan-out allows itself when the invocation's deadline is unknown or
+/// already past (cargo-lambda's emulator hands out a deadline in 1970).
+pub const FALLBACK_BUDGET: std::time::Duration = std::time::Duration::from_secs(40);
+
+/// Checks a notify command's `message` against the Send API's shape, so that a bad
+/// command is refused once instead of failing, and costing, every token of its topic.
+pub fn check_message(message: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
+    for key in message.keys() {
+        if !matches!(
+            key.as_str(),
+            "text" | "attachment" | "quick_replies" | "metadata"
+        ) {
+            return Err(format!("unknown field {key:?} in message"));
+        }
+    }
+    match (message.get("text"), message.get("attachment")) {
+        (Some(serde_json::Value::String(t)), None) => {
+            let chars = t.chars().count();
+            if chars == 0 || chars > 2000 {
+                return Err(format!("text must have 1 to 2000 characters, not {chars}"));
+            }
+        }
+        (None, Some(serde_json::Value::Object(_))) => {}
+        _ => return Err("message needs either a text string or an attachment object".to_owned()),
+    }
+    if let Some(q) = message.get("quick_replies")
+        && q.as_array().is_none_or(|a| a.len() > 13)
+    {
+        return Err("quick_replies must be an array of at most 13".to_owned());
+    }
+    Ok(())
+}
+
+/// A name for one spend of a token, unique to this attempt: an unspend (or a retire)
+/// only ever undoes its own spend, never one a duplicate copy made meanwhile.
+fn spend_id(notify_id: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{notify_id}/{}-{}-{}",
+        std::process::id(),
+        messenger_types::Timestamp::now().as_millis(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
 
 fn digest(parts: &[&str]) -> String {
     let mut h = Sha256::new();
@@ -45,10 +90,23 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             .notify_id
             .clone()
             .unwrap_or_else(|| message_id.to_owned());
+        if let Err(reason) = check_message(&command.message) {
+            tracing::error!(page_id = %command.page_id, %reason, "notify command refused");
+            return Ok(Outcome::Processed(format!("refused: {reason}")));
+        }
+        let started = SystemTime::now();
+        let deadline = match deadline {
+            Some(d) if d > started => d,
+            _ => started + FALLBACK_BUDGET,
+        };
         let mut after = command.after.clone();
         let mut queued = 0usize;
+        let mut refused = 0usize;
+        let mut first_page = true;
         loop {
-            if deadline.is_some_and(|d| time_left(d) < MIN_TIME_PER_MESSAGE) {
+            // At least one page per invocation: a follow-up always starts further
+            // on than the command it continues, so its dedup id differs too.
+            if !first_page && time_left(deadline) < MIN_TIME_PER_MESSAGE {
                 let follow_up = NotifyCommand {
                     after: after.clone(),
                     notify_id: Some(notify_id.clone()),
@@ -66,7 +124,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                 };
                 event_queue::send_all(&self.queue, &[message], &RetryPolicy::default()).await?;
                 let outcome = format!(
-                    "notify {notify_id}: {queued} recipients queued; a follow-up continues"
+                    "notify {notify_id}: {queued} recipients queued ({refused} refused by the queue); a follow-up continues"
                 );
                 tracing::info!(%outcome, "notify fan-out paused before the deadline");
                 return Ok(Outcome::Processed(outcome));
@@ -110,15 +168,24 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                     }
                 })
                 .collect();
+            first_page = false;
             if !work.is_empty() {
-                event_queue::send_all(&self.queue, &work, &RetryPolicy::default()).await?;
+                let rejected =
+                    event_queue::send_all(&self.queue, &work, &RetryPolicy::default()).await?;
+                if !rejected.is_empty() {
+                    tracing::error!(
+                        count = rejected.len(),
+                        "the queue refused per-recipient notify work"
+                    );
+                }
+                refused += rejected.len();
+                queued += work.len() - rejected.len();
             }
-            queued += work.len();
             match next {
                 Some(n) => after = Some(n),
                 None => {
                     let outcome = format!(
-                        "notify {notify_id}: {queued} recipients queued for Page {} topic {:?}",
+                        "notify {notify_id}: {queued} recipients queued ({refused} refused by the queue) for Page {} topic {:?}",
                         command.page_id, command.topic
                     );
                     tracing::info!(page_id = %command.page_id, recipients = queued, "notify fan-out done");
@@ -128,7 +195,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         }
     }
 
-    /// Sends one recipient's notification: spend the token, check the rules, send.
+    /// Sends one recipient's notification: check the rules, spend the token, send.
     pub async fn notify_one(&self, one: &NotifyOne) -> Result<Outcome, ProcessError> {
         let at = TokenRef {
             page: one.page_id.clone(),
@@ -136,8 +203,15 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             sk: one.token_sk.clone(),
         };
         let now = (self.clock)();
-        // Everything that can fail before the send is done before the spend, so a
-        // failure here leaves the token untouched for the retry.
+        // Everything that can refuse or fail before the send happens before the
+        // spend, so that a refusal or a failure here leaves the token untouched.
+        let Some(page_token) = self.tokens.get(&one.page_id) else {
+            tracing::error!(page_id = %one.page_id, "no Page access token for this Page");
+            return Ok(Outcome::Processed(format!(
+                "not sent: no Page access token for Page {}",
+                one.page_id
+            )));
+        };
         let thread = self
             .store
             .thread(&messenger_store::ThreadKey::psid(
@@ -145,42 +219,35 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                 one.psid.clone(),
             ))
             .await?;
-        let token = match self.store.spend_token(&at, &one.notify_id, now).await? {
+        // The token's own state (unused, unexpired) is what the spend below checks,
+        // in the same write that claims it.
+        let basis = Basis::OneTimeToken(TokenState {
+            used: false,
+            expires_at: messenger_types::Timestamp::from_millis(i64::MAX),
+        });
+        if let Err(refusal) = policy::check(&Planned {
+            now,
+            sending_page: &one.page_id,
+            recipient_page: &at.page,
+            thread: &thread,
+            basis: &basis,
+        }) {
+            tracing::warn!(page_id = %one.page_id, %refusal, "notification refused by policy; token kept");
+            return Ok(Outcome::Processed(format!("refused: {refusal}")));
+        }
+
+        let spend = spend_id(&one.notify_id);
+        let token = match self.store.spend_token(&at, &spend, now).await? {
             Ok(token) => token,
             Err(refused) => {
                 let why = match refused {
-                    SpendRefused::Unknown => "no such token".to_owned(),
+                    SpendRefused::Unknown => "no such one-time token".to_owned(),
                     SpendRefused::NotActive(status) => format!("token is {}", status.as_str()),
                     SpendRefused::Expired => "token expired".to_owned(),
                 };
                 tracing::info!(page_id = %one.page_id, %why, "notification not sent");
                 return Ok(Outcome::Processed(format!("not sent: {why}")));
             }
-        };
-        let basis = Basis::OneTimeToken(TokenState {
-            used: false,
-            expires_at: token.expires_at,
-        });
-        let refusal = policy::check(&Planned {
-            now,
-            sending_page: &one.page_id,
-            recipient_page: &token.page,
-            thread: &thread,
-            basis: &basis,
-        });
-        let page_token = self.tokens.get(&one.page_id);
-        if let Err(refusal) = &refusal {
-            self.store.unspend_token(&token, &one.notify_id).await?;
-            tracing::warn!(page_id = %one.page_id, %refusal, "notification refused by policy; token kept");
-            return Ok(Outcome::Processed(format!("refused: {refusal}")));
-        }
-        let Some(page_token) = page_token else {
-            self.store.unspend_token(&token, &one.notify_id).await?;
-            tracing::error!(page_id = %one.page_id, "no Page access token for this Page");
-            return Ok(Outcome::Processed(format!(
-                "not sent: no Page access token for Page {}",
-                one.page_id
-            )));
         };
         let request = SendRequest::one_time_notification(
             token.token.clone(),
@@ -191,27 +258,66 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                 "sent {}",
                 sent.message_id.as_deref().unwrap_or("(no message id)")
             ))),
-            Err(e) if e.is_retryable() && !crate::may_have_been_delivered_pub(&e) => {
-                // Meta answered with a passing error: nothing went out; the token
-                // stays usable for the retry.
-                self.store.unspend_token(&token, &one.notify_id).await?;
-                Err(ProcessError::Graph(e))
-            }
-            Err(e) if e.is_retryable() => {
+            Err(e) if e.is_retryable() && crate::may_have_been_delivered_pub(&e) => {
                 tracing::warn!(page_id = %one.page_id, error = %e, "notification may have gone out; token kept spent");
                 Ok(Outcome::Processed(format!(
                     "outcome unknown, token kept spent: {e}"
                 )))
             }
+            Err(e) if e.is_retryable() || is_about_the_page(&e) => {
+                // Nothing went out, and the token is not at fault: it stays usable.
+                self.store.unspend_token(&token, &spend).await?;
+                if e.is_retryable() {
+                    return Err(ProcessError::Graph(e));
+                }
+                tracing::error!(page_id = %one.page_id, error = %e, alert = true, "Meta refused the Page's notification; token kept");
+                Ok(Outcome::Processed(format!("Graph error: {e}; token kept")))
+            }
             Err(e) => {
-                self.store
-                    .retire_token(&at, &one.notify_id, &e.to_string())
-                    .await?;
+                self.store.retire_token(&at, &spend, &e.to_string()).await?;
                 tracing::warn!(page_id = %one.page_id, error = %e, "Meta refused the notification; token retired");
                 Ok(Outcome::Processed(format!(
                     "Graph error: {e}; token retired"
                 )))
             }
+        }
+    }
+}
+
+/// Errors about the Page or its app rather than the token or the person: the
+/// token did nothing wrong and is kept for when the Page is fixed.
+fn is_about_the_page(e: &graph_api::GraphError) -> bool {
+    matches!(
+        e.class,
+        graph_api::ErrorClass::TokenInvalid
+            | graph_api::ErrorClass::PermissionMissing
+            | graph_api::ErrorClass::ThreadOwnedByOther
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn notify_messages_are_checked_before_any_token_is_spent() {
+        assert!(check_message(&map(serde_json::json!({"text": "Back in stock"}))).is_ok());
+        assert!(check_message(&map(serde_json::json!({"attachment": {"type": "image", "payload": {"url": "https://example.invalid/a.jpg"}}}))).is_ok());
+        assert!(check_message(&map(serde_json::json!({"text": "ü".repeat(2000)}))).is_ok());
+        for bad in [
+            serde_json::json!({}),
+            serde_json::json!({"text": ""}),
+            serde_json::json!({"text": "x".repeat(2001)}),
+            serde_json::json!({"text": 5}),
+            serde_json::json!({"text": "a", "attachment": {}}),
+            serde_json::json!({"txt": "typo"}),
+            serde_json::json!({"text": "a", "quick_replies": vec![serde_json::json!({}); 14]}),
+        ] {
+            assert!(check_message(&map(bad.clone())).is_err(), "{bad}");
         }
     }
 }

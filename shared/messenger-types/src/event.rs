@@ -382,7 +382,8 @@ pub struct Referral {
 }
 
 /// The three optins share one key and are told apart by `type`: see [`Optin::variant`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `Debug` never shows the notification tokens: they let a Page message the person.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Optin {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
@@ -409,8 +410,8 @@ pub struct Optin {
     pub extra: Extra,
 }
 
-/// The optin, read according to its `type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The optin, read according to its `type`. `Debug` never shows the token.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum OptinVariant<'a> {
     /// "Notify me" tapped on a one-time notification request.
     OneTimeNotification { topic: &'a str, token: &'a str },
@@ -428,6 +429,65 @@ pub enum OptinVariant<'a> {
     },
     /// An OTN optin without its token or payload, or a `type` we do not know.
     Other,
+}
+
+impl std::fmt::Debug for Optin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Optin")
+            .field("kind", &self.kind)
+            .field("reference", &self.reference)
+            .field("user_ref", &self.user_ref)
+            .field("payload", &self.payload)
+            .field("title", &self.title)
+            .field(
+                "one_time_notif_token",
+                &redacted(&self.one_time_notif_token),
+            )
+            .field(
+                "notification_messages_token",
+                &redacted(&self.notification_messages_token),
+            )
+            .field("token_expiry_timestamp", &self.token_expiry_timestamp)
+            .field(
+                "notification_messages_status",
+                &self.notification_messages_status,
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for OptinVariant<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::OneTimeNotification { topic, .. } => f
+                .debug_struct("OneTimeNotification")
+                .field("topic", topic)
+                .field("token", &"<redacted>")
+                .finish(),
+            Self::Recurring {
+                topic,
+                expires_at,
+                status,
+                ..
+            } => f
+                .debug_struct("Recurring")
+                .field("topic", topic)
+                .field("token", &"<redacted>")
+                .field("expires_at", expires_at)
+                .field("status", status)
+                .finish(),
+            Self::Plugin {
+                reference,
+                user_ref,
+            } => f
+                .debug_struct("Plugin")
+                .field("reference", reference)
+                .field("user_ref", user_ref)
+                .finish(),
+            Self::Other => f.write_str("Other"),
+        }
+    }
 }
 
 impl Optin {

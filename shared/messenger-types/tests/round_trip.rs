@@ -116,6 +116,20 @@ fn optins_are_told_apart_by_type() {
 }
 
 #[test]
+fn debug_output_never_shows_notification_tokens() {
+    for name in ["optin_otn", "optin_recurring"] {
+        let json = fixtures().into_iter().find(|(k, _)| k == name).unwrap().1;
+        let event = parse(&json);
+        let EventKind::Optin(o) = &event.kind else {
+            panic!()
+        };
+        for shown in [format!("{event:?}"), format!("{:?}", o.variant())] {
+            assert!(!shown.contains("token-for-tests-only"), "{shown}");
+        }
+    }
+}
+
+#[test]
 fn echoes_name_the_person_as_recipient_and_the_page_as_sender() {
     let json = fixtures()
         .into_iter()

@@ -138,6 +138,25 @@ impl DynamoStore {
             .is_some())
     }
 
+    /// Marks an ACTIVE token whose time is up EXPIRED and takes it out of both
+    /// indexes; `false` when it was spent or expired meanwhile.
+    async fn expire_if_due(&self, at: &TokenRef, now: Timestamp) -> Result<bool, StoreError> {
+        let mut expr = Expr::default();
+        expr.set("status", s(TokenStatus::Expired.as_str()));
+        for attr in INDEX_ATTRIBUTES {
+            expr.set_opt(attr, None);
+        }
+        let status = expr.name("status");
+        let expires = expr.name("expires_at");
+        let active = expr.value(s(TokenStatus::Active.as_str()));
+        let now_v = expr.value(n_ms(now));
+        expr.condition(format!("{status} = {active} AND {expires} <= {now_v}"));
+        Ok(self
+            .update("UpdateItem(expire)", token_pk(at), &at.sk, expr, false)
+            .await?
+            .is_some())
+    }
+
     /// Sets how many of an event's actions were started, holding its claim.
     async fn set_started(
         &self,
@@ -765,9 +784,13 @@ impl TokenStore for DynamoStore {
         }
         let status = expr.name("status");
         let expires = expr.name("expires_at");
+        let kind = expr.name("token_kind");
         let active = expr.value(s(TokenStatus::Active.as_str()));
         let now_v = expr.value(n_ms(now));
-        expr.condition(format!("{status} = {active} AND {expires} > {now_v}"));
+        let one_time = expr.value(s(otn::TokenKind::OneTime.as_str()));
+        expr.condition(format!(
+            "{status} = {active} AND {expires} > {now_v} AND {kind} = {one_time}"
+        ));
         if let Some(item) = self
             .update("UpdateItem(spend)", token_pk(at), &at.sk, expr, true)
             .await?
@@ -779,8 +802,14 @@ impl TokenStore for DynamoStore {
         let item = self.get("GetItem(token)", token_pk(at), &at.sk).await?;
         Ok(Err(match otn::stored_token(&item) {
             None => SpendRefused::Unknown,
+            Some(t) if t.kind != otn::TokenKind::OneTime => SpendRefused::Unknown,
             Some(t) if t.status != TokenStatus::Active => SpendRefused::NotActive(t.status),
-            Some(_) => SpendRefused::Expired,
+            Some(_) => {
+                // Past its year: take it out of the indexes now rather than leave it
+                // to be listed by every notify until a sweep reaches its day.
+                self.expire_if_due(at, now).await?;
+                SpendRefused::Expired
+            }
         }))
     }
 
@@ -859,22 +888,7 @@ impl TokenStore for DynamoStore {
             ..SweepPage::default()
         };
         for at in out.items().iter().filter_map(token_ref) {
-            let mut expr = Expr::default();
-            expr.set("status", s(TokenStatus::Expired.as_str()));
-            for attr in INDEX_ATTRIBUTES {
-                expr.set_opt(attr, None);
-            }
-            let status = expr.name("status");
-            let expires = expr.name("expires_at");
-            let active = expr.value(s(TokenStatus::Active.as_str()));
-            let now_v = expr.value(n_ms(now));
-            // Spent (or expired by a concurrent sweep) since the index was read: leave it.
-            expr.condition(format!("{status} = {active} AND {expires} <= {now_v}"));
-            if self
-                .update("UpdateItem(expire)", token_pk(&at), &at.sk, expr, false)
-                .await?
-                .is_some()
-            {
+            if self.expire_if_due(&at, now).await? {
                 page.expired += 1;
             }
         }

@@ -167,8 +167,13 @@ pub(crate) fn token_sk(created_at: Timestamp, token: &str) -> String {
     format!("OTN#{}#{}", padded(created_at), token_id(token))
 }
 
+/// The topic index key. The topic is a person-facing string of any length; its
+/// digest keeps the key short and within DynamoDB's key limits.
 pub(crate) fn topic_pk(page: &PageId, topic: &str) -> String {
-    format!("OTN#{page}#{topic}")
+    format!(
+        "OTN#{page}#{}",
+        hex::encode(Sha256::digest(topic.as_bytes()))
+    )
 }
 
 /// The expiry bucket (a UTC day, `EXPIRY#YYYY-MM-DD`) of an instant.
