@@ -152,26 +152,7 @@ async fn an_optin_token_carries_exactly_one_notification_even_with_the_window_cl
 #[tokio::test]
 async fn fifty_concurrent_notify_commands_for_twenty_tokens_send_twenty_messages() {
     let rig = rig().await;
-    let store = store_of(&rig);
-    let now = Timestamp::from_millis(now_ms());
-    for i in 0..20 {
-        store
-            .save_token(
-                &NewToken {
-                    page: PageId::new(PAGE_A),
-                    psid: Psid::new(format!("30000000000{i:05}")),
-                    topic: "price drop".to_owned(),
-                    token: format!("otn-token-price-{i}"),
-                    kind: TokenKind::OneTime,
-                    created_at: now,
-                    expires_at: now.plus_millis(messenger_store::otn::OTN_LIFETIME_MS),
-                },
-                true,
-                now,
-            )
-            .await
-            .unwrap();
-    }
+    save_tokens(&rig, PAGE_A, "price drop", 20).await;
     // 50 different notify commands for the topic, each its own invocation, all at
     // once: 1,000 sends race for 20 tokens.
     let commands: Vec<_> = (0..50)
