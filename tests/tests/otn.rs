@@ -164,9 +164,11 @@ async fn fifty_concurrent_notify_commands_for_twenty_tokens_send_twenty_messages
     }))
     .await;
     assert!(responses.iter().all(|r| failed_ids(r).is_empty()));
-    // 50 x 20 per-recipient messages, processed by 8 concurrent invocations.
+    // 50 x 20 per-recipient messages, processed by 8 concurrent invocations. Under
+    // load a fan-out may hand over to a follow-up and a message may be handed back,
+    // so more than 1,000 deliveries is fine; fewer would mean lost work.
     let processed = run_queue(&rig, 8).await;
-    assert_eq!(processed, 1000);
+    assert!(processed >= 1000, "only {processed} messages were processed");
 
     let sent = notifications(&rig).await;
     let distinct: BTreeSet<_> = sent
