@@ -77,3 +77,8 @@ stop_moto() {
     MOTO_PID=
   fi
 }
+
+# Where cargo puts what it builds.
+target_dir() {
+  printf '%s\n' "${CARGO_TARGET_DIR:-$ROOT/target}"
+}

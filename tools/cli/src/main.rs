@@ -1,0 +1,124 @@
+//! `messenger`: the local stack and the operator's commands.
+//!
+//! `messenger local` runs the whole backend on one machine against the AWS emulator
+//! (or real AWS): the webhook on a local HTTP port, the events queue fed to the
+//! processor the way Lambda's SQS trigger does it, the OTN sweeper on a timer, and a
+//! fake Graph API that prints and records every call. The other commands send signed
+//! sample events to a webhook and operate a deployed (or local) stack.
+
+mod fake_graph;
+mod local;
+mod ops;
+mod samples;
+mod settings;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The local stack and operator commands of the Messenger backend.
+///
+/// Settings come from the environment (the same variables the functions read, see the
+/// README); `scripts/cli` adds the ones `messenger local` wrote to .local/stack.env.
+#[derive(Debug, Parser)]
+#[command(name = "messenger", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole backend locally until Ctrl-C.
+    Local(local::Options),
+    /// Create the table, the events queue with its dead-letter queue, and the
+    /// quarantine bucket on the emulator, and print their settings as KEY=VALUE.
+    Setup {
+        /// Suffix of the resource names, so several stacks can share one emulator.
+        #[arg(long, default_value = "local")]
+        name: String,
+    },
+    /// Run only the fake Graph API (prints and records every call).
+    FakeGraph {
+        /// Port on 127.0.0.1 (0 picks a free one; the URL is printed).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// File that receives one JSON line per call.
+        #[arg(long, default_value = ".local/graph-calls.jsonl")]
+        record: PathBuf,
+    },
+    /// Send a signed sample delivery to the webhook (WEBHOOK_URL).
+    #[command(subcommand)]
+    Send(samples::Sample),
+    /// Put a notify command on the events queue (EVENTS_QUEUE_URL).
+    Notify {
+        #[arg(long, env = "PAGE_ID", default_value = samples::LOCAL_PAGE)]
+        page: String,
+        /// The OTN topic (the payload of the people's optins).
+        #[arg(long)]
+        topic: String,
+        /// The text to send to everyone holding a token of this topic.
+        text: String,
+    },
+    /// Signed bodies the webhook kept because they were not Page deliveries.
+    #[command(subcommand)]
+    Quarantine(ops::QuarantineCommand),
+    /// The dead-letter queue of the events queue.
+    #[command(subcommand)]
+    Dlq(ops::DlqCommand),
+    /// A Page: subscribe the app to its webhooks, store its access token.
+    #[command(subcommand)]
+    Page(ops::PageCommand),
+    /// Set the app secret or the verify token in the secret (SECRET_ARN), from stdin.
+    SetSecret {
+        #[arg(value_enum)]
+        field: ops::SecretField,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    lambda_runtime::tracing::init_default_subscriber();
+    let cli = Cli::parse();
+    match run(cli.command).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<()> {
+    let env = settings::Env::from_process();
+    match command {
+        Command::Local(options) => local::run(&env, options).await,
+        Command::Setup { name } => {
+            let sdk = settings::sdk().await;
+            for (key, value) in local::create_resources(&sdk, &name).await? {
+                println!("{key}={value}");
+            }
+            Ok(())
+        }
+        Command::FakeGraph { port, record } => {
+            let graph = fake_graph::start(port, &record).await?;
+            println!("GRAPH_API_BASE_URL={}", graph.url);
+            tokio::signal::ctrl_c().await?;
+            Ok(())
+        }
+        Command::Send(sample) => samples::send(&env, sample).await,
+        Command::Notify { page, topic, text } => {
+            let sdk = settings::sdk().await;
+            ops::notify(&env, &sdk, &page, &topic, &text).await
+        }
+        Command::Quarantine(command) => {
+            ops::quarantine(&env, &settings::sdk().await, command).await
+        }
+        Command::Dlq(command) => ops::dlq(&env, &settings::sdk().await, command).await,
+        Command::Page(command) => ops::page(&env, &settings::sdk().await, command).await,
+        Command::SetSecret { field } => ops::set_secret(&env, &settings::sdk().await, field).await,
+    }
+}
