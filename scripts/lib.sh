@@ -35,7 +35,7 @@ ensure_venv() {
   local want
   want="$(sha256sum "$ROOT/scripts/requirements.txt" | cut -d' ' -f1)"
   if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    say "installing the Python tools into .venv (moto, cfn-lint)"
+    say "installing the Python tools into .venv (moto, cfn-lint, cargo-lambda, AWS SAM CLI)"
     python3 -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
     "$VENV/bin/python" -m pip install --quiet -r "$ROOT/scripts/requirements.txt"
