@@ -218,3 +218,73 @@ pub async fn run_queue(rig: &Rig, workers: usize) -> usize {
     }
     panic!("the queue did not empty in 50 rounds");
 }
+
+/// Every item of the rig's table (a consistent scan, page after page).
+pub async fn scan_table(rig: &Rig) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+    let dynamo = aws_sdk_dynamodb::Client::new(&rig.sdk);
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = dynamo
+            .scan()
+            .table_name(&rig.table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        items.extend(page.items().iter().cloned());
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            return items;
+        }
+    }
+}
+
+/// A processor with the default bot on the rig's Graph API and queue, over another
+/// store (a wrapper around the rig's table, say), with both Pages' tokens.
+pub fn with_store<S: messenger_store::Store + messenger_store::TokenStore>(
+    rig: &Rig,
+    store: S,
+) -> Processor<S, graph_api::GraphClient, processor::bot::DefaultBot, event_queue::SqsQueue> {
+    let graph = graph_api::GraphClient::new(graph_api::GraphConfig {
+        base_url: rig.graph.uri(),
+        version: "v23.0".to_owned(),
+        app_secret: None,
+        ..graph_api::GraphConfig::default()
+    })
+    .unwrap();
+    let tokens = [
+        (
+            messenger_types::PageId::new(PAGE_A),
+            SecretString::from(TOKEN_A),
+        ),
+        (
+            messenger_types::PageId::new(PAGE_B),
+            SecretString::from(TOKEN_B),
+        ),
+    ]
+    .into();
+    let queue = event_queue::SqsQueue::new(aws_sdk_sqs::Client::new(&rig.sdk), &rig.queue);
+    Processor::new(store, graph, processor::bot::DefaultBot, queue, tokens)
+}
+
+/// The rig's table as the processor's store.
+pub fn dynamo_store(rig: &Rig) -> DynamoStore {
+    DynamoStore::new(aws_sdk_dynamodb::Client::new(&rig.sdk), &rig.table)
+}
+
+/// A string attribute of an item ("" when absent).
+pub fn attr_s(item: &std::collections::HashMap<String, AttributeValue>, name: &str) -> String {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A number attribute of an item.
+pub fn attr_n(item: &std::collections::HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+}
