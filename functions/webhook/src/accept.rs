@@ -63,7 +63,8 @@ pub enum AcceptError {
 pub struct Split {
     pub messages: Vec<OutgoingMessage>,
     /// Parts of a Page delivery that carried no events we can queue (e.g. an entry
-    /// with only `changes`): the body is quarantined for them too.
+    /// with only `changes`): the body is quarantined for them too. The first
+    /// [`MAX_LEFTOVERS_DESCRIBED`] are described, the rest counted in one last line.
     pub leftovers: Vec<String>,
 }
 
@@ -94,6 +95,12 @@ pub fn describe_json_error(e: &serde_json::Error) -> String {
 /// quarantine rather than refused by SQS on every redelivery.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
+/// How many unroutable parts of one body are described one by one; the rest are
+/// counted. A 5 MiB body of empty entries (`[{},{},...]`) would otherwise become
+/// 1.7 million strings and an 88 MB reason, over the function's memory, and the body
+/// would never reach quarantine.
+pub const MAX_LEFTOVERS_DESCRIBED: usize = 10;
+
 /// Splits a verified body into one queue message per item of every entry's
 /// `messaging` and `standby` arrays. Each event is copied byte for byte.
 pub fn split(body: &[u8]) -> Result<Split, Unroutable> {
@@ -112,11 +119,19 @@ pub fn split(body: &[u8]) -> Result<Split, Unroutable> {
         messages: Vec::with_capacity(events),
         leftovers: Vec::new(),
     };
+    let mut undescribed = 0_usize;
+    let mut leftover = |leftovers: &mut Vec<String>, describe: &dyn Fn() -> String| {
+        if leftovers.len() < MAX_LEFTOVERS_DESCRIBED {
+            leftovers.push(describe());
+        } else {
+            undescribed += 1;
+        }
+    };
     for (i, entry) in envelope.entry.iter().enumerate() {
         if entry.messaging.is_empty() && entry.standby.is_empty() {
-            split
-                .leftovers
-                .push(format!("entry[{i}] has no messaging or standby events"));
+            leftover(&mut split.leftovers, &|| {
+                format!("entry[{i}] has no messaging or standby events")
+            });
             continue;
         }
         let page = entry.id.as_deref();
@@ -142,14 +157,21 @@ pub fn split(body: &[u8]) -> Result<Split, Unroutable> {
                 kind: routing.kind,
             };
             if message.size() > MAX_MESSAGE_BYTES {
-                split.leftovers.push(format!(
-                    "a {} event in entry[{i}] is over the {MAX_MESSAGE_BYTES}-byte queue message limit",
-                    routing.kind
-                ));
+                leftover(&mut split.leftovers, &|| {
+                    format!(
+                        "a {} event in entry[{i}] is over the {MAX_MESSAGE_BYTES}-byte queue message limit",
+                        routing.kind
+                    )
+                });
                 continue;
             }
             split.messages.push(message);
         }
+    }
+    if undescribed > 0 {
+        split
+            .leftovers
+            .push(format!("and {undescribed} more parts like these"));
     }
     Ok(split)
 }
@@ -488,6 +510,28 @@ mod tests {
         }];
         assert_eq!(chunk(&huge).len(), 1);
         assert!(chunk(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_body_of_countless_empty_entries_is_described_briefly() {
+        let body = format!(
+            r#"{{"object":"page","entry":[{}]}}"#,
+            vec!["{}"; 100_000].join(",")
+        );
+        let s = split(body.as_bytes()).unwrap();
+        assert!(s.messages.is_empty());
+        assert_eq!(s.leftovers.len(), MAX_LEFTOVERS_DESCRIBED + 1);
+        assert_eq!(
+            s.leftovers[0],
+            "entry[0] has no messaging or standby events"
+        );
+        assert_eq!(
+            s.leftovers.last().unwrap(),
+            &format!(
+                "and {} more parts like these",
+                100_000 - MAX_LEFTOVERS_DESCRIBED
+            )
+        );
     }
 
     #[test]
