@@ -25,8 +25,10 @@ pub struct RawEnvelope<'a> {
 
 #[derive(Debug, Deserialize)]
 pub struct RawEntry<'a> {
+    /// The Page, read like every other id: a string or a number, as the typed
+    /// [`crate::Entry`] reads it, so one odd entry does not quarantine the body.
     #[serde(borrow, default)]
-    pub id: Option<Cow<'a, str>>,
+    pub id: Option<LooseId<'a>>,
     #[serde(borrow, default)]
     pub messaging: Vec<&'a RawValue>,
     #[serde(borrow, default)]
@@ -105,9 +107,10 @@ impl<'a> EventHead<'a> {
     }
 }
 
-/// An id Meta sends as a string or, in a few payloads, as a number.
-#[derive(Debug)]
-struct LooseId<'a>(Cow<'a, str>);
+/// An id Meta sends as a string or, in a few payloads, as a number; read as text
+/// (`as_deref()` on an `Option<LooseId>` gives the `&str`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LooseId<'a>(Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for LooseId<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -496,6 +499,28 @@ mod tests {
             a.key
                 .as_str()
                 .starts_with("unknown:response_feedback:1:2:5:")
+        );
+    }
+
+    #[test]
+    fn numeric_entry_ids_are_read_like_string_ids() {
+        // Found by fuzz/fuzz_targets/webhook_body.rs: the typed `Entry` reads a
+        // numeric `entry.id`, the splitter refused the whole body for it.
+        let body = r#"{"object":"page","entry":[{"id":111,"time":9,"messaging":[{"sender":{"id":"222"},"recipient":{"id":"111"},"timestamp":5,"message":{"mid":"m_1"}}]},{"id":null,"time":9,"standby":[]}]}"#;
+        let envelope: RawEnvelope<'_> = serde_json::from_str(body).unwrap();
+        assert_eq!(envelope.entry[0].id.as_deref(), Some("111"));
+        assert_eq!(envelope.entry[1].id.as_deref(), None);
+        let r = route(
+            envelope.entry[0].id.as_deref(),
+            envelope.entry[0].messaging[0],
+        );
+        assert_eq!(r.group_id(), "111:222");
+        let typed: crate::Envelope =
+            serde_json::from_str(body.replace("null", "\"1\"").as_str()).unwrap();
+        assert_eq!(typed.entry[0].id.as_str(), "111");
+        assert!(
+            serde_json::from_str::<RawEnvelope<'_>>(r#"{"object":"page","entry":[{"id":-1}]}"#)
+                .is_err()
         );
     }
 
