@@ -105,3 +105,60 @@ pub fn json_eq(a: &Value, b: &Value) -> bool {
 pub fn fields(data: &[u8], n: usize) -> Vec<&[u8]> {
     data.splitn(n, |&b| b == b'\n').collect()
 }
+
+/// True when some object in the JSON text repeats a key. serde_json keeps the last
+/// of them in a map and refuses them in a struct, so the typed model (which reads
+/// an event into a map first) and routing (structs) read such an event differently.
+/// Meta never repeats a key; the targets compare the two only when it is not done.
+pub fn has_duplicate_keys(json: &str) -> bool {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    struct Check;
+    impl<'de> DeserializeSeed<'de> for Check {
+        type Value = bool;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Check {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+            let mut keys = std::collections::HashSet::new();
+            let mut repeated = false;
+            while let Some(key) = map.next_key::<String>()? {
+                repeated |= !keys.insert(key);
+                repeated |= map.next_value_seed(Check)?;
+            }
+            Ok(repeated)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+            let mut repeated = false;
+            while let Some(r) = seq.next_element_seed(Check)? {
+                repeated |= r;
+            }
+            Ok(repeated)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_unit<E>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(json);
+    Check.deserialize(&mut de).unwrap_or(false)
+}
