@@ -168,7 +168,10 @@ async fn fifty_concurrent_notify_commands_for_twenty_tokens_send_twenty_messages
     // load a fan-out may hand over to a follow-up and a message may be handed back,
     // so more than 1,000 deliveries is fine; fewer would mean lost work.
     let processed = run_queue(&rig, 8).await;
-    assert!(processed >= 1000, "only {processed} messages were processed");
+    assert!(
+        processed >= 1000,
+        "only {processed} messages were processed"
+    );
 
     let sent = notifications(&rig).await;
     let distinct: BTreeSet<_> = sent

@@ -7,7 +7,8 @@
 use integration_tests::*;
 use serde_json::{Value, json};
 
-const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:messenger-backend-EventsQueue-1A2B3C4D5E6F.fifo";
+const QUEUE_ARN: &str =
+    "arn:aws:sqs:us-east-1:123456789012:messenger-backend-EventsQueue-1A2B3C4D5E6F.fifo";
 /// 2026-11-21T14:00:01Z, a second after the sample delivery's events.
 const SENT: i64 = 1_795_269_601_000;
 
