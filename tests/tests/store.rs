@@ -218,3 +218,74 @@ async fn a_thread_never_seen_has_the_default_state() {
     assert_eq!(state, Default::default());
     assert!(state.controlled_by_us());
 }
+
+#[tokio::test]
+async fn an_events_thread_changes_land_together_or_each_on_its_own_merit() {
+    let store = store().await;
+    let thread = ThreadKey::psid(PageId::new("1"), Psid::new("merged"));
+    let message = |t: i64| {
+        [
+            ThreadChange::UserInteraction { at: at(t) },
+            ThreadChange::Reachable { at: at(t) },
+            ThreadChange::Control(Control {
+                ours: true,
+                owner: None,
+                since: at(t),
+            }),
+        ]
+    };
+    // In order: all three in one write.
+    store
+        .update_thread_all(&thread, &message(100))
+        .await
+        .unwrap();
+    let state = store.thread(&thread).await.unwrap();
+    assert_eq!(state.last_user_interaction, Some(at(100)));
+    assert!(state.controlled_by_us());
+
+    // Meta said at 300 that the person cannot be reached; a message sent at 200
+    // arrives after that: its interaction counts, the newer reachability stays.
+    store
+        .update_thread(
+            &thread,
+            &ThreadChange::Unreachable(messenger_store::Unreachable {
+                reason: "551: person unavailable".to_owned(),
+                at: at(300),
+            }),
+        )
+        .await
+        .unwrap();
+    store
+        .update_thread_all(&thread, &message(200))
+        .await
+        .unwrap();
+    let state = store.thread(&thread).await.unwrap();
+    assert_eq!(state.last_user_interaction, Some(at(200)));
+    assert_eq!(state.control.unwrap().since, at(200));
+    assert_eq!(state.unreachable.unwrap().at, at(300));
+
+    // Changes touching one field twice are applied one by one, newest wins.
+    store
+        .update_thread_all(
+            &thread,
+            &[
+                ThreadChange::Reachable { at: at(400) },
+                ThreadChange::Unreachable(messenger_store::Unreachable {
+                    reason: "551: again".to_owned(),
+                    at: at(450),
+                }),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .thread(&thread)
+            .await
+            .unwrap()
+            .unreachable
+            .unwrap()
+            .reason,
+        "551: again"
+    );
+}

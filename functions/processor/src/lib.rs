@@ -284,10 +284,12 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
 
     async fn run(&self, w: &Work<'_>) -> Result<String, ProcessError> {
         let changes = state::changes(w.page, w.event, w.source);
-        if let Some(thread) = &changes.thread {
-            for change in &changes.thread_changes {
-                self.store.update_thread(thread, change).await?;
-            }
+        if let Some(thread) = &changes.thread
+            && !changes.thread_changes.is_empty()
+        {
+            self.store
+                .update_thread_all(thread, &changes.thread_changes)
+                .await?;
         }
         for change in &changes.page_changes {
             self.store.update_page(w.page, change).await?;

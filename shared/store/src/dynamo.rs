@@ -1,6 +1,6 @@
 //! The [`Store`] on DynamoDB.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use aws_sdk_dynamodb::Client;
@@ -523,47 +523,34 @@ impl Store for DynamoStore {
         change: &ThreadChange,
     ) -> Result<bool, StoreError> {
         let mut expr = Expr::default();
-        match change {
-            ThreadChange::UserInteraction { at } => {
-                expr.only_if_newer("last_user_ts", *at);
-            }
-            ThreadChange::Control(c) => {
-                expr.set("control_ours", AttributeValue::Bool(c.ours));
-                match (&c.owner, c.ours) {
-                    (Some(owner), _) => {
-                        expr.set("control_owner", s(owner.as_str()));
-                    }
-                    // Ours again: whoever owned it before no longer does.
-                    (None, true) => {
-                        expr.set_opt("control_owner", None);
-                    }
-                    // Someone else's, unnamed (a standby event): keep the owner we know.
-                    (None, false) => {}
-                }
-                expr.only_if_newer("control_ts", c.since);
-            }
-            ThreadChange::EntryPoint(e) => {
-                expr.set_opt("entry_ref", e.reference.as_deref())
-                    .set_opt("entry_source", e.source.as_deref())
-                    .only_if_newer("entry_ts", e.at);
-            }
-            ThreadChange::AccountLink(l) => {
-                expr.set("link_linked", AttributeValue::Bool(l.linked))
-                    .only_if_newer("link_ts", l.at);
-            }
-            ThreadChange::Unreachable(u) => {
-                expr.set("unreachable_reason", s(&u.reason))
-                    .only_if_newer("reach_ts", u.at);
-            }
-            ThreadChange::Reachable { at } => {
-                expr.set_opt("unreachable_reason", None)
-                    .only_if_newer("reach_ts", *at);
-            }
-        }
+        thread_change(&mut expr, change);
         Ok(self
             .update("UpdateItem(thread)", key.pk(), "THREAD", expr, false)
             .await?
             .is_some())
+    }
+
+    async fn update_thread_all(
+        &self,
+        key: &ThreadKey,
+        changes: &[ThreadChange],
+    ) -> Result<(), StoreError> {
+        // Events mostly arrive in order, and then every change is newer than what the
+        // thread holds: one write. If any field already holds something newer, that
+        // write changes nothing and each change is applied on its own.
+        if changes.len() > 1
+            && let Some(expr) = merged_thread_update(changes)
+            && self
+                .update("UpdateItem(thread)", key.pk(), "THREAD", expr, false)
+                .await?
+                .is_some()
+        {
+            return Ok(());
+        }
+        for change in changes {
+            self.update_thread(key, change).await?;
+        }
+        Ok(())
     }
 
     async fn page(&self, page: &PageId) -> Result<PageState, StoreError> {
@@ -915,4 +902,68 @@ impl TokenStore for DynamoStore {
         .await
         .map(|_| ())
     }
+}
+
+/// Adds `change` to `expr`: its fields, and the condition that it is newer than
+/// what the thread holds.
+fn thread_change(expr: &mut Expr, change: &ThreadChange) {
+    match change {
+        ThreadChange::UserInteraction { at } => {
+            expr.only_if_newer("last_user_ts", *at);
+        }
+        ThreadChange::Control(c) => {
+            expr.set("control_ours", AttributeValue::Bool(c.ours));
+            match (&c.owner, c.ours) {
+                (Some(owner), _) => {
+                    expr.set("control_owner", s(owner.as_str()));
+                }
+                // Ours again: whoever owned it before no longer does.
+                (None, true) => {
+                    expr.set_opt("control_owner", None);
+                }
+                // Someone else's, unnamed (a standby event): keep the owner we know.
+                (None, false) => {}
+            }
+            expr.only_if_newer("control_ts", c.since);
+        }
+        ThreadChange::EntryPoint(e) => {
+            expr.set_opt("entry_ref", e.reference.as_deref())
+                .set_opt("entry_source", e.source.as_deref())
+                .only_if_newer("entry_ts", e.at);
+        }
+        ThreadChange::AccountLink(l) => {
+            expr.set("link_linked", AttributeValue::Bool(l.linked))
+                .only_if_newer("link_ts", l.at);
+        }
+        ThreadChange::Unreachable(u) => {
+            expr.set("unreachable_reason", s(&u.reason))
+                .only_if_newer("reach_ts", u.at);
+        }
+        ThreadChange::Reachable { at } => {
+            expr.set_opt("unreachable_reason", None)
+                .only_if_newer("reach_ts", *at);
+        }
+    }
+}
+
+/// The changes of one event as one conditional write, when no two of them touch the
+/// same field (DynamoDB refuses overlapping paths in one update).
+fn merged_thread_update(changes: &[ThreadChange]) -> Option<Expr> {
+    let mut expr = Expr::default();
+    let mut conditions = Vec::new();
+    let mut fields: HashSet<String> = HashSet::new();
+    for change in changes {
+        let mut alone = Expr::default();
+        thread_change(&mut alone, change);
+        if alone.names.values().any(|f| fields.contains(f)) {
+            return None;
+        }
+        fields.extend(alone.names.into_values());
+        thread_change(&mut expr, change);
+        if let Some(c) = expr.condition.take() {
+            conditions.push(format!("({c})"));
+        }
+    }
+    expr.condition = (!conditions.is_empty()).then(|| conditions.join(" AND "));
+    Some(expr)
 }

@@ -273,6 +273,21 @@ pub trait Store: Send + Sync {
         change: &ThreadChange,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Applies every change one event makes to a thread, each only if it is newer
+    /// than the field it sets (as [`Store::update_thread`] one by one would).
+    fn update_thread_all(
+        &self,
+        key: &ThreadKey,
+        changes: &[ThreadChange],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            for change in changes {
+                self.update_thread(key, change).await?;
+            }
+            Ok(())
+        }
+    }
+
     fn page(&self, page: &PageId) -> impl Future<Output = Result<PageState, StoreError>> + Send;
 
     /// Stores a token from an optin; storing the same optin again changes nothing.
