@@ -11,7 +11,7 @@ use messenger_types::routing::{RawEnvelope, Source, route};
 
 pub use event_queue::{
     EventQueue, FailedEntry, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, OutgoingMessage, QueueError,
-    RetryPolicy, chunk,
+    RetryPolicy,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -331,19 +331,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn after_a_refusal_the_rest_follows_the_retried_entries_in_order() {
+    async fn after_a_refusal_other_threads_go_on_and_the_refused_entry_follows() {
         let queue = MemoryQueue::with_faults([Fault::Refuse(vec![1])]);
         let r = receiver(queue, MemoryQuarantine::new());
         let (body, sig) = delivery(25);
         r.accept(headers(&sig), body.as_bytes()).await.unwrap();
-        // Batch 1 loses m_1; batches 2 and 3 wait for it, then go behind it.
-        assert_eq!(r.queue.calls(), vec![10, 10, 6]);
-        let mut expected: Vec<String> = (0..10)
+        // Batch 1 loses m_1; the other people's events go on, m_1 follows alone.
+        assert_eq!(r.queue.calls(), vec![10, 10, 5, 1]);
+        let mut expected: Vec<String> = (0..25)
             .filter(|i| *i != 1)
             .map(|i| format!("m_{i}"))
             .collect();
         expected.push("m_1".to_owned());
-        expected.extend((10..25).map(|i| format!("m_{i}")));
         assert_eq!(mids(&r.queue.accepted()), expected);
     }
 
@@ -490,26 +489,6 @@ mod tests {
                 limit: 65536
             }
         ));
-    }
-
-    #[test]
-    fn batches_stay_within_the_byte_budget() {
-        let big = |i: usize| OutgoingMessage {
-            group_id: format!("1:{i}"),
-            dedup_id: "d".repeat(64),
-            body: "x".repeat(100 * 1024),
-            kind: "message",
-        };
-        let messages: Vec<_> = (0..5).map(big).collect();
-        let sizes: Vec<usize> = chunk(&messages).iter().map(|c| c.len()).collect();
-        assert_eq!(sizes, vec![2, 2, 1]);
-        // A single message over the budget still goes, alone.
-        let huge = vec![OutgoingMessage {
-            body: "x".repeat(300 * 1024),
-            ..big(0)
-        }];
-        assert_eq!(chunk(&huge).len(), 1);
-        assert!(chunk(&[]).is_empty());
     }
 
     #[test]
