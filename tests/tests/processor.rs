@@ -292,6 +292,9 @@ async fn transient_graph_errors_are_retried_and_end_in_exactly_one_reply() {
             400,
             json!({"error": {"message": "(#613) Calls to this api have exceeded the rate limit.", "type": "OAuthException", "code": 613, "error_subcode": 2534040, "fbtrace_id": "T2"}}),
         ),
+        // A proxy's answer without Meta's error body: still an answer that says
+        // the call failed, so the reply is made again.
+        (502, json!("Bad Gateway")),
     ] {
         let rig = rig().await;
         failing_graph(&rig, status, error.clone()).await;

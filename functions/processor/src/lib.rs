@@ -115,15 +115,13 @@ pub const MIN_TIME_PER_MESSAGE: Duration = Duration::from_secs(6);
 /// DynamoDB writes around it.
 pub const MIN_TIME_PER_ACTION: Duration = Duration::from_secs(8);
 
-pub(crate) fn may_have_been_delivered_pub(e: &GraphError) -> bool {
-    may_have_been_delivered(e)
-}
-
-/// Whether a failed Graph call may still have delivered its message: no answer
-/// (a timeout after the request went out, a dropped connection) or an answer
-/// without Meta's error body. Such a call is not repeated.
+/// Whether a failed Graph call may still have delivered its message: the request
+/// went out and no answer came (a timeout, a connection lost after sending). Such
+/// a call is not repeated. Any answer, a 5xx without Meta's error body included,
+/// says the call failed (MESSENGER.md §7: retry 5xx), and a connection that was
+/// never made sent nothing.
 fn may_have_been_delivered(e: &GraphError) -> bool {
-    e.code.is_none()
+    e.outcome_unknown
 }
 
 /// The processor, generic over its state store, the Graph API, the bot and the

@@ -125,6 +125,10 @@ pub struct GraphError {
     pub message: String,
     /// Meta's request id, for support tickets.
     pub fbtrace_id: Option<String>,
+    /// The request went out but no answer says how it ended (a timeout, a
+    /// connection lost after sending): Meta may have acted on it. False whenever
+    /// an answer arrived or the request never left.
+    pub outcome_unknown: bool,
 }
 
 impl GraphError {
@@ -138,6 +142,7 @@ impl GraphError {
             subcode: None,
             message: message.into(),
             fbtrace_id: None,
+            outcome_unknown: false,
         }
     }
 
@@ -266,6 +271,7 @@ mod tests {
             subcode: Some(2018278),
             message: "(#10) This message is sent outside of allowed window.".to_owned(),
             fbtrace_id: Some("AbCdEf".to_owned()),
+            outcome_unknown: false,
         };
         assert_eq!(
             error.to_string(),

@@ -401,6 +401,7 @@ impl GraphClient {
                 subcode: body.error_subcode,
                 message: secrets.redact(body.message),
                 fbtrace_id: body.fbtrace_id,
+                outcome_unknown: false,
             },
             None => GraphError {
                 class: ErrorClass::from_http_status(status),
@@ -413,6 +414,7 @@ impl GraphClient {
                     Err(_) => format!("HTTP {status} with an unreadable body"),
                 },
                 fbtrace_id: None,
+                outcome_unknown: false,
             },
         };
         tracing::debug!(
@@ -466,8 +468,10 @@ impl Secrets<'_> {
 
 /// A failure before any answer arrived. reqwest names the URL in its errors (and
 /// ours may carry `appsecret_proof`), so the URL is stripped before the error and
-/// its causes are described.
+/// its causes are described. Only a request that never connected (or was never
+/// built) certainly did nothing; any other failure leaves the outcome unknown.
 fn transport_error(error: reqwest::Error, secrets: &Secrets<'_>) -> GraphError {
+    let outcome_unknown = !error.is_connect() && !error.is_builder();
     let class = if error.is_builder() {
         ErrorClass::Permanent
     } else {
@@ -490,7 +494,10 @@ fn transport_error(error: reqwest::Error, secrets: &Secrets<'_>) -> GraphError {
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    GraphError::new(class, secrets.redact(message))
+    GraphError {
+        outcome_unknown,
+        ..GraphError::new(class, secrets.redact(message))
+    }
 }
 
 #[cfg(test)]

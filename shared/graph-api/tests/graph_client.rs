@@ -225,6 +225,7 @@ async fn outside_the_window_is_permanent_and_keeps_metas_details() {
             subcode: Some(2018278),
             message: "(#10) This message is sent outside of allowed window.".to_owned(),
             fbtrace_id: Some("AbCdEfGhIjK".to_owned()),
+            outcome_unknown: false,
         }
     );
     assert!(!error.is_retryable());
@@ -450,6 +451,8 @@ async fn a_slow_answer_times_out_as_transient() {
     assert_eq!(error.class, ErrorClass::Transient);
     assert_eq!(error.http_status, None);
     assert!(error.message.contains("timed out"), "{error}");
+    // The request went out: Meta may have delivered it.
+    assert!(error.outcome_unknown);
     assert_no_secrets(&error.to_string());
     assert_no_secrets(&format!("{error:?}"));
 }
@@ -474,6 +477,8 @@ async fn a_refused_connection_is_transient_and_names_no_secret() {
     assert_eq!(error.class, ErrorClass::Transient);
     assert!(error.is_retryable());
     assert!(error.message.contains("could not connect"), "{error}");
+    // Nothing left this machine: the send certainly did nothing.
+    assert!(!error.outcome_unknown);
     assert!(!error.to_string().contains("appsecret_proof"), "{error}");
     assert_no_secrets(&error.to_string());
     assert_no_secrets(&format!("{error:?}"));
