@@ -347,6 +347,15 @@ async fn a_transient_failure_keeps_the_token_for_the_retry_and_a_permanent_one_r
         tokens_of(&rig, PAGE_A, "2000000000000302").await[0].status,
         TokenStatus::Retired
     );
+    let retired = scan_table(&rig)
+        .await
+        .into_iter()
+        .find(|item| attr_s(item, "token") == "otn-token-bad")
+        .unwrap();
+    assert!(
+        attr_s(&retired, "retired_reason").contains("Invalid one-time notification token"),
+        "{retired:?}"
+    );
 }
 
 #[tokio::test]
@@ -448,6 +457,82 @@ async fn a_recurring_optin_follows_stop_and_resume_and_is_never_notified() {
         notifications(&rig).await.is_empty(),
         "notify is for one-time tokens"
     );
+}
+
+/// One bad notification (Meta refuses its content with a code 100 that is not
+/// about the token) must not cost every person of the topic their token.
+#[tokio::test]
+async fn a_notification_meta_refuses_for_its_content_keeps_the_tokens() {
+    let rig = rig().await;
+    save_tokens(&rig, PAGE_A, "content", 3).await;
+    rig.graph.reset().await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"/messages$"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {"message": "(#100) Param message[attachment][payload][url] must be a valid URL", "type": "OAuthException", "code": 100, "fbtrace_id": "X"}})))
+        .mount(&rig.graph)
+        .await;
+    process(&rig, "content", &[notify(PAGE_A, "content", "See it")]).await;
+    assert_eq!(
+        sends(&rig.graph).await.len(),
+        3,
+        "one call each, not retried"
+    );
+    for i in 0..3 {
+        let psid = format!("40000000000{i:05}");
+        assert_eq!(statuses(&rig, &psid).await, [TokenStatus::Active], "{psid}");
+    }
+}
+
+/// A 502 page without Meta's error body is an answer: nothing went out, so the
+/// token is kept for the retry, which sends the notification. A timeout leaves
+/// the outcome unknown: the notification may have gone out, so the token stays
+/// spent and nothing is sent again (a token is used at most once).
+#[tokio::test]
+async fn a_bodiless_502_keeps_the_token_for_the_retry_and_a_timeout_spends_it() {
+    let cases = [
+        (
+            "gateway",
+            ResponseTemplate::new(502).set_body_raw("<html>Bad Gateway</html>", "text/html"),
+            2,
+        ),
+        (
+            "slow",
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"recipient_id": "x", "message_id": "m_late"}))
+                .set_delay(std::time::Duration::from_secs(7)),
+            1,
+        ),
+    ];
+    for (topic, failure, calls) in cases {
+        let rig = rig().await;
+        save_tokens(&rig, PAGE_A, topic, 1).await;
+        rig.graph.reset().await;
+        Mock::given(method("POST"))
+            .and(path_regex(r"/messages$"))
+            .respond_with(failure)
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&rig.graph)
+            .await;
+        Mock::given(method("POST"))
+            .and(path_regex(r"/messages$"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"recipient_id": "x", "message_id": "m_otn"})),
+            )
+            .with_priority(2)
+            .mount(&rig.graph)
+            .await;
+        process(&rig, topic, &[notify(PAGE_A, topic, "Back in stock")]).await;
+        let sent = notifications(&rig).await;
+        assert_eq!(sent.len(), calls, "{topic}: {sent:?}");
+        assert!(sent.iter().all(|b| *b == sent[0]), "{topic}: one token");
+        assert_eq!(
+            statuses(&rig, "4000000000000000").await,
+            [TokenStatus::Used],
+            "{topic}"
+        );
+    }
 }
 
 async fn save_tokens(rig: &Rig, page: &str, topic: &str, count: usize) {

@@ -258,14 +258,17 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                 "sent {}",
                 sent.message_id.as_deref().unwrap_or("(no message id)")
             ))),
-            Err(e) if e.is_retryable() && crate::may_have_been_delivered_pub(&e) => {
+            Err(e) if e.outcome_unknown => {
+                // The request went out and no answer came: it may have been
+                // delivered. A token is used at most once, so it stays spent.
                 tracing::warn!(page_id = %one.page_id, error = %e, "notification may have gone out; token kept spent");
                 Ok(Outcome::Processed(format!(
                     "outcome unknown, token kept spent: {e}"
                 )))
             }
-            Err(e) if e.is_retryable() || is_about_the_page(&e) => {
-                // Nothing went out, and the token is not at fault: it stays usable.
+            Err(e) if e.is_retryable() || keeps_the_token(&e) => {
+                // Meta answered (or the request never left): nothing went out, and
+                // the token is not at fault, so it stays usable.
                 self.store.unspend_token(&token, &spend).await?;
                 if e.is_retryable() {
                     return Err(ProcessError::Graph(e));
@@ -284,15 +287,20 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
     }
 }
 
-/// Errors about the Page or its app rather than the token or the person: the
-/// token did nothing wrong and is kept for when the Page is fixed.
-fn is_about_the_page(e: &graph_api::GraphError) -> bool {
-    matches!(
-        e.class,
+/// Errors that are not the token's fault, so it is kept: errors about the Page or
+/// its app (kept for when the Page is fixed), and an invalid parameter (code 100)
+/// whose message does not mention a token, which is the message's fault: one bad
+/// notification must not retire every token of its topic. Any other permanent
+/// refusal (the token unknown, spent or expired at Meta, the person gone) retires
+/// the token.
+fn keeps_the_token(e: &graph_api::GraphError) -> bool {
+    match e.class {
         graph_api::ErrorClass::TokenInvalid
-            | graph_api::ErrorClass::PermissionMissing
-            | graph_api::ErrorClass::ThreadOwnedByOther
-    )
+        | graph_api::ErrorClass::PermissionMissing
+        | graph_api::ErrorClass::ThreadOwnedByOther => true,
+        graph_api::ErrorClass::InvalidRequest => !e.message.to_ascii_lowercase().contains("token"),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
