@@ -190,6 +190,33 @@ impl DynamoStore {
         Ok(out.items().iter().filter_map(otn::stored_token).collect())
     }
 
+    /// Writes an item that must not exist yet; `false` when it already does.
+    async fn put_new(
+        &self,
+        op: &'static str,
+        item: HashMap<String, AttributeValue>,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(sk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error().is_some_and(
+                    aws_sdk_dynamodb::operation::put_item::PutItemError::is_conditional_check_failed_exception,
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::from_sdk(op, e)),
+        }
+    }
+
     async fn get(
         &self,
         op: &'static str,
@@ -610,25 +637,30 @@ impl Store for DynamoStore {
             };
             item.insert("status".to_owned(), s(status.as_str()));
         }
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(sk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error().is_some_and(
-                    aws_sdk_dynamodb::operation::put_item::PutItemError::is_conditional_check_failed_exception,
-                ) =>
-            {
-                Ok(false)
+        // The token item's key starts with its creation time, so an optin replayed
+        // with the same token and another timestamp would make a second, ACTIVE
+        // item. A guard keyed by the token alone is claimed first and names the
+        // one item this token may have; a retry of the same save (a crash between
+        // the two writes) finds its own item named and finishes.
+        let pk = item["pk"].clone();
+        let guard_sk = otn::token_guard_sk(&t.token);
+        let guard = HashMap::from([
+            ("pk".to_owned(), pk.clone()),
+            ("sk".to_owned(), s(&guard_sk)),
+            ("token_sk".to_owned(), s(&sk)),
+            (
+                "ttl".to_owned(),
+                ttl_after_days(t.expires_at, otn::OTN_RECORD_GRACE_DAYS),
+            ),
+        ]);
+        if !self.put_new("PutItem(token guard)", guard).await? {
+            let pk = pk.as_s().cloned().unwrap_or_default();
+            let existing = self.get("GetItem(token guard)", pk, &guard_sk).await?;
+            if get_s(&existing, "token_sk").as_deref() != Some(sk.as_str()) {
+                return Ok(false);
             }
-            Err(e) => Err(StoreError::from_sdk("PutItem(token)", e)),
         }
+        self.put_new("PutItem(token)", item).await
     }
 
     async fn update_page(&self, page: &PageId, change: &PageChange) -> Result<bool, StoreError> {

@@ -6,6 +6,7 @@
 //! | page | `PAGE#<page>` | `PAGE` |
 //! | processed event | `EVENT#<sha256 of the event key>` | `EVENT` |
 //! | OTN token (OTN issue) | `PAGE#<page>#USER#<psid>` | `OTN#<created>#<id>` |
+//! | OTN token guard: one item per token | `PAGE#<page>#USER#<psid>` | `OTNTOKEN#<id>` |
 //!
 //! Every field that events move forward carries the timestamp of the event that set
 //! it, and is written only by a conditional update that admits newer events: Meta

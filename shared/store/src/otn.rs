@@ -167,6 +167,12 @@ pub(crate) fn token_sk(created_at: Timestamp, token: &str) -> String {
     format!("OTN#{}#{}", padded(created_at), token_id(token))
 }
 
+/// The key of the guard item that makes a token unique on its thread whatever
+/// its creation time (the token item's own key starts with that time).
+pub(crate) fn token_guard_sk(token: &str) -> String {
+    format!("OTNTOKEN#{}", token_id(token))
+}
+
 /// The topic index key. The topic is a person-facing string of any length; its
 /// digest keeps the key short and within DynamoDB's key limits.
 pub(crate) fn topic_pk(page: &PageId, topic: &str) -> String {
