@@ -289,3 +289,47 @@ async fn an_events_thread_changes_land_together_or_each_on_its_own_merit() {
         "551: again"
     );
 }
+
+#[tokio::test]
+async fn a_token_is_stored_once_whatever_the_timestamp_and_a_half_done_save_finishes() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use messenger_store::{NewToken, TokenKind, TokenStatus};
+
+    let sdk = emulator().await;
+    let table = table(&sdk).await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let store = DynamoStore::new(dynamo.clone(), table.clone());
+    let thread = ThreadKey::psid(PageId::new("1"), Psid::new("2"));
+    let token = |created: i64| NewToken {
+        page: PageId::new("1"),
+        psid: Psid::new("2"),
+        topic: "restock".to_owned(),
+        token: "otn-token-once".to_owned(),
+        kind: TokenKind::OneTime,
+        created_at: at(created),
+        expires_at: at(created + messenger_store::otn::OTN_LIFETIME_MS),
+    };
+    let now = at(1_000);
+    assert!(store.save_token(&token(500), true, now).await.unwrap());
+    assert!(!store.save_token(&token(500), true, now).await.unwrap());
+    // The same token in an optin with another timestamp: not a second token.
+    assert!(!store.save_token(&token(900), true, now).await.unwrap());
+    let saved = store.tokens_of(&thread).await.unwrap();
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].created_at, at(500));
+    assert_eq!(saved[0].status, TokenStatus::Active);
+
+    // A save that died after its guard and before its item: the retry finishes it.
+    dynamo
+        .delete_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S("PAGE#1#USER#2".to_owned()))
+        .key("sk", AttributeValue::S(saved[0].sk.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert!(store.tokens_of(&thread).await.unwrap().is_empty());
+    assert!(!store.save_token(&token(900), true, now).await.unwrap());
+    assert!(store.save_token(&token(500), true, now).await.unwrap());
+    assert_eq!(store.tokens_of(&thread).await.unwrap().len(), 1);
+}
