@@ -197,3 +197,26 @@ fn the_outputs_the_readme_names_exist() {
         );
     }
 }
+
+/// The README's bot example is the one compiled as the doc test of `Bot`.
+#[test]
+fn the_readme_bot_example_is_the_compiled_one() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bot = std::fs::read_to_string(root.join("functions/processor/src/bot.rs")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let start = bot.find("/// ```no_run\n").expect("the Bot doc test") + "/// ```no_run\n".len();
+    let end = start + bot[start..].find("/// ```\n").unwrap();
+    let example: String = bot[start..end]
+        .lines()
+        .map(|l| {
+            l.strip_prefix("/// ")
+                .unwrap_or(l.trim_start_matches("///"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(example.contains("impl Bot for") && example.contains("processor::run("));
+    assert!(
+        readme.contains(&format!("```rust\n{example}```")),
+        "README's bot example differs from the doc test in bot.rs:\n{example}"
+    );
+}

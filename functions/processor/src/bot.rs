@@ -57,9 +57,10 @@ pub enum Action {
     PassThreadControl { to: AppId, metadata: Option<String> },
 }
 
-/// The replaceable decision-maker.
+/// The replaceable decision-maker. The function runs the bot it is given to
+/// [`crate::run`] (`src/main.rs` gives [`DefaultBot`]):
 ///
-/// ```
+/// ```no_run
 /// use messenger_types::{event::EventKind, send::OutgoingMessage};
 /// use processor::bot::{Action, Bot, Turn};
 ///
@@ -77,6 +78,13 @@ pub enum Action {
 ///             _ => Vec::new(),
 ///         }
 ///     }
+/// }
+///
+/// // functions/processor/src/main.rs runs the function with the default bot;
+/// // put yours in its place:
+/// #[tokio::main]
+/// async fn main() -> Result<(), lambda_runtime::Error> {
+///     processor::run(EchoBot).await
 /// }
 /// ```
 pub trait Bot: Send + Sync {

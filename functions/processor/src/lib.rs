@@ -581,6 +581,38 @@ impl Config {
 
 /// Builds the processor from the environment, with the default bot.
 pub async fn from_env(env: &impl Lookup, sdk: &SdkConfig) -> Result<AwsProcessor, ConfigError> {
+    from_env_with_bot(env, sdk, DefaultBot).await
+}
+
+/// Runs the processor as the Lambda function, with `bot` deciding: reads the
+/// configuration (failing before the runtime starts when it is incomplete) and
+/// serves SQS batches until the runtime stops. The deployed binary is
+/// `run(DefaultBot)`; a bot of your own goes in its place (see the README).
+pub async fn run<B: Bot>(bot: B) -> Result<(), lambda_runtime::Error> {
+    use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+    use lambda_runtime::{LambdaEvent, service_fn};
+
+    lambda_runtime::tracing::init_default_subscriber();
+    let sdk = app_config::aws_sdk_config().await;
+    let processor = from_env_with_bot(&app_config::ProcessEnv, &sdk, bot)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "processor cannot start"))?;
+    let processor = &processor;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let deadline = event.context.deadline();
+        Ok::<SqsBatchResponse, lambda_runtime::Error>(
+            processor.handle(event.payload, Some(deadline)).await,
+        )
+    }))
+    .await
+}
+
+/// Builds the processor from the environment, with `bot` deciding.
+pub async fn from_env_with_bot<B: Bot>(
+    env: &impl Lookup,
+    sdk: &SdkConfig,
+    bot: B,
+) -> Result<Processor<DynamoStore, GraphClient, B, SqsQueue>, ConfigError> {
     let config = Config::from_env(env)?;
     let (secrets, origin) = app_config::Secrets::load(env, sdk).await?;
     let tokens = secrets.require_page_tokens(origin)?.clone();
@@ -596,5 +628,5 @@ pub async fn from_env(env: &impl Lookup, sdk: &SdkConfig) -> Result<AwsProcessor
     })?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table_name);
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.events_queue_url);
-    Ok(Processor::new(store, graph, DefaultBot, queue, tokens))
+    Ok(Processor::new(store, graph, bot, queue, tokens))
 }
