@@ -7,7 +7,7 @@ use std::future::Future;
 
 use hub_signature::{SignatureError, SignatureHeaders, Verifier};
 use messenger_types::queue::{QueueMessageType, QueuedEventRef};
-use messenger_types::routing::{RawEnvelope, Source, route};
+use messenger_types::routing::{RawEnvelope, Source, is_readable, route};
 
 pub use event_queue::{
     EventQueue, FailedEntry, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, OutgoingMessage, QueueError,
@@ -142,6 +142,17 @@ pub fn split(body: &[u8]) -> Result<Split, Unroutable> {
             .chain(entry.standby.iter().map(|e| (Source::Standby, *e)));
         for (source, event) in tagged {
             let routing = route(page, event);
+            if !is_readable(event) {
+                // Valid JSON to the envelope's reader, but a number no f64 holds:
+                // the processor could never read it. Kept with the body instead.
+                leftover(&mut split.leftovers, &|| {
+                    format!(
+                        "a {} event in entry[{i}] has a number out of range",
+                        routing.kind
+                    )
+                });
+                continue;
+            }
             let body = serde_json::to_string(&QueuedEventRef {
                 kind: QueueMessageType::Event,
                 page_id: routing.page_id.as_deref(),
@@ -511,6 +522,22 @@ mod tests {
                 100_000 - MAX_LEFTOVERS_DESCRIBED
             )
         );
+    }
+
+    #[tokio::test]
+    async fn an_event_with_a_number_no_f64_holds_is_kept_with_the_body_not_queued() {
+        let r = receiver(MemoryQueue::new(), MemoryQuarantine::new());
+        let body = r#"{"object":"page","entry":[{"id":"1","time":9,"messaging":[
+            {"sender":{"id":"7"},"recipient":{"id":"1"},"timestamp":1,"message":{"mid":"m_ok","text":"t"}},
+            {"sender":{"id":"8"},"recipient":{"id":"1"},"timestamp":1e400,"read":{"watermark":1}}]}]}"#;
+        let sig = Verifier::new(SECRET).sign_sha256(body.as_bytes());
+        let accepted = r.accept(headers(&sig), body.as_bytes()).await.unwrap();
+        assert_eq!(accepted.enqueued, 1);
+        assert_eq!(mids(&r.queue.accepted()), ["m_ok"]);
+        let kept = r.quarantine.kept();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].0, body.as_bytes());
+        assert!(kept[0].1.contains("number out of range"), "{}", kept[0].1);
     }
 
     #[test]

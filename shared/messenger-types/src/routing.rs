@@ -553,3 +553,89 @@ mod tests {
         assert_eq!(at(1, "react"), at(1, "react"));
     }
 }
+
+/// Whether every value of `raw` can be read, numbers included. The envelope is read
+/// without interpreting the events, and that reading accepts JSON numbers that no
+/// `f64` holds (`1e400`); the processor's model (and any `serde_json::Value`) cannot
+/// read such an event. Checked without allocating.
+pub fn is_readable(raw: &RawValue) -> bool {
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    Readable::deserialize(&mut de).is_ok() && de.end().is_ok()
+}
+
+/// Visits every value through `deserialize_any`, which reads numbers as numbers.
+struct Readable;
+
+impl<'de> Deserialize<'de> for Readable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ReadableVisitor)
+    }
+}
+
+struct ReadableVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ReadableVisitor {
+    type Value = Readable;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_unit<E>(self) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Readable, A::Error> {
+        while seq.next_element::<Readable>()?.is_some() {}
+        Ok(Readable)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Readable, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, Readable>()?
+            .is_some()
+        {}
+        Ok(Readable)
+    }
+}
+
+#[cfg(test)]
+mod readable_tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn numbers_beyond_f64_are_not_readable() {
+        for ok in [
+            r#"{"a":[1,-2,3.5e10,1e308,null,true,"x\u00e4"],"b":{}}"#,
+            "18446744073709551615",
+            "-9223372036854775808",
+        ] {
+            assert!(is_readable(&raw(ok)), "{ok}");
+        }
+        for bad in [
+            r#"{"timestamp":1e400}"#,
+            r#"[1,{"a":-1e309}]"#,
+            "10000000000000E0296",
+        ] {
+            assert!(!is_readable(&raw(bad)), "{bad}");
+            assert!(serde_json::from_str::<serde_json::Value>(bad).is_err());
+        }
+    }
+}
