@@ -270,9 +270,14 @@ impl<S: Store> Store for ThrottlingStore<S> {
         self.inner.complete_event(key, token, outcome, now).await
     }
 
-    async fn release_event(&self, key: &EventKey, token: &ClaimToken) -> Result<(), StoreError> {
+    async fn release_event(
+        &self,
+        key: &EventKey,
+        token: &ClaimToken,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         self.check("release_event", key.as_str())?;
-        self.inner.release_event(key, token).await
+        self.inner.release_event(key, token, reason).await
     }
 
     async fn thread(&self, key: &ThreadKey) -> Result<ThreadState, StoreError> {

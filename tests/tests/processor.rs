@@ -309,6 +309,15 @@ async fn transient_graph_errors_are_retried_and_end_in_exactly_one_reply() {
             .handle(sqs_event("first", &messages), None)
             .await;
         assert_eq!(failed_ids(&first), vec!["first-0".to_owned()], "{error}");
+        // The transient error is recorded on the event, not only logged.
+        let errors: Vec<String> = scan_table(&rig)
+            .await
+            .iter()
+            .map(|item| attr_s(item, "last_error"))
+            .filter(|e| !e.is_empty())
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("Graph API error"), "{errors:?}");
 
         // Meta recovers; SQS delivers the message again.
         rig.graph.reset().await;

@@ -124,7 +124,10 @@ async fn an_action_started_by_a_crashed_attempt_is_reported_to_the_next() {
     // A call that certainly failed is taken back, so the next attempt makes it.
     store.start_action(&key, &token, 2).await.unwrap();
     store.abandon_action(&key, &token, 2).await.unwrap();
-    store.release_event(&key, &token).await.unwrap();
+    store
+        .release_event(&key, &token, "test: a passing failure")
+        .await
+        .unwrap();
     let Claim::Acquired {
         done_actions,
         started_actions,
@@ -146,7 +149,10 @@ async fn a_released_claim_can_be_taken_again_at_once() {
     let Claim::Acquired { token, .. } = store.claim_event(&key, at(1_000)).await.unwrap() else {
         panic!();
     };
-    store.release_event(&key, &token).await.unwrap();
+    store
+        .release_event(&key, &token, "test: a passing failure")
+        .await
+        .unwrap();
     assert!(matches!(
         store.claim_event(&key, at(1_001)).await.unwrap(),
         Claim::Acquired { .. }

@@ -272,7 +272,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                 Ok(Outcome::Processed(outcome))
             }
             Err(e) => {
-                if let Err(release) = self.store.release_event(&key, &claim).await {
+                if let Err(release) = self.store.release_event(&key, &claim, &e.to_string()).await {
                     tracing::warn!(error = %release, "could not release the event's claim; it frees itself when the lease ends");
                 }
                 Err(e)

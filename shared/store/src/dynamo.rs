@@ -506,9 +506,14 @@ impl Store for DynamoStore {
             .ok_or_else(|| lost_claim("UpdateItem(complete)"))
     }
 
-    async fn release_event(&self, key: &EventKey, token: &ClaimToken) -> Result<(), StoreError> {
+    async fn release_event(
+        &self,
+        key: &EventKey,
+        token: &ClaimToken,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         let mut expr = Expr::default();
-        expr.set("lease_until", n(0));
+        expr.set("lease_until", n(0)).set("last_error", s(reason));
         held_by(&mut expr, token);
         // A lost claim here needs no action: someone else has the event.
         self.update("UpdateItem(release)", event_pk(key), "EVENT", expr, false)

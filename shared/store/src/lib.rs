@@ -255,11 +255,12 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Gives the event up after a transient failure, keeping its progress, so the
-    /// redelivery can take it at once.
+    /// redelivery can take it at once; records `reason` as the event's `last_error`.
     fn release_event(
         &self,
         key: &EventKey,
         token: &ClaimToken,
+        reason: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn thread(
