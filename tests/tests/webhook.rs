@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use integration_tests::*;
 use lambda_http::http::StatusCode;
+use serde_json::json;
 
 async fn webhook_for(sdk: &SdkConfig, env: &BTreeMap<String, String>) -> webhook::AwsWebhook {
     webhook::from_env(env, sdk).await.unwrap()
@@ -87,6 +88,44 @@ async fn subscription_check_with_the_verify_token_echoes_the_challenge() {
             .unwrap()
             .starts_with("text/plain")
     );
+}
+
+/// The subscription check as the REST API (payload 1.0) and a function URL deliver
+/// it, built from the POST samples of those integrations.
+#[tokio::test]
+async fn subscription_check_works_behind_the_rest_api_and_a_function_url() {
+    let (_, _, _, hook) = setup().await;
+    let query = |token: &str| json!({"hub.mode": "subscribe", "hub.verify_token": token, "hub.challenge": "1158201444"});
+    let multi = |token: &str| json!({"hub.mode": ["subscribe"], "hub.verify_token": [token], "hub.challenge": ["1158201444"]});
+    for (token, status) in [
+        ("local-verify-token", StatusCode::OK),
+        ("not-the-token", StatusCode::FORBIDDEN),
+    ] {
+        let mut rest = event_json("webhook-post-rest-api.json");
+        rest["httpMethod"] = json!("GET");
+        rest["requestContext"]["httpMethod"] = json!("GET");
+        rest["body"] = serde_json::Value::Null;
+        rest["queryStringParameters"] = query(token);
+        rest["multiValueQueryStringParameters"] = multi(token);
+
+        let mut url = event_json("webhook-post-function-url.json");
+        url["requestContext"]["http"]["method"] = json!("GET");
+        url["body"] = serde_json::Value::Null;
+        url["rawQueryString"] = json!(format!(
+            "hub.mode=subscribe&hub.verify_token={token}&hub.challenge=1158201444"
+        ));
+        url["queryStringParameters"] = query(token);
+
+        for (name, event) in [("REST API", rest), ("function URL", url)] {
+            let response = hook.handle(request(&event)).await.unwrap();
+            assert_eq!(response.status(), status, "{name} with {token}");
+            assert_eq!(
+                body_text(&response) == "1158201444",
+                status == StatusCode::OK,
+                "{name} with {token}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
