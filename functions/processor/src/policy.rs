@@ -100,9 +100,12 @@ pub fn check(p: &Planned<'_>) -> Result<(), Refusal> {
         Basis::Tag(tag) if tag.is_retired() => Err(Refusal::RetiredTag {
             tag: tag.as_str().to_owned(),
         }),
-        Basis::Tag(MessageTag::HumanAgent) => within(p.now, last, HUMAN_AGENT_WINDOW_MS)
-            .then_some(())
-            .ok_or(Refusal::HumanAgentExpired { last }),
+        Basis::Tag(MessageTag::HumanAgent) => {
+            let last = p.thread.last_user_message;
+            within(p.now, last, HUMAN_AGENT_WINDOW_MS)
+                .then_some(())
+                .ok_or(Refusal::HumanAgentExpired { last })
+        }
         Basis::Tag(tag) => Err(Refusal::UnsupportedTag {
             tag: tag.as_str().to_owned(),
         }),
@@ -135,9 +138,12 @@ mod tests {
         PageId::new("100000000000001")
     }
 
+    /// A thread whose last interaction, a message, was `last_ago` ms ago.
     fn thread(last_ago: Option<i64>) -> ThreadState {
+        let last = last_ago.map(|ago| Timestamp::from_millis(NOW - ago));
         ThreadState {
-            last_user_interaction: last_ago.map(|ago| Timestamp::from_millis(NOW - ago)),
+            last_user_interaction: last,
+            last_user_message: last,
             ..ThreadState::default()
         }
     }
@@ -192,6 +198,26 @@ mod tests {
         ));
         assert!(matches!(
             check_with(&thread(None), human),
+            Err(Refusal::HumanAgentExpired { last: None })
+        ));
+    }
+
+    #[test]
+    fn human_agent_counts_from_the_last_message_not_any_interaction() {
+        let human = Basis::Tag(MessageTag::HumanAgent);
+        // Wrote 8 days ago, tapped a button an hour ago: the window is open, the
+        // human agent's 7 days are over.
+        let mut t = thread(Some(8 * DAY));
+        t.last_user_interaction = Some(Timestamp::from_millis(NOW - HOUR));
+        assert_eq!(check_with(&t, response()), Ok(()));
+        assert!(matches!(
+            check_with(&t, human.clone()),
+            Err(Refusal::HumanAgentExpired { .. })
+        ));
+        // Never wrote at all (only postbacks): no human agent reply.
+        t.last_user_message = None;
+        assert!(matches!(
+            check_with(&t, human),
             Err(Refusal::HumanAgentExpired { last: None })
         ));
     }

@@ -65,6 +65,9 @@ pub fn changes(page: &PageId, event: &Event, source: Source) -> Changes {
     if is_user_interaction(&event.kind) {
         out.thread_changes
             .push(ThreadChange::UserInteraction { at });
+        if matches!(&event.kind, EventKind::Message(m) if !m.is_echo) {
+            out.thread_changes.push(ThreadChange::UserMessage { at });
+        }
         out.thread_changes.push(ThreadChange::Reachable { at });
         // Meta sends `messaging` only to the app that owns the thread, `standby`
         // to the others: either way the event says who controls it now.
@@ -222,6 +225,9 @@ mod tests {
         assert!(c.thread_changes.contains(&ThreadChange::UserInteraction {
             at: Timestamp::from_millis(7)
         }));
+        assert!(c.thread_changes.contains(&ThreadChange::UserMessage {
+            at: Timestamp::from_millis(7)
+        }));
         assert!(
             c.thread_changes
                 .iter()
@@ -264,6 +270,17 @@ mod tests {
             Source::Messaging,
         );
         assert!(c.thread_changes.iter().any(|ch| matches!(ch, ThreadChange::EntryPoint(e) if e.reference.as_deref() == Some("winter"))));
+        // A tap opens the window but is not a message (HUMAN_AGENT's clock).
+        assert!(
+            c.thread_changes
+                .iter()
+                .any(|ch| matches!(ch, ThreadChange::UserInteraction { .. }))
+        );
+        assert!(
+            !c.thread_changes
+                .iter()
+                .any(|ch| matches!(ch, ThreadChange::UserMessage { .. }))
+        );
 
         let c = on(
             r#"{"recipient":{"id":"1"},"timestamp":7,"optin":{"ref":"cart","user_ref":"u-1"}}"#,

@@ -525,6 +525,7 @@ impl Store for DynamoStore {
         let item = self.get("GetItem(thread)", key.pk(), "THREAD").await?;
         Ok(ThreadState {
             last_user_interaction: get_ts(&item, "last_user_ts"),
+            last_user_message: get_ts(&item, "last_message_ts"),
             control: get_ts(&item, "control_ts").map(|since| Control {
                 ours: get_bool(&item, "control_ours").unwrap_or(true),
                 owner: get_s(&item, "control_owner").map(AppId::new),
@@ -947,6 +948,9 @@ fn thread_change(expr: &mut Expr, change: &ThreadChange) {
     match change {
         ThreadChange::UserInteraction { at } => {
             expr.only_if_newer("last_user_ts", *at);
+        }
+        ThreadChange::UserMessage { at } => {
+            expr.only_if_newer("last_message_ts", *at);
         }
         ThreadChange::Control(c) => {
             expr.set("control_ours", AttributeValue::Bool(c.ours));

@@ -62,8 +62,11 @@ impl ThreadKey {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ThreadState {
     /// The newest user message, postback, reaction, optin or referral: the 24-hour
-    /// window (and HUMAN_AGENT's 7 days) run from here.
+    /// window runs from here.
     pub last_user_interaction: Option<Timestamp>,
+    /// The newest message the person wrote: HUMAN_AGENT's 7 days run from here
+    /// (MESSENGER.md §5: "up to 7 days after the user's last message").
+    pub last_user_message: Option<Timestamp>,
     pub control: Option<Control>,
     pub entry_point: Option<EntryPoint>,
     pub account_link: Option<AccountLink>,
@@ -115,6 +118,10 @@ pub struct Unreachable {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ThreadChange {
     UserInteraction {
+        at: Timestamp,
+    },
+    /// The person wrote a message (not an echo).
+    UserMessage {
         at: Timestamp,
     },
     Control(Control),
