@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod faults;
+pub mod otn;
 pub mod rig;
 
 use std::collections::BTreeMap;

@@ -6,9 +6,10 @@
 
 use std::collections::BTreeSet;
 
+use integration_tests::otn::*;
 use integration_tests::rig::*;
 use integration_tests::*;
-use messenger_store::{DynamoStore, NewToken, Store, ThreadKey, TokenKind, TokenStatus};
+use messenger_store::{DynamoStore, NewToken, Store, TokenKind, TokenStatus};
 use messenger_types::{PageId, Psid, Timestamp};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path_regex};
@@ -23,40 +24,8 @@ fn optin(page: &str, psid: &str, topic: &str, token: &str, age_ms: i64) -> Value
     })
 }
 
-fn notify(page: &str, topic: &str, text: &str) -> webhook::OutgoingMessage {
-    webhook::OutgoingMessage {
-        group_id: format!("notify-{page}"),
-        dedup_id: unique("notify"),
-        body: json!({"type": "notify", "page_id": page, "topic": topic, "message": {"text": text}})
-            .to_string(),
-        kind: "notify",
-    }
-}
-
 fn store_of(rig: &Rig) -> DynamoStore {
     DynamoStore::new(aws_sdk_dynamodb::Client::new(&rig.sdk), &rig.table)
-}
-
-async fn tokens_of(rig: &Rig, page: &str, psid: &str) -> Vec<messenger_store::StoredToken> {
-    store_of(rig)
-        .tokens_of(&ThreadKey::psid(PageId::new(page), Psid::new(psid)))
-        .await
-        .unwrap()
-}
-
-/// Sends the given messages through the processor, then runs everything they put on
-/// the events queue.
-async fn process(rig: &Rig, prefix: &str, messages: &[webhook::OutgoingMessage]) {
-    let response = rig
-        .processor
-        .handle(sqs_event(prefix, messages), None)
-        .await;
-    assert!(
-        failed_ids(&response).is_empty(),
-        "{prefix}: {:?}",
-        failed_ids(&response)
-    );
-    run_queue(rig, 4).await;
 }
 
 /// Bodies of the Send API calls that carried a one-time notification token.

@@ -10,10 +10,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use integration_tests::otn::*;
 use integration_tests::rig::*;
 use integration_tests::*;
 use messenger_store::otn::OTN_LIFETIME_MS;
-use messenger_store::{NewToken, Store, StoredToken, ThreadKey, TokenKind, TokenStatus};
+use messenger_store::{NewToken, Store, TokenKind, TokenStatus};
 use messenger_types::{PageId, Psid, Timestamp};
 use serde_json::{Value, json};
 
@@ -22,39 +23,6 @@ fn optin_at(page: &str, psid: &str, topic: &str, token: &str, timestamp: i64) ->
         "sender": {"id": psid}, "recipient": {"id": page}, "timestamp": timestamp,
         "optin": {"type": "one_time_notif_req", "payload": topic, "one_time_notif_token": token}
     })
-}
-
-/// A notify command as the business's backend puts it on the events queue.
-fn notify(page: &str, topic: &str, text: &str) -> webhook::OutgoingMessage {
-    webhook::OutgoingMessage {
-        group_id: format!("notify-{page}"),
-        dedup_id: unique("notify"),
-        body: json!({"type": "notify", "page_id": page, "topic": topic, "message": {"text": text}})
-            .to_string(),
-        kind: "notify",
-    }
-}
-
-async fn tokens_of(rig: &Rig, page: &str, psid: &str) -> Vec<StoredToken> {
-    dynamo_store(rig)
-        .tokens_of(&ThreadKey::psid(PageId::new(page), Psid::new(psid)))
-        .await
-        .unwrap()
-}
-
-/// Hands `messages` to the processor as one SQS delivery, expects none handed
-/// back, then runs whatever that put on the events queue.
-async fn process(rig: &Rig, prefix: &str, messages: &[webhook::OutgoingMessage]) {
-    let response = rig
-        .processor
-        .handle(sqs_event(prefix, messages), None)
-        .await;
-    assert!(
-        failed_ids(&response).is_empty(),
-        "{prefix}: {:?}",
-        failed_ids(&response)
-    );
-    run_queue(rig, 4).await;
 }
 
 /// The one-time notification tokens the fake Graph API was sent, one entry per send.
