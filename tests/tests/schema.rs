@@ -145,3 +145,126 @@ fn the_claim_lease_outlives_an_invocation_and_expires_before_redelivery() {
         "AWS asks for 6 x the function timeout"
     );
 }
+
+/// The table `create_table` makes (for the tests and the local stack), read back
+/// from the emulator, is the template's table: billing, keys, attribute types,
+/// each index's keys and projection, and TTL. And the template declares nothing
+/// about the table's data that the code does not know of.
+#[tokio::test]
+async fn the_table_the_code_creates_is_the_templates_table() {
+    let sdk = integration_tests::emulator().await;
+    let name = integration_tests::table(&sdk).await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let described = dynamo
+        .describe_table()
+        .table_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let ttl = dynamo
+        .describe_time_to_live()
+        .table_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .time_to_live_description
+        .unwrap();
+
+    let mut created = serde_norway::Mapping::new();
+    let key_schema = |keys: &[aws_sdk_dynamodb::types::KeySchemaElement]| {
+        Value::Sequence(
+            keys.iter()
+                .map(|k| {
+                    let mut m = serde_norway::Mapping::new();
+                    m.insert("AttributeName".into(), k.attribute_name().into());
+                    m.insert("KeyType".into(), k.key_type().as_str().into());
+                    Value::Mapping(m)
+                })
+                .collect(),
+        )
+    };
+    created.insert(
+        "BillingMode".into(),
+        described
+            .billing_mode_summary()
+            .and_then(|b| b.billing_mode())
+            .map_or("PROVISIONED", |b| b.as_str())
+            .into(),
+    );
+    created.insert("KeySchema".into(), key_schema(described.key_schema()));
+    created.insert(
+        "AttributeDefinitions".into(),
+        Value::Sequence(
+            described
+                .attribute_definitions()
+                .iter()
+                .map(|a| {
+                    let mut m = serde_norway::Mapping::new();
+                    m.insert("AttributeName".into(), a.attribute_name().into());
+                    m.insert("AttributeType".into(), a.attribute_type().as_str().into());
+                    Value::Mapping(m)
+                })
+                .collect(),
+        ),
+    );
+    created.insert(
+        "GlobalSecondaryIndexes".into(),
+        Value::Sequence(
+            described
+                .global_secondary_indexes()
+                .iter()
+                .map(|i| {
+                    let mut projection = serde_norway::Mapping::new();
+                    projection.insert(
+                        "ProjectionType".into(),
+                        i.projection()
+                            .and_then(|p| p.projection_type())
+                            .map_or("", |p| p.as_str())
+                            .into(),
+                    );
+                    let mut m = serde_norway::Mapping::new();
+                    m.insert(
+                        "IndexName".into(),
+                        i.index_name().unwrap_or_default().into(),
+                    );
+                    m.insert("KeySchema".into(), key_schema(i.key_schema()));
+                    m.insert("Projection".into(), Value::Mapping(projection));
+                    Value::Mapping(m)
+                })
+                .collect(),
+        ),
+    );
+    let mut ttl_spec = serde_norway::Mapping::new();
+    ttl_spec.insert(
+        "AttributeName".into(),
+        ttl.attribute_name().unwrap_or_default().into(),
+    );
+    ttl_spec.insert(
+        "Enabled".into(),
+        Value::Bool(ttl.time_to_live_status().map(|s| s.as_str()) == Some("ENABLED")),
+    );
+    created.insert("TimeToLiveSpecification".into(), Value::Mapping(ttl_spec));
+
+    // The same comparison as the template's against the code's schema, so both
+    // are held to one definition...
+    let created = Value::Mapping(created);
+    matches_schema(&created);
+    // ...and nothing in the template changes the data model behind the code's back
+    // (a local index, a stream, another key): only operational settings may be
+    // added there.
+    let template = template_table();
+    let extra: Vec<&str> = template
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(str_of)
+        .filter(|k| created.get(*k).is_none())
+        .collect();
+    assert_eq!(
+        extra,
+        ["PointInTimeRecoverySpecification", "SSESpecification"],
+        "template properties the code does not create"
+    );
+}
