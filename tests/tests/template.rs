@@ -142,6 +142,16 @@ fn the_events_queue_outlives_the_processor_and_dead_letters_after_retries() {
         trigger["Properties"]["FunctionResponseTypes"][0].as_str(),
         Some("ReportBatchItemFailures")
     );
+    // The trigger's concurrency is bounded by a parameter SQS accepts (2 to 1000).
+    let limit = referenced(&trigger["Properties"]["ScalingConfig"]["MaximumConcurrency"]);
+    assert_eq!(limit, vec!["ProcessorMaxConcurrency"]);
+    let parameter = &t["Parameters"]["ProcessorMaxConcurrency"];
+    let (min, max) = (
+        parameter["MinValue"].as_u64().unwrap(),
+        parameter["MaxValue"].as_u64().unwrap(),
+    );
+    assert!(min >= 2 && max <= 1000 && min <= max);
+    assert!((min..=max).contains(&parameter["Default"].as_u64().unwrap()));
 }
 
 #[test]
