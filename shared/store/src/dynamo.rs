@@ -80,6 +80,47 @@ impl DynamoStore {
         }
     }
 
+    /// Like [`Self::update`] with the new item returned, but a refused condition
+    /// returns the item as it stands (`ReturnValuesOnConditionCheckFailure`), so
+    /// the caller needs no second request to learn why. `Err(None)` when the
+    /// refusal came without the item.
+    async fn update_or_current(
+        &self,
+        op: &'static str,
+        pk: String,
+        sk: &str,
+        expr: Expr,
+    ) -> Result<
+        Result<HashMap<String, AttributeValue>, Option<HashMap<String, AttributeValue>>>,
+        StoreError,
+    > {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S(sk.to_owned()))
+            .update_expression(expr.update_expression())
+            .set_expression_attribute_names(Some(expr.names))
+            .set_expression_attribute_values(Some(expr.values))
+            .set_condition_expression(expr.condition)
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Ok(out.attributes.unwrap_or_default())),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(refused)) => {
+                    Ok(Err(refused.item().cloned()))
+                }
+                _ => Err(StoreError::from_sdk(op, e)),
+            },
+        }
+    }
+
     /// A recurring notification token: one item per token, whose status follows the
     /// newest optin (STOP retires it, RESUME makes it ACTIVE again). It is in the
     /// expiry index while ACTIVE, and never in the topic index: `notify` commands
@@ -425,10 +466,10 @@ impl Store for DynamoStore {
             "attribute_not_exists({status}) OR ({status} = {in_progress} AND {lease} < {now_v})"
         ));
         match self
-            .update("UpdateItem(claim)", event_pk(key), "EVENT", expr, true)
+            .update_or_current("UpdateItem(claim)", event_pk(key), "EVENT", expr)
             .await?
         {
-            Some(item) => {
+            Ok(item) => {
                 let count = |attr| {
                     get_n(&item, attr)
                         .and_then(|n| u32::try_from(n).ok())
@@ -440,8 +481,13 @@ impl Store for DynamoStore {
                     started_actions: count("started_actions"),
                 })
             }
-            None => {
-                let item = self.get("GetItem(event)", event_pk(key), "EVENT").await?;
+            Err(current) => {
+                // The record as it stood when the claim was refused; read it only
+                // when DynamoDB did not return it.
+                let item = match current {
+                    Some(item) => item,
+                    None => self.get("GetItem(event)", event_pk(key), "EVENT").await?,
+                };
                 Ok(match get_s(&item, "status").as_deref() {
                     Some(DONE) => Claim::Duplicate {
                         outcome: get_s(&item, "outcome"),
