@@ -124,6 +124,30 @@ fn may_have_been_delivered(e: &GraphError) -> bool {
     e.outcome_unknown
 }
 
+/// Runs a store write whose loss would cost a person something (a message sent
+/// twice, a notification token burned): up to four attempts, 50, 200 and 800 ms
+/// apart, while DynamoDB's failures are passing ones.
+pub(crate) async fn persist<T, F, Fut>(what: &str, mut write: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut pause = Duration::from_millis(50);
+    let mut attempt = 1;
+    loop {
+        match write().await {
+            Ok(done) => return Ok(done),
+            Err(e) if attempt < 4 && e.kind == messenger_store::StoreErrorKind::Transient => {
+                tracing::warn!(error = %e, attempt, "could not {what}; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 4;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The processor, generic over its state store, the Graph API, the bot and the
 /// events queue (where the notify fan-out puts per-recipient work).
 #[derive(Debug)]
@@ -364,20 +388,11 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
     /// Records action `n` as done, trying a few times: once a message has gone out,
     /// losing this record is what could make a retry send it again.
     async fn record_done(&self, w: &Work<'_>, n: u32) -> Result<(), ProcessError> {
-        let mut pause = Duration::from_millis(50);
-        let mut attempt = 1;
-        loop {
-            match self.store.record_progress(w.key, w.claim, n).await {
-                Ok(()) => return Ok(()),
-                Err(e) if attempt < 4 && e.kind == messenger_store::StoreErrorKind::Transient => {
-                    tracing::warn!(error = %e, attempt, "could not record progress; trying again");
-                    tokio::time::sleep(pause).await;
-                    pause *= 4;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        persist("record progress", || {
+            self.store.record_progress(w.key, w.claim, n)
+        })
+        .await
+        .map_err(Into::into)
     }
 
     /// Carries out one action. `Ok` is what came of it, a refusal or a permanent
@@ -587,7 +602,9 @@ pub async fn from_env(env: &impl Lookup, sdk: &SdkConfig) -> Result<AwsProcessor
 /// Runs the processor as the Lambda function, with `bot` deciding: reads the
 /// configuration (failing before the runtime starts when it is incomplete) and
 /// serves SQS batches until the runtime stops. The deployed binary is
-/// `run(DefaultBot)`; a bot of your own goes in its place (see the README).
+/// `run(DefaultBot)`; a bot of your own goes in its place (see the README). It
+/// installs Lambda's default tracing subscriber (JSON logs under the template's
+/// logging config) itself, so `main` must not install one first.
 pub async fn run<B: Bot>(bot: B) -> Result<(), lambda_runtime::Error> {
     use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
     use lambda_runtime::{LambdaEvent, service_fn};

@@ -269,7 +269,12 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             Err(e) if e.is_retryable() || keeps_the_token(&e) => {
                 // Meta answered (or the request never left): nothing went out, and
                 // the token is not at fault, so it stays usable.
-                self.store.unspend_token(&token, &spend).await?;
+                // Losing this write would burn the token with nothing sent.
+                crate::persist("give the token back", || {
+                    self.store.unspend_token(&token, &spend)
+                })
+                .await
+                .inspect_err(|error| tracing::error!(page_id = %one.page_id, %error, alert = true, "a token spent for a send that did not go out could not be given back"))?;
                 if e.is_retryable() {
                     return Err(ProcessError::Graph(e));
                 }

@@ -64,9 +64,7 @@ pub enum Refusal {
     OutsideWindow { last: Option<Timestamp> },
     #[error("the {tag} tag has been rejected by Meta since 27 April 2026")]
     RetiredTag { tag: String },
-    #[error(
-        "HUMAN_AGENT is allowed only within 7 days of the user's last interaction (last {last:?})"
-    )]
+    #[error("HUMAN_AGENT is allowed only within 7 days of the user's last message (last {last:?})")]
     HumanAgentExpired { last: Option<Timestamp> },
     #[error("the {tag} tag is not in force: only HUMAN_AGENT may be used")]
     UnsupportedTag { tag: String },

@@ -7,7 +7,7 @@ use std::future::Future;
 
 use hub_signature::{SignatureError, SignatureHeaders, Verifier};
 use messenger_types::queue::{QueueMessageType, QueuedEventRef};
-use messenger_types::routing::{RawEnvelope, Source, is_readable, route};
+use messenger_types::routing::{RawEnvelope, Source, check_readable, route};
 
 pub use event_queue::{
     EventQueue, FailedEntry, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, OutgoingMessage, QueueError,
@@ -142,14 +142,11 @@ pub fn split(body: &[u8]) -> Result<Split, Unroutable> {
             .chain(entry.standby.iter().map(|e| (Source::Standby, *e)));
         for (source, event) in tagged {
             let routing = route(page, event);
-            if !is_readable(event) {
-                // Valid JSON to the envelope's reader, but a number no f64 holds:
-                // the processor could never read it. Kept with the body instead.
+            if let Err(e) = check_readable(event) {
+                // Valid JSON to the envelope's reader (a number no f64 holds, say),
+                // but the processor could never read it. Kept with the body instead.
                 leftover(&mut split.leftovers, &|| {
-                    format!(
-                        "a {} event in entry[{i}] has a number out of range",
-                        routing.kind
-                    )
+                    format!("a {} event in entry[{i}] cannot be read: {e}", routing.kind)
                 });
                 continue;
             }

@@ -283,9 +283,10 @@ proptest! {
 
     /// Signed bodies that are anything at all (random bytes, or a Page delivery
     /// cut short or with bytes overwritten) get past the signature check to the
-    /// splitter: the answer is 200, a body that is not JSON (a number out of range
-    /// included) is kept whole, and every event queued is one the processor can
-    /// read.
+    /// splitter: the answer is 200, a body that is not JSON is kept whole, and
+    /// every event queued is one the processor can read (no number out of range).
+    /// (Parts of a delivery that are not events, such as an unknown key, are not
+    /// read, so bytes there that no `Value` holds do not matter.)
     #[test]
     fn signed_arbitrary_bytes_are_answered_and_never_lost(
         body in prop_oneof![
@@ -309,7 +310,7 @@ proptest! {
         prop_assert_eq!(response.status(), StatusCode::OK);
         let queued = hook.receiver.queue.accepted();
         let kept = hook.receiver.quarantine.kept();
-        if serde_json::from_slice::<Value>(&body).is_err() {
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
             prop_assert_eq!(kept.len(), 1);
             prop_assert_eq!(&kept[0].0, &body);
         }

@@ -126,8 +126,9 @@ pub struct GraphError {
     /// Meta's request id, for support tickets.
     pub fbtrace_id: Option<String>,
     /// The request went out but no answer says how it ended (a timeout, a
-    /// connection lost after sending): Meta may have acted on it. False whenever
-    /// an answer arrived or the request never left.
+    /// connection lost after sending, a gateway's 504 without Meta's error body):
+    /// Meta may have acted on it. False when an answer says the call failed or
+    /// the request never left.
     pub outcome_unknown: bool,
 }
 

@@ -414,7 +414,9 @@ impl GraphClient {
                     Err(_) => format!("HTTP {status} with an unreadable body"),
                 },
                 fbtrace_id: None,
-                outcome_unknown: false,
+                // A gateway that timed out waiting for Graph: Graph may still
+                // have acted on the request. Any other answer says it failed.
+                outcome_unknown: status == 504,
             },
         };
         tracing::debug!(

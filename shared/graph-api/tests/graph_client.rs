@@ -411,6 +411,21 @@ async fn http_500_with_an_html_body_is_transient() {
     assert_eq!(error.http_status, Some(500));
     assert_eq!(error.code, None);
     assert!(!error.message.contains("<html>"), "{error}");
+    // An answer that says the call failed: nothing to fear from repeating it.
+    assert!(!error.outcome_unknown);
+}
+
+#[tokio::test]
+async fn a_gateway_timeout_is_transient_with_its_outcome_unknown() {
+    let error = send_against(
+        ResponseTemplate::new(504).set_body_raw("<html>Gateway Timeout</html>", "text/html"),
+        &reply("hi"),
+    )
+    .await;
+    assert_eq!(error.class, ErrorClass::Transient);
+    assert_eq!(error.http_status, Some(504));
+    // The gateway gave up waiting; Graph may have sent the message.
+    assert!(error.outcome_unknown);
 }
 
 #[tokio::test]

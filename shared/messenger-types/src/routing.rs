@@ -555,12 +555,14 @@ mod tests {
 }
 
 /// Whether every value of `raw` can be read, numbers included. The envelope is read
-/// without interpreting the events, and that reading accepts JSON numbers that no
-/// `f64` holds (`1e400`); the processor's model (and any `serde_json::Value`) cannot
-/// read such an event. Checked without allocating.
-pub fn is_readable(raw: &RawValue) -> bool {
+/// without interpreting the events, and that reading accepts JSON that the
+/// processor's model (or any `serde_json::Value`) cannot read: a number no `f64`
+/// holds (`1e400`), a lone surrogate escape, nesting over 128 levels. Checked
+/// without allocating; the error says what and where, never the content.
+pub fn check_readable(raw: &RawValue) -> Result<(), serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(raw.get());
-    Readable::deserialize(&mut de).is_ok() && de.end().is_ok()
+    Readable::deserialize(&mut de)?;
+    de.end()
 }
 
 /// Visits every value through `deserialize_any`, which reads numbers as numbers.
@@ -627,14 +629,15 @@ mod readable_tests {
             "18446744073709551615",
             "-9223372036854775808",
         ] {
-            assert!(is_readable(&raw(ok)), "{ok}");
+            assert!(check_readable(&raw(ok)).is_ok(), "{ok}");
         }
         for bad in [
             r#"{"timestamp":1e400}"#,
             r#"[1,{"a":-1e309}]"#,
             "10000000000000E0296",
         ] {
-            assert!(!is_readable(&raw(bad)), "{bad}");
+            let e = check_readable(&raw(bad)).unwrap_err();
+            assert!(e.to_string().contains("number out of range"), "{bad}: {e}");
             assert!(serde_json::from_str::<serde_json::Value>(bad).is_err());
         }
     }

@@ -485,8 +485,8 @@ impl Store for DynamoStore {
                 // The record as it stood when the claim was refused; read it only
                 // when DynamoDB did not return it.
                 let item = match current {
-                    Some(item) => item,
-                    None => self.get("GetItem(event)", event_pk(key), "EVENT").await?,
+                    Some(item) if item.contains_key("status") => item,
+                    _ => self.get("GetItem(event)", event_pk(key), "EVENT").await?,
                 };
                 Ok(match get_s(&item, "status").as_deref() {
                     Some(DONE) => Claim::Duplicate {
