@@ -49,12 +49,14 @@ free_port() {
 
 # Starts moto's server on a free loopback port, waits until it answers, and exports
 # the AWS SDK's own variables so every client talks to it and never to AWS.
-# Stopped by stop_moto (the callers trap it on EXIT).
+# Stopped by stop_moto (the callers trap it on EXIT). scripts/moto_server.py is
+# moto's own server with DynamoDB requests serialised: moto's DynamoDB lets two
+# racing conditional writes on one item both succeed, which DynamoDB never does.
 start_moto() {
   local port
   port="$(free_port)"
   say "starting the AWS emulator (moto) on 127.0.0.1:$port"
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$LOCAL/moto.log" 2>&1 &
+  "$VENV/bin/python" "$ROOT/scripts/moto_server.py" 127.0.0.1 "$port" >"$LOCAL/moto.log" 2>&1 &
   MOTO_PID=$!
   export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
   export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
