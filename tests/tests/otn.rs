@@ -273,25 +273,12 @@ async fn a_transient_failure_keeps_the_token_for_the_retry_and_a_permanent_one_r
     }
     rig.graph.reset().await;
     // Meta fails once with a passing error, then accepts.
-    Mock::given(method("POST"))
-        .and(path_regex(r"/messages$"))
-        .respond_with(
-            ResponseTemplate::new(500)
-                .set_body_json(json!({"error": {"message": "Please retry", "code": 2}})),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&rig.graph)
-        .await;
-    Mock::given(method("POST"))
-        .and(path_regex(r"/messages$"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"recipient_id": "x", "message_id": "m_otn"})),
-        )
-        .with_priority(2)
-        .mount(&rig.graph)
-        .await;
+    fail_once_then_accept(
+        &rig,
+        ResponseTemplate::new(500)
+            .set_body_json(json!({"error": {"message": "Please retry", "code": 2}})),
+    )
+    .await;
     process(
         &rig,
         "retry",
@@ -476,22 +463,7 @@ async fn a_bodiless_502_keeps_the_token_for_the_retry_and_a_timeout_spends_it() 
         let rig = rig().await;
         save_tokens(&rig, PAGE_A, topic, 1).await;
         rig.graph.reset().await;
-        Mock::given(method("POST"))
-            .and(path_regex(r"/messages$"))
-            .respond_with(failure)
-            .up_to_n_times(1)
-            .with_priority(1)
-            .mount(&rig.graph)
-            .await;
-        Mock::given(method("POST"))
-            .and(path_regex(r"/messages$"))
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .set_body_json(json!({"recipient_id": "x", "message_id": "m_otn"})),
-            )
-            .with_priority(2)
-            .mount(&rig.graph)
-            .await;
+        fail_once_then_accept(&rig, failure).await;
         process(&rig, topic, &[notify(PAGE_A, topic, "Back in stock")]).await;
         let sent = notifications(&rig).await;
         assert_eq!(sent.len(), calls, "{topic}: {sent:?}");
@@ -502,6 +474,27 @@ async fn a_bodiless_502_keeps_the_token_for_the_retry_and_a_timeout_spends_it() 
             "{topic}"
         );
     }
+}
+
+/// The fake Send API answers the first call with `failure`, every later one with
+/// success.
+async fn fail_once_then_accept(rig: &Rig, failure: ResponseTemplate) {
+    Mock::given(method("POST"))
+        .and(path_regex(r"/messages$"))
+        .respond_with(failure)
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&rig.graph)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"/messages$"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"recipient_id": "x", "message_id": "m_otn"})),
+        )
+        .with_priority(2)
+        .mount(&rig.graph)
+        .await;
 }
 
 async fn save_tokens(rig: &Rig, page: &str, topic: &str, count: usize) {

@@ -52,6 +52,24 @@ impl DynamoStore {
     }
 
     /// Runs one UpdateItem. `Ok(None)` when its condition did not hold.
+    /// An UpdateItem of one item with `expr`'s changes and condition.
+    fn update_request(
+        &self,
+        pk: String,
+        sk: &str,
+        expr: Expr,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S(sk.to_owned()))
+            .update_expression(expr.update_expression())
+            .set_expression_attribute_names(Some(expr.names))
+            .set_expression_attribute_values(Some(expr.values))
+            .set_condition_expression(expr.condition)
+    }
+
     async fn update(
         &self,
         op: &'static str,
@@ -60,16 +78,7 @@ impl DynamoStore {
         expr: Expr,
         return_new: bool,
     ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
-        let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(pk))
-            .key("sk", AttributeValue::S(sk.to_owned()))
-            .update_expression(expr.update_expression())
-            .set_expression_attribute_names(Some(expr.names))
-            .set_expression_attribute_values(Some(expr.values))
-            .set_condition_expression(expr.condition);
+        let mut request = self.update_request(pk, sk, expr);
         if return_new {
             request = request.return_values(ReturnValue::AllNew);
         }
@@ -95,15 +104,7 @@ impl DynamoStore {
         StoreError,
     > {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(pk))
-            .key("sk", AttributeValue::S(sk.to_owned()))
-            .update_expression(expr.update_expression())
-            .set_expression_attribute_names(Some(expr.names))
-            .set_expression_attribute_values(Some(expr.values))
-            .set_condition_expression(expr.condition)
+            .update_request(pk, sk, expr)
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(
                 aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
