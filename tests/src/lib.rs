@@ -93,6 +93,37 @@ pub struct Queued {
     pub dedup_id: String,
 }
 
+/// Every body kept in the quarantine bucket: (key, bytes, reason).
+pub async fn quarantined(sdk: &SdkConfig, bucket: &str) -> Vec<(String, Vec<u8>, String)> {
+    let s3 = webhook::s3_client(sdk);
+    let listed = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix("quarantine/")
+        .send()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for object in listed.contents() {
+        let key = object.key().unwrap().to_owned();
+        let got = s3
+            .get_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        let reason = got
+            .metadata()
+            .and_then(|m| m.get("reason"))
+            .cloned()
+            .unwrap_or_default();
+        let bytes = got.body.collect().await.unwrap().into_bytes().to_vec();
+        out.push((key, bytes, reason));
+    }
+    out
+}
+
 /// Receives and deletes everything on the queue, in the order SQS hands it out.
 pub async fn drain(sdk: &SdkConfig, queue_url: &str) -> Vec<Queued> {
     let sqs = aws_sdk_sqs::Client::new(sdk);

@@ -84,19 +84,24 @@ pub async fn rig() -> Rig {
     }
 }
 
-/// A processor with another bot, on the same table and Graph API.
-pub fn with_bot<B: Bot>(
-    rig: &Rig,
-    bot: B,
-) -> Processor<DynamoStore, graph_api::GraphClient, B, event_queue::SqsQueue> {
-    let graph = graph_api::GraphClient::new(graph_api::GraphConfig {
+/// A Graph API client for the rig's fake Graph API.
+fn graph_client(rig: &Rig) -> graph_api::GraphClient {
+    graph_api::GraphClient::new(graph_api::GraphConfig {
         base_url: rig.graph.uri(),
         version: "v23.0".to_owned(),
         app_secret: None,
         ..graph_api::GraphConfig::default()
     })
-    .unwrap();
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&rig.sdk), &rig.table);
+    .unwrap()
+}
+
+/// A processor with another bot, on the same table and Graph API.
+pub fn with_bot<B: Bot>(
+    rig: &Rig,
+    bot: B,
+) -> Processor<DynamoStore, graph_api::GraphClient, B, event_queue::SqsQueue> {
+    let graph = graph_client(rig);
+    let store = dynamo_store(rig);
     let tokens = [(
         messenger_types::PageId::new(PAGE_A),
         SecretString::from(TOKEN_A),
@@ -247,13 +252,7 @@ pub fn with_store<S: messenger_store::Store + messenger_store::TokenStore>(
     rig: &Rig,
     store: S,
 ) -> Processor<S, graph_api::GraphClient, processor::bot::DefaultBot, event_queue::SqsQueue> {
-    let graph = graph_api::GraphClient::new(graph_api::GraphConfig {
-        base_url: rig.graph.uri(),
-        version: "v23.0".to_owned(),
-        app_secret: None,
-        ..graph_api::GraphConfig::default()
-    })
-    .unwrap();
+    let graph = graph_client(rig);
     let tokens = [
         (
             messenger_types::PageId::new(PAGE_A),

@@ -43,36 +43,6 @@ fn raw_body(event_file: &str) -> String {
     event_json(event_file)["body"].as_str().unwrap().to_owned()
 }
 
-async fn quarantined(sdk: &SdkConfig, bucket: &str) -> Vec<(String, Vec<u8>, String)> {
-    let s3 = webhook::s3_client(sdk);
-    let listed = s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix("quarantine/")
-        .send()
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    for object in listed.contents() {
-        let key = object.key().unwrap().to_owned();
-        let got = s3
-            .get_object()
-            .bucket(bucket)
-            .key(&key)
-            .send()
-            .await
-            .unwrap();
-        let reason = got
-            .metadata()
-            .and_then(|m| m.get("reason"))
-            .cloned()
-            .unwrap_or_default();
-        let bytes = got.body.collect().await.unwrap().into_bytes().to_vec();
-        out.push((key, bytes, reason));
-    }
-    out
-}
-
 #[tokio::test]
 async fn subscription_check_with_the_verify_token_echoes_the_challenge() {
     let (_, _, _, hook) = setup().await;
