@@ -213,6 +213,7 @@ impl<S> ThrottlingStore<S> {
                 op,
                 kind: StoreErrorKind::Transient,
                 message: "ProvisionedThroughputExceededException: injected throttling".to_owned(),
+                source: None,
             });
         }
         Ok(())

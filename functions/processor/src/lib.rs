@@ -11,8 +11,11 @@
 
 pub mod bot;
 pub mod notify;
-pub mod policy;
-pub mod state;
+
+/// What an event changes in the table (in the pure `conversation` crate).
+pub use conversation::record as state;
+/// Meta's sending rules (in the pure `conversation` crate).
+pub use conversation::send_policy as policy;
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;

@@ -25,8 +25,6 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-mod error;
-
 use std::fmt;
 use std::time::Duration;
 
@@ -39,7 +37,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-pub use error::{ErrorClass, GraphError};
+pub use conversation::graph_error::{ErrorClass, GraphError};
 
 pub const DEFAULT_BASE_URL: &str = "https://graph.facebook.com";
 pub const DEFAULT_VERSION: &str = "v23.0";

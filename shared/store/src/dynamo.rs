@@ -4,8 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use messenger_types::{AppId, EventKey, PageId, Timestamp};
@@ -85,7 +84,7 @@ impl DynamoStore {
         match request.send().await {
             Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
             Err(e) if is_condition_failure(&e) => Ok(None),
-            Err(e) => Err(StoreError::from_sdk(op, e)),
+            Err(e) => Err(crate::error::from_sdk(op, e)),
         }
     }
 
@@ -117,7 +116,7 @@ impl DynamoStore {
                 Some(UpdateItemError::ConditionalCheckFailedException(refused)) => {
                     Ok(Err(refused.item().cloned()))
                 }
-                _ => Err(StoreError::from_sdk(op, e)),
+                _ => Err(crate::error::from_sdk(op, e)),
             },
         }
     }
@@ -171,7 +170,7 @@ impl DynamoStore {
         Ok(self
             .update(
                 "UpdateItem(recurring token)",
-                ThreadKey::psid(t.page.clone(), t.psid.clone()).pk(),
+                crate::keys::thread_pk(&ThreadKey::psid(t.page.clone(), t.psid.clone())),
                 &format!("OTN#RN#{id}"),
                 expr,
                 false,
@@ -223,12 +222,12 @@ impl DynamoStore {
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :otn)")
-            .expression_attribute_values(":pk", s(&thread.pk()))
+            .expression_attribute_values(":pk", s(&crate::keys::thread_pk(thread)))
             .expression_attribute_values(":otn", s("OTN#"))
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError::from_sdk("Query(tokens)", e))?;
+            .map_err(|e| crate::error::from_sdk("Query(tokens)", e))?;
         Ok(out.items().iter().filter_map(otn::stored_token).collect())
     }
 
@@ -255,7 +254,7 @@ impl DynamoStore {
             {
                 Ok(false)
             }
-            Err(e) => Err(StoreError::from_sdk(op, e)),
+            Err(e) => Err(crate::error::from_sdk(op, e)),
         }
     }
 
@@ -274,7 +273,7 @@ impl DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError::from_sdk(op, e))?;
+            .map_err(|e| crate::error::from_sdk(op, e))?;
         Ok(out.item.unwrap_or_default())
     }
 }
@@ -282,38 +281,6 @@ impl DynamoStore {
 fn is_condition_failure(e: &SdkError<UpdateItemError>) -> bool {
     e.as_service_error()
         .is_some_and(UpdateItemError::is_conditional_check_failed_exception)
-}
-
-impl StoreError {
-    pub(crate) fn from_sdk<E>(op: &'static str, e: SdkError<E, HttpResponse>) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-    {
-        let server_error = e
-            .raw_response()
-            .is_some_and(|r| r.status().is_server_error());
-        let kind = match &e {
-            SdkError::ServiceError(s) => match s.err().code() {
-                Some(
-                    "ProvisionedThroughputExceededException"
-                    | "ThrottlingException"
-                    | "RequestLimitExceeded"
-                    | "InternalServerError"
-                    | "ServiceUnavailable"
-                    | "TransactionConflictException",
-                ) => StoreErrorKind::Transient,
-                _ if server_error => StoreErrorKind::Transient,
-                _ => StoreErrorKind::Invalid,
-            },
-            // Timeouts, connection failures, unreadable responses.
-            _ => StoreErrorKind::Transient,
-        };
-        Self {
-            op,
-            kind,
-            message: DisplayErrorContext(&e).to_string(),
-        }
-    }
 }
 
 /// An UpdateItem expression whose attribute names all go through placeholders
@@ -439,7 +406,7 @@ fn new_claim_token(now: Timestamp) -> ClaimToken {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    ClaimToken(format!(
+    ClaimToken::new(format!(
         "{}-{}-{}-{nanos}",
         std::process::id(),
         now.as_millis(),
@@ -453,7 +420,7 @@ impl Store for DynamoStore {
         let mut expr = Expr::default();
         expr.set("status", s(IN_PROGRESS))
             .set("lease_until", n_ms(now.plus_millis(CLAIM_LEASE_MS)))
-            .set("claim", s(&token.0))
+            .set("claim", s(token.as_str()))
             .set_if_absent("event_key", s(key.as_str()))
             .set_if_absent("done_actions", n(0))
             .set_if_absent("started_actions", n(0))
@@ -569,7 +536,9 @@ impl Store for DynamoStore {
     }
 
     async fn thread(&self, key: &ThreadKey) -> Result<ThreadState, StoreError> {
-        let item = self.get("GetItem(thread)", key.pk(), "THREAD").await?;
+        let item = self
+            .get("GetItem(thread)", crate::keys::thread_pk(key), "THREAD")
+            .await?;
         Ok(ThreadState {
             last_user_interaction: get_ts(&item, "last_user_ts"),
             last_user_message: get_ts(&item, "last_message_ts"),
@@ -605,7 +574,13 @@ impl Store for DynamoStore {
         let mut expr = Expr::default();
         thread_change(&mut expr, change);
         Ok(self
-            .update("UpdateItem(thread)", key.pk(), "THREAD", expr, false)
+            .update(
+                "UpdateItem(thread)",
+                crate::keys::thread_pk(key),
+                "THREAD",
+                expr,
+                false,
+            )
             .await?
             .is_some())
     }
@@ -621,7 +596,13 @@ impl Store for DynamoStore {
         if changes.len() > 1
             && let Some(expr) = merged_thread_update(changes)
             && self
-                .update("UpdateItem(thread)", key.pk(), "THREAD", expr, false)
+                .update(
+                    "UpdateItem(thread)",
+                    crate::keys::thread_pk(key),
+                    "THREAD",
+                    expr,
+                    false,
+                )
                 .await?
                 .is_some()
         {
@@ -657,7 +638,10 @@ impl Store for DynamoStore {
         let mut item = HashMap::from([
             (
                 "pk".to_owned(),
-                s(&ThreadKey::psid(t.page.clone(), t.psid.clone()).pk()),
+                s(&crate::keys::thread_pk(&ThreadKey::psid(
+                    t.page.clone(),
+                    t.psid.clone(),
+                ))),
             ),
             ("sk".to_owned(), s(&sk)),
             ("page_id".to_owned(), s(t.page.as_str())),
@@ -764,7 +748,7 @@ fn index_keys(
 
 fn held_by(expr: &mut Expr, token: &ClaimToken) {
     let claim = expr.name("claim");
-    let v = expr.value(s(&token.0));
+    let v = expr.value(s(token.as_str()));
     expr.condition(format!("{claim} = {v}"));
 }
 
@@ -774,6 +758,7 @@ fn lost_claim(op: &'static str) -> StoreError {
         kind: StoreErrorKind::LostClaim,
         message: "the event was taken over by another worker after this one's lease ran out"
             .to_owned(),
+        source: None,
     }
 }
 
@@ -814,7 +799,7 @@ fn token_ref(item: &HashMap<String, AttributeValue>) -> Option<TokenRef> {
 }
 
 fn token_pk(at: &TokenRef) -> String {
-    ThreadKey::psid(at.page.clone(), at.psid.clone()).pk()
+    crate::keys::thread_pk(&ThreadKey::psid(at.page.clone(), at.psid.clone()))
 }
 
 impl TokenStore for DynamoStore {
@@ -836,7 +821,7 @@ impl TokenStore for DynamoStore {
             .limit(limit)
             .send()
             .await
-            .map_err(|e| StoreError::from_sdk("Query(otn-by-topic)", e))?;
+            .map_err(|e| crate::error::from_sdk("Query(otn-by-topic)", e))?;
         let refs = out.items().iter().filter_map(token_ref).collect();
         Ok((refs, encode_cursor(out.last_evaluated_key())))
     }
@@ -953,7 +938,7 @@ impl TokenStore for DynamoStore {
             .limit(limit)
             .send()
             .await
-            .map_err(|e| StoreError::from_sdk("Query(otn-by-expiry)", e))?;
+            .map_err(|e| crate::error::from_sdk("Query(otn-by-expiry)", e))?;
         let mut page = SweepPage {
             read: u64::try_from(out.scanned_count()).unwrap_or(0),
             next: encode_cursor(out.last_evaluated_key()),

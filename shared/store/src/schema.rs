@@ -124,7 +124,7 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
     request
         .send()
         .await
-        .map_err(|e| StoreError::from_sdk("CreateTable", e))?;
+        .map_err(|e| crate::error::from_sdk("CreateTable", e))?;
     client
         .update_time_to_live()
         .table_name(name)
@@ -137,6 +137,6 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
         )
         .send()
         .await
-        .map_err(|e| StoreError::from_sdk("UpdateTimeToLive", e))?;
+        .map_err(|e| crate::error::from_sdk("UpdateTimeToLive", e))?;
     Ok(())
 }

@@ -10,7 +10,7 @@
 //! - Never a PSID of one Page with another Page's token.
 //! - Never on a thread another app controls (Handover Protocol standby).
 
-use messenger_store::ThreadState;
+use crate::thread::ThreadState;
 use messenger_types::send::{MessageTag, MessagingType};
 use messenger_types::{AppId, PageId, Timestamp};
 
@@ -51,7 +51,10 @@ pub struct Planned<'a> {
 }
 
 /// Why a send was refused. Recorded on the event and logged; never retried.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// [`Refusal::code`] is the stable name that metrics (`Reason`), bus events and
+/// tests use; `Display` is for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
 pub enum Refusal {
     #[error("the recipient's PSID belongs to Page {recipient_page}, not to Page {sending_page}")]
     WrongPage {
@@ -74,6 +77,32 @@ pub enum Refusal {
     TokenUsed,
     #[error("the one-time notification token expired at {expired_at}")]
     TokenExpired { expired_at: Timestamp },
+    #[error("no Page access token for Page {page}")]
+    NoPageToken { page: PageId },
+    #[error("thread control needs the event's thread, and a PSID (not a user_ref)")]
+    NoThreadToPass,
+    #[error("one-time notifications are sent by notify commands, not by a bot's reply")]
+    OtnOutsideNotify,
+}
+
+impl Refusal {
+    /// A stable name for metrics, bus events and tests.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::WrongPage { .. } => "wrong_page",
+            Self::NotThreadOwner { .. } => "not_thread_owner",
+            Self::OutsideWindow { .. } => "outside_window",
+            Self::RetiredTag { .. } => "retired_tag",
+            Self::HumanAgentExpired { .. } => "human_agent_expired",
+            Self::UnsupportedTag { .. } => "unsupported_tag",
+            Self::MissingTag => "missing_tag",
+            Self::TokenUsed => "token_used",
+            Self::TokenExpired { .. } => "token_expired",
+            Self::NoPageToken { .. } => "no_page_token",
+            Self::NoThreadToPass => "no_thread_to_pass",
+            Self::OtnOutsideNotify => "otn_outside_notify",
+        }
+    }
 }
 
 /// Checks one planned send against every rule.
@@ -125,7 +154,7 @@ fn within(now: Timestamp, last: Option<Timestamp>, window: i64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use messenger_store::Control;
+    use crate::thread::Control;
     use proptest::prelude::*;
 
     const HOUR: i64 = 60 * 60 * 1000;

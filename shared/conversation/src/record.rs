@@ -1,9 +1,8 @@
 //! What an event changes in the table, decided without touching it.
 
-use messenger_store::otn::OTN_LIFETIME_MS;
-use messenger_store::{
-    AccountLink, Control, EntryPoint, NewToken, PageChange, Person, ThreadChange, ThreadKey,
-    TokenKind,
+use crate::otn::{NewToken, OTN_LIFETIME_MS, TokenKind};
+use crate::thread::{
+    AccountLink, Control, EntryPoint, PageChange, Person, ThreadChange, ThreadKey,
 };
 use messenger_types::event::{EventKind, OptinVariant};
 use messenger_types::{Event, PageId, Psid, Source, UserRef};

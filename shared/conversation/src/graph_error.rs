@@ -6,7 +6,8 @@ use std::fmt;
 /// What a Graph failure means for the caller. Only [`ErrorClass::RateLimited`] and
 /// [`ErrorClass::Transient`] are worth retrying; every other class fails the same
 /// way again until something outside the request changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     /// 10 / 2018278: a standard send outside the 24-hour window.
     OutsideWindow,

@@ -1,0 +1,195 @@
+//! The small ports the rules need from storage. The DynamoDB adapter
+//! (`messenger-store`) implements them, and so does the in-memory store of
+//! [`crate::testing`].
+
+use std::fmt;
+use std::future::Future;
+
+use messenger_types::{EventKey, PageId, Timestamp};
+
+use crate::ledger::{Claim, ClaimToken};
+use crate::otn::{NewToken, SpendRefused, StoredToken, SweepPage, TokenRef};
+use crate::thread::{PageChange, PageState, ThreadChange, ThreadKey, ThreadState};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// Throttled, unavailable, timed out: the same call may pass later.
+    Transient,
+    /// The claim on an event was lost to another worker (lease expired).
+    LostClaim,
+    /// A request this code built was refused, or an item is not what it wrote.
+    Invalid,
+}
+
+/// A storage failure. `op` names the request (`UpdateItem(thread)`), `message`
+/// says what went wrong for people, and `source` keeps the adapter's own error
+/// (the AWS SDK's) whole.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} failed: {message}")]
+pub struct StoreError {
+    pub op: &'static str,
+    pub kind: StoreErrorKind,
+    pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StoreError {
+    pub fn invalid(op: &'static str, e: impl fmt::Display) -> Self {
+        Self {
+            op,
+            kind: StoreErrorKind::Invalid,
+            message: e.to_string(),
+            source: None,
+        }
+    }
+}
+
+/// The processor's state port.
+pub trait Store: Send + Sync {
+    /// Takes `key` for processing, unless it was processed or is being processed.
+    fn claim_event(
+        &self,
+        key: &EventKey,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+
+    /// Records that action `n` (counting from 1) is about to make its call.
+    fn start_action(
+        &self,
+        key: &EventKey,
+        token: &ClaimToken,
+        n: u32,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes back [`Store::start_action`] after a call that certainly did not
+    /// reach Meta, so a retry makes it again.
+    fn abandon_action(
+        &self,
+        key: &EventKey,
+        token: &ClaimToken,
+        n: u32,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records that the first `done_actions` actions of the event were carried out.
+    fn record_progress(
+        &self,
+        key: &EventKey,
+        token: &ClaimToken,
+        done_actions: u32,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Marks the event processed, with what came of it.
+    fn complete_event(
+        &self,
+        key: &EventKey,
+        token: &ClaimToken,
+        outcome: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Gives the event up after a transient failure, keeping its progress, so the
+    /// redelivery can take it at once; records `reason` as the event's `last_error`.
+    fn release_event(
+        &self,
+        key: &EventKey,
+        token: &ClaimToken,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn thread(
+        &self,
+        key: &ThreadKey,
+    ) -> impl Future<Output = Result<ThreadState, StoreError>> + Send;
+
+    /// Applies `change` if it is newer than the field it sets; returns whether it did.
+    fn update_thread(
+        &self,
+        key: &ThreadKey,
+        change: &ThreadChange,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Applies every change one event makes to a thread, each only if it is newer
+    /// than the field it sets (as [`Store::update_thread`] one by one would).
+    fn update_thread_all(
+        &self,
+        key: &ThreadKey,
+        changes: &[ThreadChange],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            for change in changes {
+                self.update_thread(key, change).await?;
+            }
+            Ok(())
+        }
+    }
+
+    fn page(&self, page: &PageId) -> impl Future<Output = Result<PageState, StoreError>> + Send;
+
+    /// Stores a token from an optin; storing the same optin again changes nothing.
+    /// Returns whether it was new.
+    fn save_token(
+        &self,
+        token: &NewToken,
+        active: bool,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn update_page(
+        &self,
+        page: &PageId,
+        change: &PageChange,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// One-time notification tokens: the notify fan-out and the sweeper.
+pub trait TokenStore: Send + Sync {
+    /// A page of the ACTIVE tokens of a Page and topic (the sparse topic index),
+    /// and where the next page starts. The index is eventually consistent: a
+    /// token listed here may have been spent since, which spending checks.
+    fn active_tokens(
+        &self,
+        page: &PageId,
+        topic: &str,
+        after: Option<&str>,
+        limit: i32,
+    ) -> impl Future<Output = Result<(Vec<TokenRef>, Option<String>), StoreError>> + Send;
+
+    /// Spends a token: ACTIVE and unexpired becomes USED, in one conditional write,
+    /// so that under any concurrency one caller gets it. `spend_id` names this spend.
+    fn spend_token(
+        &self,
+        at: &TokenRef,
+        spend_id: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Result<StoredToken, SpendRefused>, StoreError>> + Send;
+
+    /// Undoes this spend after a send that certainly did not go out.
+    fn unspend_token(
+        &self,
+        token: &StoredToken,
+        spend_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Retires a token this spend holds, after Meta refused it for good.
+    fn retire_token(
+        &self,
+        at: &TokenRef,
+        spend_id: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Expires one page of the ACTIVE tokens in an expiry bucket whose time is up.
+    fn sweep_expired(
+        &self,
+        bucket_day: &str,
+        now: Timestamp,
+        after: Option<&str>,
+        limit: i32,
+    ) -> impl Future<Output = Result<SweepPage, StoreError>> + Send;
+
+    /// The first day the sweeper has not finished.
+    fn sweep_cursor(&self) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    fn set_sweep_cursor(&self, day: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

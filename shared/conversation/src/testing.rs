@@ -1,0 +1,813 @@
+//! An in-memory store implementing every port, with the DynamoDB adapter's
+//! semantics (conditional writes, newer-only thread fields, leases, the token
+//! guard), so that the processor's pipeline is tested in milliseconds. The emulator
+//! tests stay for the adapter itself. It counts its requests the way DynamoDB
+//! would bill them and can be told to fail a named operation, to play a crash or
+//! a throttled table at any step.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use messenger_types::{EventKey, PageId, Psid, Timestamp};
+
+use crate::ledger::{CLAIM_LEASE_MS, Claim, ClaimToken};
+use crate::otn::{
+    NewToken, SpendRefused, StoredToken, SweepPage, TokenKind, TokenRef, TokenStatus, day_number,
+    day_string,
+};
+use crate::ports::{Store, StoreError, StoreErrorKind, TokenStore};
+use crate::thread::{
+    AccountLink, Control, EntryPoint, PageChange, PageState, ThreadChange, ThreadKey, ThreadState,
+    Unreachable,
+};
+
+/// An event's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub done: bool,
+    pub lease_until: Timestamp,
+    pub claim: String,
+    pub done_actions: u32,
+    pub started_actions: u32,
+    pub outcome: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ThreadItem {
+    last_user_ts: Option<Timestamp>,
+    last_message_ts: Option<Timestamp>,
+    control: Option<Control>,
+    entry: Option<EntryPoint>,
+    link: Option<AccountLink>,
+    unreachable_reason: Option<String>,
+    reach_ts: Option<Timestamp>,
+}
+
+impl ThreadItem {
+    fn newer(held: Option<Timestamp>, at: Timestamp) -> bool {
+        held.is_none_or(|held| held < at)
+    }
+
+    /// Applies `change` if it is newer than the field it sets.
+    fn apply(&mut self, change: &ThreadChange) -> bool {
+        match change {
+            ThreadChange::UserInteraction { at } => {
+                let ok = Self::newer(self.last_user_ts, *at);
+                if ok {
+                    self.last_user_ts = Some(*at);
+                }
+                ok
+            }
+            ThreadChange::UserMessage { at } => {
+                let ok = Self::newer(self.last_message_ts, *at);
+                if ok {
+                    self.last_message_ts = Some(*at);
+                }
+                ok
+            }
+            ThreadChange::Control(c) => {
+                let ok = Self::newer(self.control.as_ref().map(|c| c.since), c.since);
+                if ok {
+                    let owner = match (&c.owner, c.ours) {
+                        (Some(owner), _) => Some(owner.clone()),
+                        (None, true) => None,
+                        // Someone else's, unnamed (a standby event): keep the owner we know.
+                        (None, false) => self.control.as_ref().and_then(|c| c.owner.clone()),
+                    };
+                    self.control = Some(Control {
+                        ours: c.ours,
+                        owner,
+                        since: c.since,
+                    });
+                }
+                ok
+            }
+            ThreadChange::EntryPoint(e) => {
+                let ok = Self::newer(self.entry.as_ref().map(|e| e.at), e.at);
+                if ok {
+                    self.entry = Some(e.clone());
+                }
+                ok
+            }
+            ThreadChange::AccountLink(l) => {
+                let ok = Self::newer(self.link.as_ref().map(|l| l.at), l.at);
+                if ok {
+                    self.link = Some(l.clone());
+                }
+                ok
+            }
+            ThreadChange::Unreachable(u) => {
+                let ok = Self::newer(self.reach_ts, u.at);
+                if ok {
+                    self.unreachable_reason = Some(u.reason.clone());
+                    self.reach_ts = Some(u.at);
+                }
+                ok
+            }
+            ThreadChange::Reachable { at } => {
+                let ok = Self::newer(self.reach_ts, *at);
+                if ok {
+                    self.unreachable_reason = None;
+                    self.reach_ts = Some(*at);
+                }
+                ok
+            }
+        }
+    }
+
+    fn state(&self) -> ThreadState {
+        ThreadState {
+            last_user_interaction: self.last_user_ts,
+            last_user_message: self.last_message_ts,
+            control: self.control.clone(),
+            entry_point: self.entry.clone(),
+            account_link: self.link.clone(),
+            unreachable: match (&self.unreachable_reason, self.reach_ts) {
+                (Some(reason), Some(at)) => Some(Unreachable {
+                    reason: reason.clone(),
+                    at,
+                }),
+                _ => None,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct TokenItem {
+    token: StoredToken,
+    spend_id: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    events: HashMap<String, EventRecord>,
+    threads: HashMap<ThreadKey, ThreadItem>,
+    pages: HashMap<PageId, (PageState, Option<Timestamp>, Option<Timestamp>)>,
+    /// (page, psid, sk) -> token; BTreeMap so that listings are in a stable order.
+    tokens: BTreeMap<(String, String, String), TokenItem>,
+    /// (page, psid, token) -> the sk of the one item that token may have.
+    guards: HashMap<(String, String, String), String>,
+    sweep_cursor: Option<String>,
+    requests: u64,
+    faults: Vec<(&'static str, StoreErrorKind, u32)>,
+    seq: u64,
+}
+
+/// The in-memory store. Share it between tasks by reference.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A test that panicked while holding the lock has failed already.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts one request to operation `op`, failing it if a fault is armed for it.
+    fn request(&self, inner: &mut Inner, op: &'static str) -> Result<(), StoreError> {
+        inner.requests += 1;
+        if let Some(fault) = inner.faults.iter_mut().find(|f| f.0 == op && f.2 > 0) {
+            fault.2 -= 1;
+            return Err(StoreError {
+                op,
+                kind: fault.1,
+                message: "injected by the test".to_owned(),
+                source: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Makes the next `times` requests to `op` (a port method's name, e.g.
+    /// `"record_progress"`) fail with `kind`.
+    pub fn fail(&self, op: &'static str, kind: StoreErrorKind, times: u32) {
+        self.lock().faults.push((op, kind, times));
+    }
+
+    /// Requests made so far (each port call is one request, as each is one
+    /// DynamoDB request in the adapter, the token guard's second write aside).
+    pub fn requests(&self) -> u64 {
+        self.lock().requests
+    }
+
+    /// The record of an event, if any.
+    pub fn event(&self, key: &EventKey) -> Option<EventRecord> {
+        self.lock().events.get(key.as_str()).cloned()
+    }
+
+    /// Every stored token of a person, as stored.
+    pub fn tokens_of(&self, page: &PageId, psid: &Psid) -> Vec<StoredToken> {
+        self.lock()
+            .tokens
+            .values()
+            .filter(|t| &t.token.page == page && &t.token.psid == psid)
+            .map(|t| t.token.clone())
+            .collect()
+    }
+
+    /// Ends every lease now, as if the worker holding it had died long ago.
+    pub fn expire_leases(&self) {
+        for record in self.lock().events.values_mut() {
+            record.lease_until = Timestamp::from_millis(i64::MIN);
+        }
+    }
+}
+
+fn lost_claim(op: &'static str) -> StoreError {
+    StoreError {
+        op,
+        kind: StoreErrorKind::LostClaim,
+        message: "the event was taken over by another worker".to_owned(),
+        source: None,
+    }
+}
+
+fn held<'a>(
+    inner: &'a mut Inner,
+    key: &EventKey,
+    token: &ClaimToken,
+    op: &'static str,
+) -> Result<&'a mut EventRecord, StoreError> {
+    inner
+        .events
+        .get_mut(key.as_str())
+        .filter(|r| r.claim == token.as_str())
+        .ok_or_else(|| lost_claim(op))
+}
+
+fn padded(t: Timestamp) -> String {
+    format!("{:015}", t.as_millis().max(0))
+}
+
+impl Store for MemoryStore {
+    async fn claim_event(&self, key: &EventKey, now: Timestamp) -> Result<Claim, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "claim_event")?;
+        inner.seq += 1;
+        let token = ClaimToken::new(format!("memory-{}", inner.seq));
+        match inner.events.get_mut(key.as_str()) {
+            None => {
+                inner.events.insert(
+                    key.as_str().to_owned(),
+                    EventRecord {
+                        done: false,
+                        lease_until: now.plus_millis(CLAIM_LEASE_MS),
+                        claim: token.as_str().to_owned(),
+                        done_actions: 0,
+                        started_actions: 0,
+                        outcome: None,
+                        last_error: None,
+                    },
+                );
+                Ok(Claim::Acquired {
+                    token,
+                    done_actions: 0,
+                    started_actions: 0,
+                })
+            }
+            Some(record) if record.done => Ok(Claim::Duplicate {
+                outcome: record.outcome.clone(),
+            }),
+            Some(record) if record.lease_until < now => {
+                record.lease_until = now.plus_millis(CLAIM_LEASE_MS);
+                record.claim = token.as_str().to_owned();
+                Ok(Claim::Acquired {
+                    token,
+                    done_actions: record.done_actions,
+                    started_actions: record.started_actions,
+                })
+            }
+            Some(_) => Ok(Claim::Busy),
+        }
+    }
+
+    async fn start_action(
+        &self,
+        key: &EventKey,
+        token: &ClaimToken,
+        n: u32,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "start_action")?;
+        held(&mut inner, key, token, "start_action")?.started_actions = n;
+        Ok(())
+    }
+
+    async fn abandon_action(
+        &self,
+        key: &EventKey,
+        token: &ClaimToken,
+        n: u32,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "abandon_action")?;
+        held(&mut inner, key, token, "abandon_action")?.started_actions = n.saturating_sub(1);
+        Ok(())
+    }
+
+    async fn record_progress(
+        &self,
+        key: &EventKey,
+        token: &ClaimToken,
+        done_actions: u32,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "record_progress")?;
+        let record = held(&mut inner, key, token, "record_progress")?;
+        record.done_actions = done_actions;
+        record.started_actions = done_actions;
+        Ok(())
+    }
+
+    async fn complete_event(
+        &self,
+        key: &EventKey,
+        token: &ClaimToken,
+        outcome: &str,
+        _now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "complete_event")?;
+        let record = held(&mut inner, key, token, "complete_event")?;
+        record.done = true;
+        record.outcome = Some(outcome.to_owned());
+        Ok(())
+    }
+
+    async fn release_event(
+        &self,
+        key: &EventKey,
+        token: &ClaimToken,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "release_event")?;
+        if let Ok(record) = held(&mut inner, key, token, "release_event") {
+            record.lease_until = Timestamp::from_millis(0);
+            record.last_error = Some(reason.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn thread(&self, key: &ThreadKey) -> Result<ThreadState, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "thread")?;
+        Ok(inner
+            .threads
+            .get(key)
+            .map(ThreadItem::state)
+            .unwrap_or_default())
+    }
+
+    async fn update_thread(
+        &self,
+        key: &ThreadKey,
+        change: &ThreadChange,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "update_thread")?;
+        Ok(inner.threads.entry(key.clone()).or_default().apply(change))
+    }
+
+    async fn update_thread_all(
+        &self,
+        key: &ThreadKey,
+        changes: &[ThreadChange],
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "update_thread_all")?;
+        let thread = inner.threads.entry(key.clone()).or_default();
+        for change in changes {
+            thread.apply(change);
+        }
+        Ok(())
+    }
+
+    async fn page(&self, page: &PageId) -> Result<PageState, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "page")?;
+        Ok(inner
+            .pages
+            .get(page)
+            .map(|p| p.0.clone())
+            .unwrap_or_default())
+    }
+
+    async fn save_token(
+        &self,
+        t: &NewToken,
+        active: bool,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "save_token")?;
+        let id = crate::testing::token_digest(&t.token);
+        let sk = format!("OTN#{}#{id}", padded(t.created_at));
+        let guard = (
+            t.page.as_str().to_owned(),
+            t.psid.as_str().to_owned(),
+            t.token.clone(),
+        );
+        match inner.guards.get(&guard) {
+            Some(existing) if existing != &sk => return Ok(false),
+            Some(_) => {}
+            None => {
+                inner.guards.insert(guard, sk.clone());
+            }
+        }
+        let item_key = (
+            t.page.as_str().to_owned(),
+            t.psid.as_str().to_owned(),
+            sk.clone(),
+        );
+        if inner.tokens.contains_key(&item_key) {
+            return Ok(false);
+        }
+        let status = if t.kind == TokenKind::Recurring && !active {
+            TokenStatus::Retired
+        } else if !(active && t.expires_at > now) {
+            if t.expires_at > now {
+                TokenStatus::Retired
+            } else {
+                TokenStatus::Expired
+            }
+        } else {
+            TokenStatus::Active
+        };
+        inner.tokens.insert(
+            item_key,
+            TokenItem {
+                token: StoredToken {
+                    page: t.page.clone(),
+                    psid: t.psid.clone(),
+                    sk,
+                    topic: t.topic.clone(),
+                    token: t.token.clone(),
+                    kind: t.kind,
+                    status,
+                    created_at: t.created_at,
+                    expires_at: t.expires_at,
+                },
+                spend_id: None,
+            },
+        );
+        Ok(true)
+    }
+
+    async fn update_page(&self, page: &PageId, change: &PageChange) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "update_page")?;
+        let entry = inner.pages.entry(page.clone()).or_default();
+        match change {
+            PageChange::PolicyEnforcement { action, reason, at } => {
+                if entry.1.is_some_and(|held| held >= *at) {
+                    return Ok(false);
+                }
+                entry.0.policy_action = Some(action.clone());
+                entry.0.policy_reason = reason.clone();
+                entry.1 = Some(*at);
+            }
+            PageChange::AppRoles { roles, at } => {
+                if entry.2.is_some_and(|held| held >= *at) {
+                    return Ok(false);
+                }
+                entry.0.app_roles = Some(roles.clone());
+                entry.2 = Some(*at);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// A short digest naming a token without holding it (FNV-1a: the memory store
+/// needs no cryptographic digest, only distinct names).
+fn token_digest(token: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in token.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+fn token_ref(t: &StoredToken) -> TokenRef {
+    TokenRef {
+        page: t.page.clone(),
+        psid: t.psid.clone(),
+        sk: t.sk.clone(),
+    }
+}
+
+impl TokenStore for MemoryStore {
+    async fn active_tokens(
+        &self,
+        page: &PageId,
+        topic: &str,
+        after: Option<&str>,
+        limit: i32,
+    ) -> Result<(Vec<TokenRef>, Option<String>), StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "active_tokens")?;
+        let limit = usize::try_from(limit.max(1)).unwrap_or(1);
+        // Ordered as the topic index orders them: by creation, then person.
+        let mut active: Vec<(String, TokenRef)> = inner
+            .tokens
+            .values()
+            .filter(|t| {
+                &t.token.page == page
+                    && t.token.topic == topic
+                    && t.token.status == TokenStatus::Active
+            })
+            .map(|t| {
+                (
+                    format!(
+                        "{}#{}#{}",
+                        padded(t.token.created_at),
+                        t.token.psid,
+                        t.token.sk
+                    ),
+                    token_ref(&t.token),
+                )
+            })
+            .filter(|(sort, _)| after.is_none_or(|after| sort.as_str() > after))
+            .collect();
+        active.sort_by(|a, b| a.0.cmp(&b.0));
+        let next = (active.len() > limit).then(|| active[limit - 1].0.clone());
+        Ok((
+            active.into_iter().take(limit).map(|(_, r)| r).collect(),
+            next,
+        ))
+    }
+
+    async fn spend_token(
+        &self,
+        at: &TokenRef,
+        spend_id: &str,
+        now: Timestamp,
+    ) -> Result<Result<StoredToken, SpendRefused>, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "spend_token")?;
+        let key = (
+            at.page.as_str().to_owned(),
+            at.psid.as_str().to_owned(),
+            at.sk.clone(),
+        );
+        let Some(item) = inner.tokens.get_mut(&key) else {
+            return Ok(Err(SpendRefused::Unknown));
+        };
+        if item.token.kind != TokenKind::OneTime {
+            return Ok(Err(SpendRefused::Unknown));
+        }
+        if item.token.status != TokenStatus::Active {
+            return Ok(Err(SpendRefused::NotActive(item.token.status)));
+        }
+        if item.token.expires_at <= now {
+            item.token.status = TokenStatus::Expired;
+            return Ok(Err(SpendRefused::Expired));
+        }
+        item.token.status = TokenStatus::Used;
+        item.spend_id = Some(spend_id.to_owned());
+        Ok(Ok(item.token.clone()))
+    }
+
+    async fn unspend_token(&self, token: &StoredToken, spend_id: &str) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "unspend_token")?;
+        let key = (
+            token.page.as_str().to_owned(),
+            token.psid.as_str().to_owned(),
+            token.sk.clone(),
+        );
+        match inner.tokens.get_mut(&key) {
+            Some(item)
+                if item.token.status == TokenStatus::Used
+                    && item.spend_id.as_deref() == Some(spend_id) =>
+            {
+                item.token.status = TokenStatus::Active;
+                item.spend_id = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn retire_token(
+        &self,
+        at: &TokenRef,
+        spend_id: &str,
+        _reason: &str,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "retire_token")?;
+        let key = (
+            at.page.as_str().to_owned(),
+            at.psid.as_str().to_owned(),
+            at.sk.clone(),
+        );
+        match inner.tokens.get_mut(&key) {
+            Some(item) if item.spend_id.as_deref() == Some(spend_id) => {
+                item.token.status = TokenStatus::Retired;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn sweep_expired(
+        &self,
+        bucket_day: &str,
+        now: Timestamp,
+        after: Option<&str>,
+        limit: i32,
+    ) -> Result<SweepPage, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "sweep_expired")?;
+        let limit = usize::try_from(limit.max(1)).unwrap_or(1);
+        let mut due: Vec<(String, (String, String, String))> = inner
+            .tokens
+            .iter()
+            .filter(|(_, t)| {
+                t.token.status == TokenStatus::Active
+                    && day_string(day_number(t.token.expires_at)) == bucket_day
+                    && t.token.expires_at < now
+            })
+            .map(|(k, t)| {
+                (
+                    format!("{}#{}#{}", padded(t.token.expires_at), k.0, k.2),
+                    k.clone(),
+                )
+            })
+            .filter(|(sort, _)| after.is_none_or(|after| sort.as_str() > after))
+            .collect();
+        due.sort();
+        let next = (due.len() > limit).then(|| due[limit - 1].0.clone());
+        let mut page = SweepPage {
+            next,
+            ..SweepPage::default()
+        };
+        for (_, key) in due.into_iter().take(limit) {
+            page.read += 1;
+            if let Some(item) = inner.tokens.get_mut(&key) {
+                item.token.status = TokenStatus::Expired;
+                page.expired += 1;
+            }
+        }
+        Ok(page)
+    }
+
+    async fn sweep_cursor(&self) -> Result<Option<String>, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "sweep_cursor")?;
+        Ok(inner.sweep_cursor.clone())
+    }
+
+    async fn set_sweep_cursor(&self, day: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "set_sweep_cursor")?;
+        inner.sweep_cursor = Some(day.to_owned());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_executor::block_on;
+    use messenger_types::AppId;
+
+    fn key() -> ThreadKey {
+        ThreadKey::psid(PageId::new("1"), Psid::new("2"))
+    }
+
+    #[test]
+    fn a_claim_is_taken_once_and_a_done_event_is_a_duplicate() {
+        let store = MemoryStore::new();
+        let event = EventKey::from_readable("e1");
+        let now = Timestamp::from_millis(1_000);
+        let Claim::Acquired { token, .. } = block_on(store.claim_event(&event, now)).unwrap()
+        else {
+            panic!("first claim refused");
+        };
+        assert_eq!(
+            block_on(store.claim_event(&event, now)).unwrap(),
+            Claim::Busy
+        );
+        block_on(store.complete_event(&event, &token, "{}", now)).unwrap();
+        assert!(matches!(
+            block_on(store.claim_event(&event, now)).unwrap(),
+            Claim::Duplicate { .. }
+        ));
+    }
+
+    #[test]
+    fn an_expired_lease_passes_the_event_on_with_its_progress() {
+        let store = MemoryStore::new();
+        let event = EventKey::from_readable("e1");
+        let now = Timestamp::from_millis(1_000);
+        let Claim::Acquired { token, .. } = block_on(store.claim_event(&event, now)).unwrap()
+        else {
+            panic!("first claim refused");
+        };
+        block_on(store.start_action(&event, &token, 1)).unwrap();
+        let later = now.plus_millis(CLAIM_LEASE_MS + 1);
+        let Claim::Acquired {
+            token: second,
+            done_actions,
+            started_actions,
+        } = block_on(store.claim_event(&event, later)).unwrap()
+        else {
+            panic!("the lease did not end");
+        };
+        assert_eq!((done_actions, started_actions), (0, 1));
+        // The first worker lost its claim: its writes are refused.
+        let lost = block_on(store.record_progress(&event, &token, 1)).unwrap_err();
+        assert_eq!(lost.kind, StoreErrorKind::LostClaim);
+        block_on(store.record_progress(&event, &second, 1)).unwrap();
+    }
+
+    #[test]
+    fn thread_fields_move_forward_only() {
+        let store = MemoryStore::new();
+        let at = |ms| Timestamp::from_millis(ms);
+        assert!(
+            block_on(store.update_thread(&key(), &ThreadChange::UserInteraction { at: at(20) }))
+                .unwrap()
+        );
+        assert!(
+            !block_on(store.update_thread(&key(), &ThreadChange::UserInteraction { at: at(10) }))
+                .unwrap()
+        );
+        let theirs = Control {
+            ours: false,
+            owner: Some(AppId::new("263902037430900")),
+            since: at(30),
+        };
+        block_on(store.update_thread(&key(), &ThreadChange::Control(theirs))).unwrap();
+        // A later standby event names no owner: the known owner stays.
+        let standby = Control {
+            ours: false,
+            owner: None,
+            since: at(40),
+        };
+        block_on(store.update_thread(&key(), &ThreadChange::Control(standby))).unwrap();
+        let state = block_on(store.thread(&key())).unwrap();
+        assert_eq!(state.last_user_interaction, Some(at(20)));
+        assert_eq!(
+            state.control.and_then(|c| c.owner),
+            Some(AppId::new("263902037430900"))
+        );
+    }
+
+    #[test]
+    fn a_token_is_spent_once_and_a_replayed_optin_makes_no_second_token() {
+        let store = MemoryStore::new();
+        let now = Timestamp::from_millis(1_000);
+        let token = NewToken {
+            page: PageId::new("1"),
+            psid: Psid::new("2"),
+            topic: "shoes".into(),
+            token: "secret".into(),
+            kind: TokenKind::OneTime,
+            created_at: now,
+            expires_at: now.plus_millis(crate::otn::OTN_LIFETIME_MS),
+        };
+        assert!(block_on(store.save_token(&token, true, now)).unwrap());
+        let replayed = NewToken {
+            created_at: now.plus_millis(5),
+            ..token.clone()
+        };
+        assert!(!block_on(store.save_token(&replayed, true, now)).unwrap());
+        let (refs, next) =
+            block_on(store.active_tokens(&PageId::new("1"), "shoes", None, 10)).unwrap();
+        assert_eq!((refs.len(), next), (1, None));
+        assert!(
+            block_on(store.spend_token(&refs[0], "a", now))
+                .unwrap()
+                .is_ok()
+        );
+        assert_eq!(
+            block_on(store.spend_token(&refs[0], "b", now)).unwrap(),
+            Err(SpendRefused::NotActive(TokenStatus::Used))
+        );
+    }
+
+    #[test]
+    fn injected_faults_fail_the_named_operation_only() {
+        let store = MemoryStore::new();
+        store.fail("thread", StoreErrorKind::Transient, 1);
+        assert_eq!(
+            block_on(store.thread(&key())).unwrap_err().kind,
+            StoreErrorKind::Transient
+        );
+        assert!(block_on(store.thread(&key())).is_ok());
+        assert_eq!(store.requests(), 2);
+    }
+}
