@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub use conversation::outcome::{EventOutcome, Outcome};
+pub use conversation::send_policy::Refusal;
 use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -146,8 +148,9 @@ pub fn failed_ids(response: &aws_lambda_events::sqs::SqsBatchResponse) -> Vec<St
         .collect()
 }
 
-/// The outcome recorded for the event with this mid.
-pub async fn outcome_of(rig: &Rig, mid: &str) -> String {
+/// The outcome recorded for the event with this mid (typed, read back from its
+/// record). Panics when the event has no recorded outcome.
+pub async fn outcome_of(rig: &Rig, mid: &str) -> EventOutcome {
     let key = messenger_types::EventKey::from_readable(format!("message:{mid}"));
     let item = aws_sdk_dynamodb::Client::new(&rig.sdk)
         .get_item()
@@ -159,10 +162,23 @@ pub async fn outcome_of(rig: &Rig, mid: &str) -> String {
         .unwrap()
         .item
         .unwrap_or_default();
-    item.get("outcome")
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .unwrap_or_default()
+    recorded_outcome(&item).unwrap_or_else(|| panic!("no outcome recorded for {mid}: {item:?}"))
+}
+
+/// The typed outcome in an event record, if it has one.
+pub fn recorded_outcome(
+    item: &std::collections::HashMap<String, AttributeValue>,
+) -> Option<EventOutcome> {
+    let text = item.get("outcome")?.as_s().ok()?;
+    Some(EventOutcome::parse(text).unwrap_or_else(|e| panic!("unreadable outcome {text}: {e}")))
+}
+
+/// The outcome of an event's only action.
+pub fn only_action(outcome: &EventOutcome) -> &Outcome {
+    match outcome.actions() {
+        [one] => one,
+        other => panic!("expected one action, got {other:?}"),
+    }
 }
 
 /// A fake Graph API whose message sends fail with `status` and `body`.

@@ -7,6 +7,7 @@
 use integration_tests::rig::*;
 use integration_tests::*;
 use messenger_store::DynamoStore;
+use messenger_types::PageId;
 use messenger_types::send::{MessageTag, OutgoingMessage};
 use processor::Processor;
 use processor::bot::{Action, Bot, Turn};
@@ -66,7 +67,10 @@ async fn a_text_gets_exactly_one_reply_even_delivered_three_times_and_concurrent
     assert_eq!(body["recipient"]["id"], "2000000000000001");
     assert_eq!(body["messaging_type"], "RESPONSE");
     assert!(body["message"]["text"].is_string());
-    assert!(outcome_of(&rig, "m_once").await.starts_with("sent"));
+    assert!(matches!(
+        only_action(&outcome_of(&rig, "m_once").await),
+        Outcome::Sent { .. }
+    ));
 }
 
 #[tokio::test]
@@ -134,7 +138,15 @@ async fn a_message_from_25_hours_ago_gets_no_standard_send_and_the_refusal_is_re
     assert!(failed_ids(&response).is_empty(), "a refusal is not retried");
     assert!(sends(&rig.graph).await.is_empty());
     let outcome = outcome_of(&rig, "m_old").await;
-    assert!(outcome.contains("outside the 24-hour window"), "{outcome}");
+    assert!(
+        matches!(
+            only_action(&outcome),
+            Outcome::Refused {
+                reason: Refusal::OutsideWindow { .. }
+            }
+        ),
+        "{outcome:?}"
+    );
 }
 
 /// A bot that answers every text with a tagged message.
@@ -187,7 +199,12 @@ async fn human_agent_passes_at_six_days_and_is_refused_at_eight() {
     assert_eq!(sent[0].2["recipient"]["id"], "2000000000000006");
     assert_eq!(sent[0].2["messaging_type"], "MESSAGE_TAG");
     assert_eq!(sent[0].2["tag"], "HUMAN_AGENT");
-    assert!(outcome_of(&rig, "m_8d").await.contains("HUMAN_AGENT"));
+    assert!(matches!(
+        only_action(&outcome_of(&rig, "m_8d").await),
+        Outcome::Refused {
+            reason: Refusal::HumanAgentExpired { .. }
+        }
+    ));
 }
 
 #[tokio::test]
@@ -202,9 +219,13 @@ async fn a_retired_tag_is_refused_without_a_network_call() {
     assert!(failed_ids(&bot.handle(sqs_event("tag", &messages), None).await).is_empty());
     assert!(graph_calls(&rig.graph).await.is_empty());
     let outcome = outcome_of(&rig, "m_tag").await;
-    assert!(
-        outcome.contains("POST_PURCHASE_UPDATE") && outcome.contains("27 April 2026"),
-        "{outcome}"
+    assert_eq!(
+        only_action(&outcome),
+        &Outcome::Refused {
+            reason: Refusal::RetiredTag {
+                tag: "POST_PURCHASE_UPDATE".to_owned()
+            }
+        }
     );
 }
 
@@ -335,7 +356,10 @@ async fn transient_graph_errors_are_retried_and_end_in_exactly_one_reply() {
             .await;
         assert!(failed_ids(&second).is_empty());
         assert_eq!(sends(&rig.graph).await.len(), 1);
-        assert!(outcome_of(&rig, &mid).await.starts_with("sent m_ok"));
+        assert!(matches!(
+            only_action(&outcome_of(&rig, &mid).await),
+            Outcome::Sent { message_id: Some(m) } if m.starts_with("m_ok")
+        ));
     }
 }
 
@@ -368,8 +392,13 @@ async fn permanent_graph_errors_are_recorded_and_not_retried() {
         );
         let outcome = outcome_of(&rig, &mid).await;
         assert!(
-            outcome.contains("Graph error") && outcome.contains(expect),
-            "{outcome}"
+            matches!(
+                only_action(&outcome),
+                Outcome::GraphRefused { code, subcode, .. }
+                    if code.map(|c| c.to_string()).as_deref() == Some(expect)
+                        || subcode.map(|c| c.to_string()).as_deref() == Some(expect)
+            ),
+            "{outcome:?}"
         );
         // A redelivery does not try again.
         rig.processor.handle(sqs_event("p2", &messages), None).await;
@@ -423,9 +452,13 @@ async fn an_event_for_a_page_without_a_token_is_recorded_not_retried_forever() {
     assert!(failed_ids(&response).is_empty());
     assert!(graph_calls(&rig.graph).await.is_empty());
     let outcome = outcome_of(&rig, "m_no_token").await;
-    assert!(
-        outcome.contains("no Page access token for Page 100000000000003"),
-        "{outcome}"
+    assert_eq!(
+        only_action(&outcome),
+        &Outcome::Refused {
+            reason: Refusal::NoPageToken {
+                page: PageId::new("100000000000003")
+            }
+        }
     );
 }
 
@@ -532,8 +565,11 @@ async fn a_failed_handover_is_retried_without_repeating_the_reply_before_it() {
     assert_eq!((replies, passes), (1, 2), "one reply; the pass tried twice");
     let outcome = outcome_of(&rig, "m_human").await;
     assert!(
-        outcome.starts_with("done by an earlier attempt; passed thread control"),
-        "{outcome}"
+        matches!(
+            outcome.actions(),
+            [Outcome::DoneEarlier, Outcome::ControlPassed { .. }]
+        ),
+        "{outcome:?}"
     );
 }
 
@@ -592,7 +628,10 @@ async fn a_send_whose_answer_never_came_is_not_repeated() {
     let second = later.handle(sqs_event("s2", &messages), None).await;
     assert!(failed_ids(&second).is_empty());
     assert_eq!(sends(&rig.graph).await.len(), 1);
-    assert!(outcome_of(&rig, "m_slow").await.contains("not repeated"));
+    assert_eq!(
+        only_action(&outcome_of(&rig, "m_slow").await),
+        &Outcome::NotRepeated
+    );
 }
 
 #[tokio::test]

@@ -18,8 +18,12 @@ use messenger_types::{NotifyCommand, NotifyOne};
 use sha2::{Digest, Sha256};
 
 use crate::bot::Bot;
+use crate::policy::Refusal;
 use crate::policy::{self, Basis, Planned, TokenState};
-use crate::{MIN_TIME_PER_MESSAGE, Messenger, Outcome, ProcessError, Processor, time_left};
+use crate::{
+    MIN_TIME_PER_MESSAGE, MessageOutcome, Messenger, Outcome, ProcessError, Processor, TokenFate,
+    time_left,
+};
 
 /// Tokens read from the index per query.
 pub const FAN_OUT_PAGE: i32 = 100;
@@ -85,14 +89,14 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         command: &NotifyCommand,
         message_id: &str,
         deadline: Option<SystemTime>,
-    ) -> Result<Outcome, ProcessError> {
+    ) -> Result<MessageOutcome, ProcessError> {
         let notify_id = command
             .notify_id
             .clone()
             .unwrap_or_else(|| message_id.to_owned());
         if let Err(reason) = check_message(&command.message) {
             tracing::error!(page_id = %command.page_id, %reason, "notify command refused");
-            return Ok(Outcome::Processed(format!("refused: {reason}")));
+            return Ok(MessageOutcome::NotifyRefused { reason });
         }
         let started = SystemTime::now();
         let deadline = match deadline {
@@ -123,11 +127,17 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                     kind: "notify",
                 };
                 event_queue::send_all(&self.queue, &[message], &RetryPolicy::default()).await?;
-                let outcome = format!(
-                    "notify {notify_id}: {queued} recipients queued ({refused} refused by the queue); a follow-up continues"
+                tracing::info!(
+                    %notify_id,
+                    recipients = queued,
+                    refused_by_queue = refused,
+                    "notify fan-out paused before the deadline; a follow-up continues"
                 );
-                tracing::info!(%outcome, "notify fan-out paused before the deadline");
-                return Ok(Outcome::Processed(outcome));
+                return Ok(MessageOutcome::NotifyQueued {
+                    recipients: queued,
+                    refused_by_queue: refused,
+                    follow_up: true,
+                });
             }
             let (tokens, next) = self
                 .store
@@ -184,19 +194,31 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             match next {
                 Some(n) => after = Some(n),
                 None => {
-                    let outcome = format!(
-                        "notify {notify_id}: {queued} recipients queued ({refused} refused by the queue) for Page {} topic {:?}",
-                        command.page_id, command.topic
+                    tracing::info!(
+                        %notify_id,
+                        page_id = %command.page_id,
+                        recipients = queued,
+                        refused_by_queue = refused,
+                        "notify fan-out done"
                     );
-                    tracing::info!(page_id = %command.page_id, recipients = queued, "notify fan-out done");
-                    return Ok(Outcome::Processed(outcome));
+                    return Ok(MessageOutcome::NotifyQueued {
+                        recipients: queued,
+                        refused_by_queue: refused,
+                        follow_up: false,
+                    });
                 }
             }
         }
     }
 
     /// Sends one recipient's notification: check the rules, spend the token, send.
-    pub async fn notify_one(&self, one: &NotifyOne) -> Result<Outcome, ProcessError> {
+    pub async fn notify_one(&self, one: &NotifyOne) -> Result<MessageOutcome, ProcessError> {
+        self.notify_one_outcome(one)
+            .await
+            .map(MessageOutcome::Notified)
+    }
+
+    async fn notify_one_outcome(&self, one: &NotifyOne) -> Result<Outcome, ProcessError> {
         let at = TokenRef {
             page: one.page_id.clone(),
             psid: one.psid.clone(),
@@ -207,10 +229,11 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         // spend, so that a refusal or a failure here leaves the token untouched.
         let Some(page_token) = self.tokens.get(&one.page_id) else {
             tracing::error!(page_id = %one.page_id, "no Page access token for this Page");
-            return Ok(Outcome::Processed(format!(
-                "not sent: no Page access token for Page {}",
-                one.page_id
-            )));
+            return Ok(Outcome::Refused {
+                reason: Refusal::NoPageToken {
+                    page: one.page_id.clone(),
+                },
+            });
         };
         let thread = self
             .store
@@ -225,28 +248,30 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             used: false,
             expires_at: messenger_types::Timestamp::from_millis(i64::MAX),
         });
-        if let Err(refusal) = policy::check(&Planned {
+        if let Err(reason) = policy::check(&Planned {
             now,
             sending_page: &one.page_id,
             recipient_page: &at.page,
             thread: &thread,
             basis: &basis,
         }) {
-            tracing::warn!(page_id = %one.page_id, %refusal, "notification refused by policy; token kept");
-            return Ok(Outcome::Processed(format!("refused: {refusal}")));
+            tracing::warn!(page_id = %one.page_id, reason = reason.code(), "notification refused by policy; token kept");
+            return Ok(Outcome::Refused { reason });
         }
 
         let spend = spend_id(&one.notify_id);
         let token = match self.store.spend_token(&at, &spend, now).await? {
             Ok(token) => token,
             Err(refused) => {
-                let why = match refused {
-                    SpendRefused::Unknown => "no such one-time token".to_owned(),
-                    SpendRefused::NotActive(status) => format!("token is {}", status.as_str()),
-                    SpendRefused::Expired => "token expired".to_owned(),
+                let reason = match refused {
+                    SpendRefused::Unknown => Refusal::TokenUnknown,
+                    SpendRefused::NotActive(status) => Refusal::TokenNotActive { status },
+                    SpendRefused::Expired => Refusal::TokenNotActive {
+                        status: messenger_store::TokenStatus::Expired,
+                    },
                 };
-                tracing::info!(page_id = %one.page_id, %why, "notification not sent");
-                return Ok(Outcome::Processed(format!("not sent: {why}")));
+                tracing::info!(page_id = %one.page_id, reason = reason.code(), "notification not sent");
+                return Ok(Outcome::Refused { reason });
             }
         };
         let request = SendRequest::one_time_notification(
@@ -254,17 +279,14 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             Message::from_map(one.message.clone()),
         );
         match self.graph.send(&one.page_id, page_token, &request).await {
-            Ok(sent) => Ok(Outcome::Processed(format!(
-                "sent {}",
-                sent.message_id.as_deref().unwrap_or("(no message id)")
-            ))),
+            Ok(sent) => Ok(Outcome::Sent {
+                message_id: sent.message_id,
+            }),
             Err(e) if e.outcome_unknown => {
                 // The request went out and no answer came: it may have been
                 // delivered. A token is used at most once, so it stays spent.
                 tracing::warn!(page_id = %one.page_id, error = %e, "notification may have gone out; token kept spent");
-                Ok(Outcome::Processed(format!(
-                    "outcome unknown, token kept spent: {e}"
-                )))
+                Ok(Outcome::MaybeSent)
             }
             Err(e) if e.is_retryable() || keeps_the_token(&e) => {
                 // Meta answered (or the request never left): nothing went out, and
@@ -279,16 +301,24 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                     return Err(ProcessError::Graph(e));
                 }
                 tracing::error!(page_id = %one.page_id, error = %e, alert = true, "Meta refused the Page's notification; token kept");
-                Ok(Outcome::Processed(format!("Graph error: {e}; token kept")))
+                Ok(with_token(&e, TokenFate::Kept))
             }
             Err(e) => {
                 self.store.retire_token(&at, &spend, &e.to_string()).await?;
                 tracing::warn!(page_id = %one.page_id, error = %e, "Meta refused the notification; token retired");
-                Ok(Outcome::Processed(format!(
-                    "Graph error: {e}; token retired"
-                )))
+                Ok(with_token(&e, TokenFate::Retired))
             }
         }
+    }
+}
+
+/// Meta's refusal of a notification, with what became of its token.
+fn with_token(e: &graph_api::GraphError, fate: TokenFate) -> Outcome {
+    Outcome::GraphRefused {
+        class: e.class,
+        code: e.code,
+        subcode: e.subcode,
+        token: Some(fate),
     }
 }
 

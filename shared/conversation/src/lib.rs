@@ -28,7 +28,7 @@ pub mod thread;
 
 pub use graph_error::{ErrorClass, GraphError};
 pub use ledger::{Claim, ClaimToken};
-pub use outcome::{EventOutcome, Outcome};
+pub use outcome::{EventOutcome, Outcome, TokenFate};
 pub use ports::{Store, StoreError, StoreErrorKind, TokenStore};
 pub use send_policy::{Basis, Refusal};
 pub use thread::{Person, ThreadChange, ThreadKey, ThreadState};

@@ -11,7 +11,8 @@ pub const OTN_LIFETIME_MS: i64 = 365 * 24 * 60 * 60 * 1000;
 pub const OTN_RECORD_GRACE_DAYS: i64 = 30;
 
 /// What a token may still do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TokenStatus {
     Active,
     Used,

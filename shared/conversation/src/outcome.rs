@@ -21,12 +21,18 @@ pub enum Outcome {
     ControlPassed { app_id: AppId },
     /// The send policy refused it before any network call.
     Refused { reason: Refusal },
-    /// Meta refused it for good (not retried).
+    /// Meta refused it for good (not retried). For a one-time notification,
+    /// `token` says whether the token was kept (not its fault) or retired.
     GraphRefused {
         class: ErrorClass,
         code: Option<i64>,
         subcode: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<TokenFate>,
     },
+    /// The call went out and no answer says how it ended: it may have reached the
+    /// person, so it is not made again (a notification's token stays spent).
+    MaybeSent,
     /// An earlier attempt at this event carried it out.
     DoneEarlier,
     /// An earlier attempt made this call and died before recording what came of
@@ -41,6 +47,7 @@ impl Outcome {
             class: e.class,
             code: e.code,
             subcode: e.subcode,
+            token: None,
         }
     }
 
@@ -51,6 +58,7 @@ impl Outcome {
             Self::ControlPassed { .. } => "control_passed",
             Self::Refused { .. } => "refused",
             Self::GraphRefused { .. } => "graph_refused",
+            Self::MaybeSent => "maybe_sent",
             Self::DoneEarlier => "done_earlier",
             Self::NotRepeated => "not_repeated",
         }
@@ -73,14 +81,33 @@ impl fmt::Display for Outcome {
                 class,
                 code,
                 subcode,
-            } => write!(
-                f,
-                "Graph API refused it ({class}, code {code:?}, subcode {subcode:?})"
-            ),
+                token,
+            } => {
+                write!(
+                    f,
+                    "Graph API refused it ({class}, code {code:?}, subcode {subcode:?})"
+                )?;
+                match token {
+                    Some(TokenFate::Kept) => f.write_str("; token kept"),
+                    Some(TokenFate::Retired) => f.write_str("; token retired"),
+                    None => Ok(()),
+                }
+            }
+            Self::MaybeSent => f.write_str("the call went out and no answer came; not repeated"),
             Self::DoneEarlier => f.write_str("done by an earlier attempt"),
             Self::NotRepeated => f.write_str("interrupted in an earlier attempt; not repeated"),
         }
     }
+}
+
+/// What became of a one-time notification token after Meta refused its send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenFate {
+    /// Not the token's fault (the Page's credentials, the message): usable again.
+    Kept,
+    /// Meta refused the token itself: it is never used again.
+    Retired,
 }
 
 /// What became of one event, as recorded on it.
@@ -161,6 +188,13 @@ mod tests {
                     class: ErrorClass::Unreachable,
                     code: Some(551),
                     subcode: None,
+                    token: None,
+                },
+                Outcome::GraphRefused {
+                    class: ErrorClass::InvalidRequest,
+                    code: Some(100),
+                    subcode: None,
+                    token: Some(TokenFate::Retired),
                 },
                 Outcome::NotRepeated,
             ],

@@ -77,6 +77,10 @@ pub enum Refusal {
     TokenUsed,
     #[error("the one-time notification token expired at {expired_at}")]
     TokenExpired { expired_at: Timestamp },
+    #[error("no such one-time notification token")]
+    TokenUnknown,
+    #[error("the one-time notification token is {status:?}")]
+    TokenNotActive { status: crate::otn::TokenStatus },
     #[error("no Page access token for Page {page}")]
     NoPageToken { page: PageId },
     #[error("thread control needs the event's thread, and a PSID (not a user_ref)")]
@@ -98,6 +102,8 @@ impl Refusal {
             Self::MissingTag => "missing_tag",
             Self::TokenUsed => "token_used",
             Self::TokenExpired { .. } => "token_expired",
+            Self::TokenUnknown => "token_unknown",
+            Self::TokenNotActive { .. } => "token_not_active",
             Self::NoPageToken { .. } => "no_page_token",
             Self::NoThreadToPass => "no_thread_to_pass",
             Self::OtnOutsideNotify => "otn_outside_notify",

@@ -1,0 +1,169 @@
+//! One action the bot asked for: the send policy first, then the Graph call. A
+//! refusal or a permanent Graph error is an outcome (recorded, not retried); a
+//! passing Graph failure is an error (the message is handed back).
+
+use event_queue::EventQueue;
+use graph_api::{ErrorClass, GraphError};
+use messenger_store::{
+    Control, Person, Store, ThreadChange, ThreadKey, ThreadState, TokenStore, Unreachable,
+};
+use messenger_types::send::{MessagingType, Recipient, SendRequest};
+
+use crate::bot::{Action, Bot};
+use crate::pipeline::Work;
+use crate::policy::{self, Basis, Planned, Refusal};
+use crate::{Messenger, Outcome, ProcessError, Processor};
+
+impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processor<S, M, B, Q> {
+    /// Carries out one action. `Ok` is what came of it, a refusal or a permanent
+    /// Graph error included; `Err` means try again later.
+    pub(crate) async fn act(
+        &self,
+        w: &Work<'_>,
+        event_thread: Option<&ThreadKey>,
+        thread: &mut ThreadState,
+        action: &Action,
+    ) -> Result<Outcome, ProcessError> {
+        match action {
+            Action::Send { to, message, basis } => {
+                let other_thread;
+                let target_state: &ThreadState = if Some(to) == event_thread {
+                    thread
+                } else {
+                    other_thread = self.store.thread(to).await?;
+                    &other_thread
+                };
+                if let Err(reason) = policy::check(&Planned {
+                    now: w.now,
+                    sending_page: w.page,
+                    recipient_page: &to.page,
+                    thread: target_state,
+                    basis,
+                }) {
+                    tracing::warn!(page_id = %w.page, reason = reason.code(), "send refused by policy");
+                    return Ok(Outcome::Refused { reason });
+                }
+                let Some(token) = self.tokens.get(w.page) else {
+                    tracing::error!(page_id = %w.page, "no Page access token for this Page");
+                    return Ok(Outcome::Refused {
+                        reason: Refusal::NoPageToken {
+                            page: w.page.clone(),
+                        },
+                    });
+                };
+                let recipient = match &to.person {
+                    Person::Psid(psid) => Recipient::Id(psid.clone()),
+                    Person::UserRef(r) => Recipient::UserRef(r.as_str().to_owned()),
+                };
+                let (messaging_type, tag) = match basis {
+                    Basis::Standard(t) => (Some(*t), None),
+                    Basis::Tag(tag) => (Some(MessagingType::MessageTag), Some(tag.clone())),
+                    Basis::OneTimeToken(_) => {
+                        return Ok(Outcome::Refused {
+                            reason: Refusal::OtnOutsideNotify,
+                        });
+                    }
+                };
+                let request = SendRequest {
+                    recipient,
+                    messaging_type,
+                    tag,
+                    message: message.clone(),
+                };
+                match self.graph.send(w.page, token, &request).await {
+                    Ok(sent) => Ok(Outcome::Sent {
+                        message_id: sent.message_id,
+                    }),
+                    Err(e) => self.graph_failure(w, to, e).await,
+                }
+            }
+            Action::PassThreadControl { to: app, metadata } => {
+                let Some((key, psid)) = event_thread.and_then(|key| match &key.person {
+                    Person::Psid(psid) => Some((key, psid)),
+                    Person::UserRef(_) => None,
+                }) else {
+                    return Ok(Outcome::Refused {
+                        reason: Refusal::NoThreadToPass,
+                    });
+                };
+                if !thread.controlled_by_us() {
+                    return Ok(Outcome::Refused {
+                        reason: Refusal::NotThreadOwner {
+                            owner: thread.control.as_ref().and_then(|c| c.owner.clone()),
+                        },
+                    });
+                }
+                let Some(token) = self.tokens.get(w.page) else {
+                    tracing::error!(page_id = %w.page, "no Page access token for this Page");
+                    return Ok(Outcome::Refused {
+                        reason: Refusal::NoPageToken {
+                            page: w.page.clone(),
+                        },
+                    });
+                };
+                match self
+                    .graph
+                    .pass_thread_control(w.page, token, psid, app, metadata.as_deref())
+                    .await
+                {
+                    Ok(()) => {
+                        // Stamped when Meta confirmed the pass: later than the event
+                        // that asked for it; what the person writes after it reaches
+                        // us as standby.
+                        let control = Control {
+                            ours: false,
+                            owner: Some(app.clone()),
+                            since: (self.clock)(),
+                        };
+                        thread.control = Some(control.clone());
+                        self.store
+                            .update_thread(key, &ThreadChange::Control(control))
+                            .await?;
+                        Ok(Outcome::ControlPassed {
+                            app_id: app.clone(),
+                        })
+                    }
+                    Err(e) => self.graph_failure(w, key, e).await,
+                }
+            }
+        }
+    }
+
+    /// A Graph error: retried when Meta says it may pass, otherwise recorded (and
+    /// reflected in the thread's state where it tells us something about it).
+    async fn graph_failure(
+        &self,
+        w: &Work<'_>,
+        thread: &ThreadKey,
+        e: GraphError,
+    ) -> Result<Outcome, ProcessError> {
+        if e.is_retryable() {
+            return Err(ProcessError::Graph(e));
+        }
+        let answered_at = (self.clock)();
+        let change = match e.class {
+            ErrorClass::Unreachable => Some(ThreadChange::Unreachable(Unreachable {
+                reason: e.to_string(),
+                at: answered_at,
+            })),
+            ErrorClass::ThreadOwnedByOther => Some(ThreadChange::Control(Control {
+                ours: false,
+                owner: None,
+                since: answered_at,
+            })),
+            _ => None,
+        };
+        if let Some(change) = change {
+            self.store.update_thread(thread, &change).await?;
+        }
+        match e.class {
+            ErrorClass::TokenInvalid | ErrorClass::PermissionMissing => {
+                tracing::error!(page_id = %w.page, error = %e, alert = true, "Graph API refused the Page's credentials: replace the token or grant the permission");
+            }
+            _ => {
+                tracing::warn!(page_id = %w.page, error = %e, "Graph API refused the call; not retried")
+            }
+        }
+        Ok(Outcome::graph_refused(&e))
+    }
+}

@@ -1,0 +1,147 @@
+//! One SQS batch. Messages of different FIFO groups (different threads) do not
+//! wait for each other: the groups run concurrently, at most
+//! [`MAX_CONCURRENT_GROUPS`] at once, and each group's messages run in their
+//! order. A message that fails is reported, and so is every later message of its
+//! group in the batch, so that the group's order holds when SQS delivers them
+//! again.
+
+use std::time::SystemTime;
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use event_queue::EventQueue;
+use futures_util::StreamExt;
+use messenger_store::{Store, TokenStore};
+use messenger_types::QueueMessage;
+use tracing::Instrument;
+
+use crate::bot::Bot;
+use crate::{
+    MAX_CONCURRENT_GROUPS, MIN_TIME_PER_MESSAGE, MessageOutcome, Messenger, ProcessError,
+    Processor, time_left,
+};
+
+/// The batch's messages by FIFO group (as indexes into `records`), each group in
+/// the batch's order, the groups in the order of their first message. A message
+/// without a group (a standard queue) is a group of its own.
+fn groups(records: &[SqsMessage]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
+    for (i, message) in records.iter().enumerate() {
+        let group = message.attributes.get("MessageGroupId").map(String::as_str);
+        match groups
+            .iter_mut()
+            .find(|(g, _)| group.is_some() && *g == group)
+        {
+            Some((_, members)) => members.push(i),
+            None => groups.push((group, vec![i])),
+        }
+    }
+    groups.into_iter().map(|(_, members)| members).collect()
+}
+
+impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processor<S, M, B, Q> {
+    /// Processes an SQS batch and reports the messages to hand back. `deadline`
+    /// is the invocation's; with too little time left, the remaining messages
+    /// are handed back untouched.
+    pub async fn handle(&self, event: SqsEvent, deadline: Option<SystemTime>) -> SqsBatchResponse {
+        let records = &event.records;
+        let failed: Vec<Vec<String>> = futures_util::stream::iter(groups(records))
+            .map(|group| self.process_group(records, group, deadline))
+            .buffer_unordered(MAX_CONCURRENT_GROUPS)
+            .collect()
+            .await;
+        let mut response = SqsBatchResponse::default();
+        for id in failed.into_iter().flatten() {
+            response.add_failure(id);
+        }
+        response
+    }
+
+    /// One group's messages in order; returns the ids to hand back.
+    async fn process_group(
+        &self,
+        records: &[SqsMessage],
+        group: Vec<usize>,
+        deadline: Option<SystemTime>,
+    ) -> Vec<String> {
+        let mut failed = Vec::new();
+        for message in group.into_iter().filter_map(|i| records.get(i)) {
+            let id = message.message_id.clone().unwrap_or_default();
+            let span = tracing::info_span!("sqs_message", message_id = %id);
+            if !failed.is_empty() {
+                span.in_scope(|| {
+                    tracing::info!("an earlier message of its group failed; handed back")
+                });
+                failed.push(id);
+                continue;
+            }
+            let result = if deadline.is_some_and(|d| time_left(d) < MIN_TIME_PER_MESSAGE) {
+                Err(ProcessError::OutOfTime)
+            } else {
+                self.process_message(message, deadline)
+                    .instrument(span.clone())
+                    .await
+            };
+            if let Err(error) = result {
+                span.in_scope(|| tracing::warn!(%error, "message handed back to the queue"));
+                failed.push(id);
+            }
+        }
+        failed
+    }
+
+    /// One message: a webhook event, a `notify` command or one person's notification.
+    pub async fn process_message(
+        &self,
+        message: &SqsMessage,
+        deadline: Option<SystemTime>,
+    ) -> Result<MessageOutcome, ProcessError> {
+        let body = message.body.as_deref().unwrap_or("");
+        match QueueMessage::from_json(body)? {
+            QueueMessage::Event(queued) => self.process_event(&queued, deadline).await,
+            QueueMessage::Notify(command) => {
+                let id = message.message_id.as_deref().unwrap_or("unknown");
+                self.fan_out(&command, id, deadline).await
+            }
+            QueueMessage::NotifyOne(one) => self.notify_one(&one).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &str, group: Option<&str>) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.to_owned());
+        if let Some(group) = group {
+            m.attributes
+                .insert("MessageGroupId".to_owned(), group.to_owned());
+        }
+        m
+    }
+
+    #[test]
+    fn groups_keep_the_batch_order_inside_each_group() {
+        let batch = vec![
+            message("1", Some("a")),
+            message("2", Some("b")),
+            message("3", Some("a")),
+            message("4", None),
+            message("5", None),
+            message("6", Some("b")),
+        ];
+        let ids: Vec<Vec<&str>> = groups(&batch)
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .map(|&i| batch[i].message_id.as_deref().unwrap())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            vec![vec!["1", "3"], vec!["2", "6"], vec!["4"], vec!["5"]]
+        );
+    }
+}

@@ -1,0 +1,94 @@
+//! The environment, the clients built once, and the Lambda function's `run`.
+
+use event_queue::SqsQueue;
+use graph_api::{GraphClient, GraphConfig};
+use messenger_store::DynamoStore;
+
+use crate::bot::{Bot, DefaultBot};
+use crate::{ConfigError, Lookup, Processor, SdkConfig};
+
+/// The processor as deployed.
+pub type AwsProcessor = Processor<DynamoStore, GraphClient, DefaultBot, SqsQueue>;
+
+/// The processor's own settings (the secrets come from [`app_config::Secrets`]).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub table_name: String,
+    /// Where the notify fan-out puts per-recipient work (the events queue itself).
+    pub events_queue_url: String,
+    pub graph_base_url: String,
+    pub graph_version: String,
+}
+
+impl Config {
+    pub fn from_env(env: &impl Lookup) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table_name: app_config::required(env, "TABLE_NAME")?,
+            events_queue_url: app_config::required(env, "EVENTS_QUEUE_URL")?,
+            graph_base_url: app_config::optional(
+                env,
+                "GRAPH_API_BASE_URL",
+                graph_api::DEFAULT_BASE_URL.to_owned(),
+            )?,
+            graph_version: app_config::optional(
+                env,
+                "GRAPH_API_VERSION",
+                graph_api::DEFAULT_VERSION.to_owned(),
+            )?,
+        })
+    }
+}
+
+/// Builds the processor from the environment, with the default bot.
+pub async fn from_env(env: &impl Lookup, sdk: &SdkConfig) -> Result<AwsProcessor, ConfigError> {
+    from_env_with_bot(env, sdk, DefaultBot).await
+}
+
+/// Runs the processor as the Lambda function, with `bot` deciding: reads the
+/// configuration (failing before the runtime starts when it is incomplete) and
+/// serves SQS batches until the runtime stops. The deployed binary is
+/// `run(DefaultBot)`; a bot of your own goes in its place (see the README). It
+/// installs Lambda's default tracing subscriber (JSON logs under the template's
+/// logging config) itself, so `main` must not install one first.
+pub async fn run<B: Bot>(bot: B) -> Result<(), lambda_runtime::Error> {
+    use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+    use lambda_runtime::{LambdaEvent, service_fn};
+
+    lambda_runtime::tracing::init_default_subscriber();
+    let sdk = app_config::aws_sdk_config().await;
+    let processor = from_env_with_bot(&app_config::ProcessEnv, &sdk, bot)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "processor cannot start"))?;
+    let processor = &processor;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let deadline = event.context.deadline();
+        Ok::<SqsBatchResponse, lambda_runtime::Error>(
+            processor.handle(event.payload, Some(deadline)).await,
+        )
+    }))
+    .await
+}
+
+/// Builds the processor from the environment, with `bot` deciding.
+pub async fn from_env_with_bot<B: Bot>(
+    env: &impl Lookup,
+    sdk: &SdkConfig,
+    bot: B,
+) -> Result<Processor<DynamoStore, GraphClient, B, SqsQueue>, ConfigError> {
+    let config = Config::from_env(env)?;
+    let (secrets, origin) = app_config::Secrets::load(env, sdk).await?;
+    let tokens = secrets.require_page_tokens(origin)?.clone();
+    let graph = GraphClient::new(GraphConfig {
+        base_url: config.graph_base_url,
+        version: config.graph_version,
+        app_secret: secrets.app_secret.clone(),
+        ..GraphConfig::default()
+    })
+    .map_err(|e| ConfigError::Invalid {
+        var: "GRAPH_API_BASE_URL",
+        reason: e.to_string(),
+    })?;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table_name);
+    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.events_queue_url);
+    Ok(Processor::new(store, graph, bot, queue, tokens))
+}

@@ -1,0 +1,463 @@
+//! The pipeline on the in-memory store, a fake Graph API and an in-memory queue:
+//! every rule of at-most-once and every refusal, in milliseconds. The same
+//! behaviours run against the emulator in `tests/` (the DynamoDB adapter).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use conversation::testing::MemoryStore;
+use event_queue::testing::MemoryQueue;
+use graph_api::{ErrorClass, GraphError};
+use messenger_store::{Control, StoreErrorKind, ThreadChange, ThreadKey};
+use messenger_types::send::{
+    MessageTag, MessagingType, OutgoingMessage, SendRequest, SendResponse,
+};
+use messenger_types::{AppId, PageId, Psid, QueueMessage, QueuedEvent, Timestamp};
+use secrecy::SecretString;
+
+use crate::bot::{Action, Bot, DefaultBot, Turn};
+use crate::policy::{Basis, Refusal, TokenState};
+use crate::{EventOutcome, MessageOutcome, Messenger, Outcome, ProcessError, Processor};
+
+const PAGE: &str = "100000000000001";
+const NOW_MS: i64 = 1_800_000_000_000;
+
+fn now() -> Timestamp {
+    Timestamp::from_millis(NOW_MS)
+}
+
+/// A fake Send API: records every call, answers after `delay`, fails the next
+/// calls as told, and notes how many calls were in flight at once.
+#[derive(Debug, Default)]
+struct FakeGraph {
+    sends: Mutex<Vec<SendRequest>>,
+    passes: Mutex<Vec<(Psid, AppId)>>,
+    failures: Mutex<Vec<GraphError>>,
+    delay: Duration,
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+}
+
+impl FakeGraph {
+    fn sends(&self) -> Vec<SendRequest> {
+        self.sends.lock().unwrap().clone()
+    }
+
+    fn fail_next(&self, e: GraphError) {
+        self.failures.lock().unwrap().push(e);
+    }
+
+    async fn call(&self) -> Result<(), GraphError> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        match self.failures.lock().unwrap().pop() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Messenger for FakeGraph {
+    async fn send(
+        &self,
+        _page: &PageId,
+        _token: &SecretString,
+        request: &SendRequest,
+    ) -> Result<SendResponse, GraphError> {
+        self.call().await?;
+        let mut sends = self.sends.lock().unwrap();
+        sends.push(request.clone());
+        Ok(SendResponse {
+            recipient_id: None,
+            message_id: Some(format!("m_{}", sends.len())),
+        })
+    }
+
+    async fn pass_thread_control(
+        &self,
+        _page: &PageId,
+        _token: &SecretString,
+        psid: &Psid,
+        to: &AppId,
+        _metadata: Option<&str>,
+    ) -> Result<(), GraphError> {
+        self.call().await?;
+        self.passes.lock().unwrap().push((psid.clone(), to.clone()));
+        Ok(())
+    }
+}
+
+type TestProcessor<B> = Processor<MemoryStore, FakeGraph, B, MemoryQueue>;
+
+fn processor<B: Bot>(bot: B) -> TestProcessor<B> {
+    let tokens = BTreeMap::from([(
+        PageId::new(PAGE),
+        SecretString::from("test-page-token".to_owned()),
+    )]);
+    let mut p = Processor::new(
+        MemoryStore::new(),
+        FakeGraph::default(),
+        bot,
+        MemoryQueue::new(),
+        tokens,
+    );
+    p.clock = now;
+    p
+}
+
+/// A queued text message from `psid`, `age_ms` before now.
+fn text(psid: &str, mid: &str, body: &str, age_ms: i64) -> String {
+    let event = serde_json::json!({
+        "sender": {"id": psid},
+        "recipient": {"id": PAGE},
+        "timestamp": NOW_MS - age_ms,
+        "message": {"mid": mid, "text": body}
+    });
+    serde_json::json!({
+        "type": "event",
+        "page_id": PAGE,
+        "source": "messaging",
+        "key": format!("mid:{mid}"),
+        "event": event
+    })
+    .to_string()
+}
+
+fn queued(body: &str) -> QueuedEvent {
+    match QueueMessage::from_json(body).unwrap() {
+        QueueMessage::Event(e) => e,
+        other => panic!("not an event: {other:?}"),
+    }
+}
+
+fn sqs(messages: &[(String, String)]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    for (i, (group, body)) in messages.iter().enumerate() {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(format!("sqs-{i}"));
+        m.body = Some(body.clone());
+        m.attributes
+            .insert("MessageGroupId".to_owned(), group.clone());
+        event.records.push(m);
+    }
+    event
+}
+
+fn acted(outcome: MessageOutcome) -> Vec<Outcome> {
+    match outcome {
+        MessageOutcome::Event(EventOutcome::Acted { actions }) => actions,
+        other => panic!("no actions: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_text_gets_one_reply_and_its_outcome_is_recorded_typed() {
+    let p = processor(DefaultBot);
+    let event = queued(&text("2001", "m1", "hello", 1_000));
+    let outcome = p.process_event(&event, None).await.unwrap();
+    assert_eq!(
+        acted(outcome),
+        vec![Outcome::Sent {
+            message_id: Some("m_1".into())
+        }]
+    );
+    assert_eq!(p.graph.sends().len(), 1);
+    let key = messenger_types::route(Some(PAGE), &event.event).key;
+    let recorded = p.store.event(&key).unwrap();
+    assert!(recorded.done);
+    assert_eq!(
+        EventOutcome::parse(recorded.outcome.as_deref().unwrap()).unwrap(),
+        EventOutcome::Acted {
+            actions: vec![Outcome::Sent {
+                message_id: Some("m_1".into())
+            }]
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_delivery_sends_nothing() {
+    let p = processor(DefaultBot);
+    let body = text("2001", "m1", "hello", 1_000);
+    p.process_event(&queued(&body), None).await.unwrap();
+    let again = p.process_event(&queued(&body), None).await.unwrap();
+    assert_eq!(again, MessageOutcome::Duplicate);
+    assert_eq!(p.graph.sends().len(), 1);
+}
+
+#[tokio::test]
+async fn two_concurrent_deliveries_of_one_event_send_once() {
+    let mut p = processor(DefaultBot);
+    p.graph.delay = Duration::from_millis(20);
+    let body = text("2001", "m1", "hello", 1_000);
+    let (first, second) = (queued(&body), queued(&body));
+    let (a, b) = tokio::join!(
+        p.process_event(&first, None),
+        p.process_event(&second, None)
+    );
+    // One sends; the other finds the event claimed and is handed back (Busy), or
+    // finds it done.
+    let results = [a, b];
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| matches!(r, Ok(MessageOutcome::Event(_))))
+            .count(),
+        1,
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .any(|r| matches!(r, Err(ProcessError::Busy) | Ok(MessageOutcome::Duplicate)))
+    );
+    assert_eq!(p.graph.sends().len(), 1);
+}
+
+#[tokio::test]
+async fn a_crash_after_the_send_and_before_done_never_sends_twice() {
+    let p = processor(DefaultBot);
+    let body = text("2001", "m1", "hello", 1_000);
+    // The send succeeds; recording it as done fails for good (a crash here).
+    p.store.fail("record_progress", StoreErrorKind::Invalid, 1);
+    assert!(p.process_event(&queued(&body), None).await.is_err());
+    assert_eq!(p.graph.sends().len(), 1);
+    // The redelivery finds the action started and not done: not repeated.
+    p.store.expire_leases();
+    let outcome = p.process_event(&queued(&body), None).await.unwrap();
+    assert_eq!(acted(outcome), vec![Outcome::NotRepeated]);
+    assert_eq!(p.graph.sends().len(), 1);
+}
+
+#[tokio::test]
+async fn a_graph_error_meta_answered_is_retried_and_then_sends_once() {
+    let p = processor(DefaultBot);
+    let body = text("2001", "m1", "hello", 1_000);
+    p.graph.fail_next(GraphError::new(
+        ErrorClass::Transient,
+        "service unavailable",
+    ));
+    assert!(matches!(
+        p.process_event(&queued(&body), None).await,
+        Err(ProcessError::Graph(_))
+    ));
+    let outcome = p.process_event(&queued(&body), None).await.unwrap();
+    assert!(matches!(acted(outcome)[0], Outcome::Sent { .. }));
+    assert_eq!(p.graph.sends().len(), 1);
+}
+
+#[tokio::test]
+async fn a_permanent_graph_error_is_an_outcome_and_marks_the_person_unreachable() {
+    let p = processor(DefaultBot);
+    let mut e = GraphError::new(ErrorClass::Unreachable, "person unavailable");
+    e.code = Some(551);
+    p.graph.fail_next(e);
+    let outcome = p
+        .process_event(&queued(&text("2001", "m1", "hello", 1_000)), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        acted(outcome),
+        vec![Outcome::GraphRefused {
+            class: ErrorClass::Unreachable,
+            code: Some(551),
+            subcode: None,
+            token: None,
+        }]
+    );
+    let thread = messenger_store::Store::thread(
+        &p.store,
+        &ThreadKey::psid(PageId::new(PAGE), Psid::new("2001")),
+    )
+    .await
+    .unwrap();
+    assert!(thread.unreachable.is_some());
+}
+
+#[tokio::test]
+async fn an_older_event_arriving_late_leaves_the_newer_window() {
+    let p = processor(DefaultBot);
+    p.process_event(&queued(&text("2001", "m2", "newer", 1_000)), None)
+        .await
+        .unwrap();
+    // A day-old message delivered late: the window stays the newer message's, so
+    // the late one's reply still goes out (the window is open).
+    let outcome = p
+        .process_event(&queued(&text("2001", "m1", "older", 25 * 3_600_000)), None)
+        .await
+        .unwrap();
+    assert!(matches!(acted(outcome)[0], Outcome::Sent { .. }));
+    let thread = messenger_store::Store::thread(
+        &p.store,
+        &ThreadKey::psid(PageId::new(PAGE), Psid::new("2001")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        thread.last_user_interaction,
+        Some(Timestamp::from_millis(NOW_MS - 1_000))
+    );
+}
+
+/// A bot that asks for every kind of send the policy must refuse.
+#[derive(Debug)]
+struct RuleBreaker;
+
+impl Bot for RuleBreaker {
+    async fn decide(&self, turn: &Turn<'_>) -> Vec<Action> {
+        let Some(me) = turn.thread_key.cloned() else {
+            return vec![Action::PassThreadControl {
+                to: AppId::new("263902037430900"),
+                metadata: None,
+            }];
+        };
+        let message = OutgoingMessage::text("hi");
+        let send = |to: ThreadKey, basis: Basis| Action::Send {
+            to,
+            message: message.clone(),
+            basis,
+        };
+        let stranger = ThreadKey::psid(PageId::new(PAGE), Psid::new("9999"));
+        let other_page = ThreadKey::psid(PageId::new("100000000000002"), Psid::new("2001"));
+        let taken = ThreadKey::psid(PageId::new(PAGE), Psid::new("3001"));
+        vec![
+            send(stranger, Basis::Standard(MessagingType::Response)),
+            send(me.clone(), Basis::Tag(MessageTag::PostPurchaseUpdate)),
+            send(me.clone(), Basis::Standard(MessagingType::MessageTag)),
+            send(
+                me.clone(),
+                Basis::Tag(MessageTag::Other("NON_PROMOTIONAL_SUBSCRIPTION".into())),
+            ),
+            send(other_page, Basis::Standard(MessagingType::Response)),
+            send(
+                me.clone(),
+                Basis::OneTimeToken(TokenState {
+                    used: false,
+                    expires_at: Timestamp::from_millis(i64::MAX),
+                }),
+            ),
+            send(taken, Basis::Standard(MessagingType::Response)),
+        ]
+    }
+}
+
+#[tokio::test]
+async fn every_refusal_reason_is_a_typed_outcome_and_nothing_reaches_graph() {
+    let p = processor(RuleBreaker);
+    // Another app controls person 3001's thread.
+    messenger_store::Store::update_thread(
+        &p.store,
+        &ThreadKey::psid(PageId::new(PAGE), Psid::new("3001")),
+        &ThreadChange::Control(Control {
+            ours: false,
+            owner: Some(AppId::new("263902037430900")),
+            since: now(),
+        }),
+    )
+    .await
+    .unwrap();
+    let outcome = p
+        .process_event(&queued(&text("2001", "m1", "hello", 1_000)), None)
+        .await
+        .unwrap();
+    let codes: Vec<&str> = acted(outcome)
+        .iter()
+        .map(|o| match o {
+            Outcome::Refused { reason } => reason.code(),
+            other => panic!("not refused: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            "outside_window",
+            "retired_tag",
+            "missing_tag",
+            "unsupported_tag",
+            "wrong_page",
+            "otn_outside_notify",
+            "not_thread_owner",
+        ]
+    );
+    assert!(p.graph.sends().is_empty());
+}
+
+#[tokio::test]
+async fn a_page_without_a_token_and_a_pass_without_a_person_are_refused() {
+    let p = processor(DefaultBot);
+    let body = text("2001", "m1", "hello", 1_000).replace(PAGE, "100000000000003");
+    let outcome = p.process_event(&queued(&body), None).await.unwrap();
+    assert_eq!(
+        acted(outcome),
+        vec![Outcome::Refused {
+            reason: Refusal::NoPageToken {
+                page: PageId::new("100000000000003")
+            }
+        }]
+    );
+    // An event that names no person (a Page-level event) has no thread to pass.
+    let p = processor(RuleBreaker);
+    let event = serde_json::json!({
+        "type": "event", "page_id": PAGE, "source": "messaging", "key": "policy:1",
+        "event": {"recipient": {"id": PAGE}, "timestamp": NOW_MS,
+                  "policy_enforcement": {"action": "warning", "reason": "test"}}
+    })
+    .to_string();
+    let outcome = p.process_event(&queued(&event), None).await.unwrap();
+    assert_eq!(
+        acted(outcome),
+        vec![Outcome::Refused {
+            reason: Refusal::NoThreadToPass
+        }]
+    );
+}
+
+#[tokio::test]
+async fn groups_of_a_batch_run_concurrently() {
+    let mut p = processor(DefaultBot);
+    p.graph.delay = Duration::from_millis(30);
+    let mut messages: Vec<(String, String)> = (0..8)
+        .map(|i| {
+            (
+                format!("{PAGE}:20{i:02}"),
+                text(&format!("20{i:02}"), &format!("m{i}"), "hi", 1_000),
+            )
+        })
+        .collect();
+    // Two more messages of the first person, behind the first.
+    messages.push((format!("{PAGE}:2000"), text("2000", "m8", "again", 900)));
+    messages.push((format!("{PAGE}:2000"), text("2000", "m9", "and again", 800)));
+    let response = p.handle(sqs(&messages), None).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(p.graph.sends().len(), 10);
+    assert!(
+        p.graph.most_in_flight.load(Ordering::SeqCst) > 1,
+        "groups ran one after another"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_message_hands_back_the_rest_of_its_group_only() {
+    let p = processor(DefaultBot);
+    let messages = vec![
+        (format!("{PAGE}:2001"), "not json".to_owned()),
+        (format!("{PAGE}:2001"), text("2001", "m2", "hello", 1_000)),
+        (format!("{PAGE}:2002"), text("2002", "m3", "hello", 1_000)),
+    ];
+    let response = p.handle(sqs(&messages), None).await;
+    let mut failed: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    failed.sort();
+    assert_eq!(failed, vec!["sqs-0", "sqs-1"]);
+    assert_eq!(p.graph.sends().len(), 1);
+}
