@@ -1,6 +1,6 @@
 //! One SQS batch. Messages of different FIFO groups (different threads) do not
 //! wait for each other: the groups run concurrently, at most
-//! [`MAX_CONCURRENT_GROUPS`] at once, and each group's messages run in their
+//! [`Processor::group_concurrency`] at once ([`MAX_CONCURRENT_GROUPS`] by default), and each group's messages run in their
 //! order. A message that fails is reported, and so is every later message of its
 //! group in the batch, so that the group's order holds when SQS delivers them
 //! again.
@@ -14,11 +14,10 @@ use messenger_store::{Store, TokenStore};
 use messenger_types::QueueMessage;
 use tracing::Instrument;
 
+#[cfg(doc)]
+use crate::MAX_CONCURRENT_GROUPS;
 use crate::bot::Bot;
-use crate::{
-    MAX_CONCURRENT_GROUPS, MIN_TIME_PER_MESSAGE, MessageOutcome, Messenger, ProcessError,
-    Processor, time_left,
-};
+use crate::{MIN_TIME_PER_MESSAGE, MessageOutcome, Messenger, ProcessError, Processor, time_left};
 
 /// The batch's messages by FIFO group (as indexes into `records`), each group in
 /// the batch's order, the groups in the order of their first message. A message
@@ -46,7 +45,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         let records = &event.records;
         let failed: Vec<Vec<String>> = futures_util::stream::iter(groups(records))
             .map(|group| self.process_group(records, group, deadline))
-            .buffer_unordered(MAX_CONCURRENT_GROUPS)
+            .buffer_unordered(self.group_concurrency.max(1))
             .collect()
             .await;
         let mut response = SqsBatchResponse::default();

@@ -27,6 +27,7 @@ pub mod bot;
 pub mod config;
 pub mod notify;
 pub mod pipeline;
+pub mod testing;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -177,6 +178,9 @@ pub struct Processor<S, M, B, Q> {
     pub queue: Q,
     pub tokens: BTreeMap<PageId, SecretString>,
     pub clock: fn() -> Timestamp,
+    /// How many FIFO groups of a batch run at once (default
+    /// [`MAX_CONCURRENT_GROUPS`]; 1 runs them one after another).
+    pub group_concurrency: usize,
 }
 
 impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processor<S, M, B, Q> {
@@ -194,6 +198,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             queue,
             tokens,
             clock: Timestamp::now,
+            group_concurrency: MAX_CONCURRENT_GROUPS,
         }
     }
 }

@@ -20,78 +20,14 @@ use secrecy::SecretString;
 
 use crate::bot::{Action, Bot, DefaultBot, Turn};
 use crate::policy::{Basis, Refusal, TokenState};
-use crate::{EventOutcome, MessageOutcome, Messenger, Outcome, ProcessError, Processor};
+use crate::testing::FakeGraph;
+use crate::{EventOutcome, MessageOutcome, Outcome, ProcessError, Processor};
 
 const PAGE: &str = "100000000000001";
 const NOW_MS: i64 = 1_800_000_000_000;
 
 fn now() -> Timestamp {
     Timestamp::from_millis(NOW_MS)
-}
-
-/// A fake Send API: records every call, answers after `delay`, fails the next
-/// calls as told, and notes how many calls were in flight at once.
-#[derive(Debug, Default)]
-struct FakeGraph {
-    sends: Mutex<Vec<SendRequest>>,
-    passes: Mutex<Vec<(Psid, AppId)>>,
-    failures: Mutex<Vec<GraphError>>,
-    delay: Duration,
-    in_flight: AtomicUsize,
-    most_in_flight: AtomicUsize,
-}
-
-impl FakeGraph {
-    fn sends(&self) -> Vec<SendRequest> {
-        self.sends.lock().unwrap().clone()
-    }
-
-    fn fail_next(&self, e: GraphError) {
-        self.failures.lock().unwrap().push(e);
-    }
-
-    async fn call(&self) -> Result<(), GraphError> {
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
-        if !self.delay.is_zero() {
-            tokio::time::sleep(self.delay).await;
-        }
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        match self.failures.lock().unwrap().pop() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Messenger for FakeGraph {
-    async fn send(
-        &self,
-        _page: &PageId,
-        _token: &SecretString,
-        request: &SendRequest,
-    ) -> Result<SendResponse, GraphError> {
-        self.call().await?;
-        let mut sends = self.sends.lock().unwrap();
-        sends.push(request.clone());
-        Ok(SendResponse {
-            recipient_id: None,
-            message_id: Some(format!("m_{}", sends.len())),
-        })
-    }
-
-    async fn pass_thread_control(
-        &self,
-        _page: &PageId,
-        _token: &SecretString,
-        psid: &Psid,
-        to: &AppId,
-        _metadata: Option<&str>,
-    ) -> Result<(), GraphError> {
-        self.call().await?;
-        self.passes.lock().unwrap().push((psid.clone(), to.clone()));
-        Ok(())
-    }
 }
 
 type TestProcessor<B> = Processor<MemoryStore, FakeGraph, B, MemoryQueue>;
@@ -195,7 +131,7 @@ async fn a_duplicate_delivery_sends_nothing() {
 #[tokio::test]
 async fn two_concurrent_deliveries_of_one_event_send_once() {
     let mut p = processor(DefaultBot);
-    p.graph.delay = Duration::from_millis(20);
+    p.graph = FakeGraph::answering_after(Duration::from_millis(20));
     let body = text("2001", "m1", "hello", 1_000);
     let (first, second) = (queued(&body), queued(&body));
     let (a, b) = tokio::join!(
@@ -422,7 +358,7 @@ async fn a_page_without_a_token_and_a_pass_without_a_person_are_refused() {
 #[tokio::test]
 async fn groups_of_a_batch_run_concurrently() {
     let mut p = processor(DefaultBot);
-    p.graph.delay = Duration::from_millis(30);
+    p.graph = FakeGraph::answering_after(Duration::from_millis(30));
     let mut messages: Vec<(String, String)> = (0..8)
         .map(|i| {
             (
@@ -437,10 +373,7 @@ async fn groups_of_a_batch_run_concurrently() {
     let response = p.handle(sqs(&messages), None).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(p.graph.sends().len(), 10);
-    assert!(
-        p.graph.most_in_flight.load(Ordering::SeqCst) > 1,
-        "groups ran one after another"
-    );
+    assert!(p.graph.most_in_flight() > 1, "groups ran one after another");
 }
 
 #[tokio::test]

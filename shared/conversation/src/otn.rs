@@ -167,18 +167,31 @@ pub fn day_start(day: i64) -> Timestamp {
     Timestamp::from_millis(day.saturating_mul(MS_PER_DAY))
 }
 
-/// `YYYY-MM-DD` of a day number (Howard Hinnant's civil-from-days).
+/// Days from the Julian day count's origin to 1970-01-01.
+const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
+
+/// The calendar date of a day number, clamped to the years the date crate
+/// knows (-9999 to 9999): only an absurd timestamp falls outside them.
+fn date_of(day: i64) -> time::Date {
+    let julian = day.saturating_add(UNIX_EPOCH_JULIAN_DAY).clamp(
+        i64::from(time::Date::MIN.to_julian_day()),
+        i64::from(time::Date::MAX.to_julian_day()),
+    );
+    i32::try_from(julian)
+        .ok()
+        .and_then(|j| time::Date::from_julian_day(j).ok())
+        .unwrap_or(time::Date::MIN)
+}
+
+/// `YYYY-MM-DD` of a day number.
 pub fn day_string(day: i64) -> String {
-    let z = day + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    let date = date_of(day);
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
 }
 
 /// The day number of a `YYYY-MM-DD` date (years 0000 to 9999), or `None` when the
@@ -188,29 +201,16 @@ pub fn day_from_str(text: &str) -> Option<i64> {
     if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
         return None;
     }
-    let number = |part: &[u8]| -> Option<i64> {
-        part.iter().try_fold(0i64, |n, b| {
-            b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
+    let number = |part: &[u8]| -> Option<i32> {
+        part.iter().try_fold(0i32, |n, b| {
+            b.is_ascii_digit().then(|| n * 10 + i32::from(b - b'0'))
         })
     };
-    let (y, m, d) = (
-        number(&bytes[0..4])?,
-        number(&bytes[5..7])?,
-        number(&bytes[8..10])?,
-    );
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    // Hinnant's days-from-civil. A day the month does not have (02-30) lands on
-    // another date, which the round trip below refuses.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let day = era * 146_097 + doe - 719_468;
-    (day_string(day) == text).then_some(day)
+    let year = number(&bytes[0..4])?;
+    let month = time::Month::try_from(u8::try_from(number(&bytes[5..7])?).ok()?).ok()?;
+    let day = u8::try_from(number(&bytes[8..10])?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, day).ok()?;
+    Some(i64::from(date.to_julian_day()) - UNIX_EPOCH_JULIAN_DAY)
 }
 
 #[cfg(test)]

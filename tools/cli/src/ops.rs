@@ -303,32 +303,23 @@ pub async fn page(env: &Env, sdk: &SdkConfig, command: PageCommand) -> Result<()
             let token = tokens
                 .get(&messenger_types::PageId::new(&page))
                 .ok_or_else(|| format!("no access token for Page {page}: store it first (messenger page store-token --page {page})"))?;
-            let base = env
-                .get("GRAPH_API_BASE_URL")
-                .unwrap_or_else(|| "https://graph.facebook.com".to_owned());
-            let version = env
-                .get("GRAPH_API_VERSION")
-                .unwrap_or_else(|| "v23.0".to_owned());
-            let url = format!(
-                "{}/{version}/{page}/subscribed_apps",
-                base.trim_end_matches('/')
-            );
-            use secrecy::ExposeSecret;
-            let response = reqwest::Client::new()
-                .post(&url)
-                .bearer_auth(token.expose_secret())
-                .query(&[("subscribed_fields", fields.as_str())])
-                .send()
-                .await
-                .map_err(|e| format!("cannot reach {url}: {}", e.without_url()))?;
-            let status = response.status();
-            let text = response.text().await.unwrap_or_default();
-            if status.is_success() {
-                println!("Page {page} subscribed to: {fields}");
-                Ok(())
-            } else {
-                Err(format!("Graph API answered {status}: {text}").into())
-            }
+            let graph = graph_api::GraphClient::new(graph_api::GraphConfig {
+                base_url: env
+                    .get("GRAPH_API_BASE_URL")
+                    .unwrap_or_else(|| graph_api::DEFAULT_BASE_URL.to_owned()),
+                version: env
+                    .get("GRAPH_API_VERSION")
+                    .unwrap_or_else(|| graph_api::DEFAULT_VERSION.to_owned()),
+                // With the app secret, the call carries `appsecret_proof`.
+                app_secret: secrets.app_secret.clone(),
+                ..graph_api::GraphConfig::default()
+            })?;
+            let wanted: Vec<&str> = fields.split(',').map(str::trim).collect();
+            graph
+                .subscribe_app(&messenger_types::PageId::new(&page), token, &wanted)
+                .await?;
+            println!("Page {page} subscribed to: {fields}");
+            Ok(())
         }
         PageCommand::StoreToken { page } => {
             let token = read_stdin("the Page access token").await?;

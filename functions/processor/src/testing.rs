@@ -1,0 +1,97 @@
+//! Test doubles for the processor's Graph port, for unit tests, examples and the
+//! bot developer's own tests: a fake Send API that records every call.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use graph_api::GraphError;
+use messenger_types::send::{SendRequest, SendResponse};
+use messenger_types::{AppId, PageId, Psid};
+use secrecy::SecretString;
+
+use crate::Messenger;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A fake Send API: records every call, answers after `delay`, fails the next
+/// calls as told, and notes how many calls were in flight at once.
+#[derive(Debug, Default)]
+pub struct FakeGraph {
+    sends: Mutex<Vec<SendRequest>>,
+    passes: Mutex<Vec<(Psid, AppId)>>,
+    failures: Mutex<Vec<GraphError>>,
+    delay: Duration,
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+}
+
+impl FakeGraph {
+    /// A fake that answers every call after `delay`.
+    pub fn answering_after(delay: Duration) -> Self {
+        Self {
+            delay,
+            ..Self::default()
+        }
+    }
+
+    /// The most calls that were in flight at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.most_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Every message sent, in the order the calls ended.
+    pub fn sends(&self) -> Vec<SendRequest> {
+        lock(&self.sends).clone()
+    }
+
+    /// Makes the next call fail with `e` (several: the last one given first).
+    pub fn fail_next(&self, e: GraphError) {
+        lock(&self.failures).push(e);
+    }
+
+    async fn call(&self) -> Result<(), GraphError> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        match lock(&self.failures).pop() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Messenger for FakeGraph {
+    async fn send(
+        &self,
+        _page: &PageId,
+        _token: &SecretString,
+        request: &SendRequest,
+    ) -> Result<SendResponse, GraphError> {
+        self.call().await?;
+        let mut sends = lock(&self.sends);
+        sends.push(request.clone());
+        Ok(SendResponse {
+            recipient_id: None,
+            message_id: Some(format!("m_{}", sends.len())),
+        })
+    }
+
+    async fn pass_thread_control(
+        &self,
+        _page: &PageId,
+        _token: &SecretString,
+        psid: &Psid,
+        to: &AppId,
+        _metadata: Option<&str>,
+    ) -> Result<(), GraphError> {
+        self.call().await?;
+        lock(&self.passes).push((psid.clone(), to.clone()));
+        Ok(())
+    }
+}
