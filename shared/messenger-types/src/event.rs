@@ -13,7 +13,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::ids::{AppId, PageId, Timestamp};
+use crate::ids::{AppId, PageId, Timestamp, optional_id};
 
 /// Extra fields Meta sent that this model does not name.
 pub type Extra = Map<String, Value>;
@@ -43,9 +43,18 @@ pub struct Entry {
 /// person by `user_ref` instead.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Party {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A string or, in older payloads, a number: read like every id.
+    #[serde(
+        default,
+        deserialize_with = "optional_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub user_ref: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
@@ -375,7 +384,11 @@ pub struct Referral {
     /// `OPEN_THREAD`, ...
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ad_id: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
@@ -390,7 +403,11 @@ pub struct Optin {
     /// Plugin optins: the `data-ref` of "Send to Messenger" / the checkbox.
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub user_ref: Option<String>,
     /// OTN and recurring optins: what the request carried (our topic).
     #[serde(default, skip_serializing_if = "Option::is_none")]

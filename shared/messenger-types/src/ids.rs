@@ -1,9 +1,12 @@
 //! Newtypes for the identifiers and instants that must not be mixed up.
 //!
 //! Meta sends ids as JSON strings, except `app_id` on echoes and a few Handover
-//! Protocol payloads, which arrive as numbers; every id type here accepts both and
-//! always serialises as a string.
+//! Protocol payloads, which arrive as numbers (and older payloads, which other
+//! frameworks still test against, send every id as a number). Every id is read by
+//! [`LooseId`], whatever holds it: the id types here, the typed model's other id
+//! fields and the webhook's routing; an id is always written as a string.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -44,7 +47,7 @@ macro_rules! string_id {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                deserializer.deserialize_any(IdVisitor).map(Self)
+                LooseId::deserialize(deserializer).map(|id| Self(id.into_owned()))
             }
         }
     };
@@ -67,32 +70,73 @@ string_id!(
     UserRef
 );
 
+/// An id as Meta sends it, a JSON string or a non-negative JSON integer, read as
+/// its text (borrowed from the input when it can be). The one reader of ids: a
+/// number and the same digits as a string give the same id everywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LooseId<'a>(Cow<'a, str>);
+
+impl LooseId<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_owned(self) -> String {
+        self.0.into_owned()
+    }
+}
+
+impl std::ops::Deref for LooseId<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for LooseId<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(IdVisitor).map(LooseId)
+    }
+}
+
+/// An optional id field of the typed model (`sender.id`, `user_ref`, `ad_id`):
+/// read by [`LooseId`]; `null` is no id.
+pub(crate) fn optional_id<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    Option::<LooseId<'de>>::deserialize(deserializer).map(|id| id.map(LooseId::into_owned))
+}
+
 struct IdVisitor;
 
-impl serde::de::Visitor<'_> for IdVisitor {
-    type Value = String;
+impl<'de> serde::de::Visitor<'de> for IdVisitor {
+    type Value = Cow<'de, str>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an id as a string or a non-negative integer")
     }
 
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
-        Ok(v.to_owned())
+    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
     }
 
-    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<String, E> {
-        Ok(v)
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
     }
 
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
-        Ok(v.to_string())
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
     }
 
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
         if v < 0 {
             return Err(E::invalid_value(serde::de::Unexpected::Signed(v), &self));
         }
-        Ok(v.to_string())
+        Ok(Cow::Owned(v.to_string()))
     }
 }
 
@@ -170,6 +214,21 @@ mod tests {
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"1517776481860111\"");
         let page: PageId = serde_json::from_str("\"282749490129311\"").unwrap();
         assert_eq!(page, PageId::new("282749490129311"));
+    }
+
+    #[test]
+    fn one_reader_for_ids_borrows_text_and_reads_numbers_as_their_digits() {
+        let text: LooseId<'_> = serde_json::from_str("\"2000000000000001\"").unwrap();
+        assert!(matches!(text.0, Cow::Borrowed(_)));
+        let number: LooseId<'_> = serde_json::from_str("2000000000000001").unwrap();
+        assert_eq!(number, text);
+        let escaped: LooseId<'_> = serde_json::from_str("\"a\\/b\"").unwrap();
+        assert_eq!(escaped.as_str(), "a/b");
+        for bad in ["-1", "1.5", "true", "[]", "{}", "null"] {
+            assert!(serde_json::from_str::<LooseId<'_>>(bad).is_err(), "{bad}");
+        }
+        let psid: Psid = serde_json::from_str("2000000000000001").unwrap();
+        assert_eq!(psid.as_str(), number.as_str());
     }
 
     #[test]

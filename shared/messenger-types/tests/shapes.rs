@@ -1,0 +1,146 @@
+//! Every shape of an event Meta has sent reads as the same event: ids as strings or
+//! as numbers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use messenger_types::event::EventKind;
+use messenger_types::routing::RawEnvelope;
+use messenger_types::{Envelope, Event, Routing, route};
+use proptest::prelude::*;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+const PAGE: &str = "100000000000001";
+
+fn fixtures() -> Vec<(String, Value)> {
+    let text = include_str!("fixtures/events.json");
+    let map: serde_json::Map<String, Value> = serde_json::from_str(text).unwrap();
+    map.into_iter().collect()
+}
+
+fn parse(event: &Value) -> Event {
+    serde_json::from_value(event.clone()).unwrap()
+}
+
+fn routed(event: &Value) -> Routing {
+    route(
+        Some(PAGE),
+        &RawValue::from_string(event.to_string()).unwrap(),
+    )
+}
+
+/// The person as the typed model names it, the way routing names it.
+fn person(event: &Event) -> Option<String> {
+    let party = event
+        .user()
+        .and_then(|p| p.id.clone().or(p.user_ref.clone()));
+    party.or_else(|| match &event.kind {
+        EventKind::Optin(o) => o.user_ref.clone(),
+        _ => None,
+    })
+}
+
+/// Every field that holds an id (`app_roles` names apps by its keys, always strings).
+const ID_FIELDS: [&str; 7] = [
+    "id",
+    "user_ref",
+    "ad_id",
+    "app_id",
+    "previous_owner_app_id",
+    "new_owner_app_id",
+    "requested_owner_app_id",
+];
+
+/// `v` with every id replaced by a new one made from `seed` (kept as it is without
+/// one), written as a string or, where `as_number` says so, as a number. Ids that
+/// are not digits (`cb-7f3a9e`) stay strings.
+fn with_ids(v: &Value, seed: Option<u64>, as_number: &mut impl FnMut() -> bool) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let digits = match v {
+                        Value::String(s) if s.bytes().all(|b| b.is_ascii_digit()) => {
+                            s.parse::<u64>().ok()
+                        }
+                        Value::Number(n) => n.as_u64(),
+                        _ => None,
+                    };
+                    let v = match digits {
+                        Some(old) if ID_FIELDS.contains(&k.as_str()) => {
+                            let new =
+                                seed.map_or(old, |seed| (old ^ seed) % 9_000_000_000_000_000 + 1);
+                            if as_number() {
+                                json!(new)
+                            } else {
+                                json!(new.to_string())
+                            }
+                        }
+                        _ => with_ids(v, seed, as_number),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(|v| with_ids(v, seed, as_number)).collect()),
+        v => v.clone(),
+    }
+}
+
+#[test]
+fn every_fixture_reads_the_same_with_its_ids_as_numbers() {
+    for (name, fixture) in fixtures() {
+        let strings = with_ids(&fixture, None, &mut || false);
+        let numbers = with_ids(&fixture, None, &mut || true);
+        assert_ne!(numbers, strings, "{name} has an id");
+        let (s, n) = (parse(&strings), parse(&numbers));
+        assert_eq!(s, n, "{name}");
+        assert!(!matches!(n.kind, EventKind::Unknown { .. }), "{name}");
+        assert_eq!(routed(&numbers), routed(&strings), "{name}");
+        assert_eq!(routed(&numbers).user, person(&n), "{name}");
+    }
+}
+
+#[test]
+fn a_text_with_numeric_ids_names_its_person_and_page() {
+    let event = json!({"sender": {"id": 2000000000000001_u64}, "recipient": {"id": 100000000000001_u64},
+                       "timestamp": 1795269600100_i64, "message": {"mid": "m_1", "text": "hi"}});
+    let typed = parse(&event);
+    assert_eq!(
+        typed.user().unwrap().id.as_deref(),
+        Some("2000000000000001")
+    );
+    assert_eq!(typed.page_id(), Some("100000000000001"));
+    let body = json!({"object": "page", "entry": [{"id": 100000000000001_u64, "time": 1795269600200_i64, "messaging": [event]}]})
+        .to_string();
+    let envelope: Envelope = serde_json::from_str(&body).unwrap();
+    let raw: RawEnvelope<'_> = serde_json::from_str(&body).unwrap();
+    assert_eq!(envelope.entry[0].id.as_str(), PAGE);
+    assert_eq!(raw.entry[0].id.as_deref(), Some(PAGE));
+    assert_eq!(
+        route(raw.entry[0].id.as_deref(), raw.entry[0].messaging[0]).group_id(),
+        "100000000000001:2000000000000001"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Any ids, each written as a string or a number: the same event, the same
+    /// routing, and routing and the typed model name the same person.
+    #[test]
+    fn every_id_field_reads_a_number_as_the_same_id(seed in any::<u64>(), pattern in any::<u64>()) {
+        for (name, fixture) in fixtures() {
+            let strings = with_ids(&fixture, Some(seed), &mut || false);
+            let mut bit = 0;
+            let mixed = with_ids(&fixture, Some(seed), &mut || {
+                bit += 1;
+                (pattern >> (bit % 64)) & 1 == 1
+            });
+            let (s, m) = (parse(&strings), parse(&mixed));
+            prop_assert_eq!(&s, &m, "{}", name);
+            prop_assert_eq!(routed(&mixed), routed(&strings), "{}", name);
+            prop_assert_eq!(routed(&mixed).user, person(&m), "{}", name);
+        }
+    }
+}
