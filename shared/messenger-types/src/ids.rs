@@ -5,6 +5,9 @@
 //! frameworks still test against, send every id as a number). Every id is read by
 //! [`LooseId`], whatever holds it: the id types here, the typed model's other id
 //! fields and the webhook's routing; an id is always written as a string.
+//!
+//! Meta stamps events in milliseconds, but has sent some (referrals in particular)
+//! in seconds: [`Timestamp`] reads both, once, where the event is read.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -140,7 +143,9 @@ impl<'de> serde::de::Visitor<'de> for IdVisitor {
     }
 }
 
-/// Milliseconds since the Unix epoch, as Meta stamps every event.
+/// Milliseconds since the Unix epoch, as Meta stamps events. Read from JSON, a
+/// time in seconds (some events carry one) is taken for the same instant in
+/// milliseconds: see [`Timestamp::from_wire`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Timestamp(i64);
@@ -148,6 +153,18 @@ pub struct Timestamp(i64);
 impl Timestamp {
     pub const fn from_millis(ms: i64) -> Self {
         Self(ms)
+    }
+
+    /// An event's time as Meta wrote it: milliseconds, or seconds for some events
+    /// (referrals in particular). A positive value below 10^11 is seconds: as
+    /// milliseconds it would be before March 1973, long before Messenger, while
+    /// 10^11 seconds is the year 5138. Anything else is taken as milliseconds.
+    pub const fn from_wire(value: i64) -> Self {
+        if value > 0 && value < SECONDS_BELOW {
+            Self(value * 1000)
+        } else {
+            Self(value)
+        }
     }
 
     /// The system clock, now.
@@ -170,6 +187,9 @@ impl Timestamp {
     }
 }
 
+/// Below this, a timestamp Meta sent is in seconds (see [`Timestamp::from_wire`]).
+pub const SECONDS_BELOW: i64 = 100_000_000_000;
+
 impl fmt::Debug for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Timestamp({}ms)", self.0)
@@ -188,14 +208,14 @@ impl<'de> Deserialize<'de> for Timestamp {
         impl serde::de::Visitor<'_> for V {
             type Value = Timestamp;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a timestamp in milliseconds")
+                f.write_str("a timestamp in milliseconds or seconds")
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Timestamp, E> {
-                Ok(Timestamp(v))
+                Ok(Timestamp::from_wire(v))
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Timestamp, E> {
                 i64::try_from(v)
-                    .map(Timestamp)
+                    .map(Timestamp::from_wire)
                     .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
             }
         }
@@ -229,6 +249,21 @@ mod tests {
         }
         let psid: Psid = serde_json::from_str("2000000000000001").unwrap();
         assert_eq!(psid.as_str(), number.as_str());
+    }
+
+    #[test]
+    fn timestamps_in_seconds_are_read_as_the_same_instant_in_milliseconds() {
+        let read = |json: &str| serde_json::from_str::<Timestamp>(json).unwrap();
+        // 2026-11-21T14:00:00Z, as Meta stamps referrals sometimes and usually.
+        assert_eq!(read("1795269600"), read("1795269600000"));
+        assert_eq!(read("1795269600").as_millis(), 1_795_269_600_000);
+        // The boundary: 10^11 ms is March 1973; below it, seconds.
+        assert_eq!(read("99999999999").as_millis(), 99_999_999_999_000);
+        assert_eq!(read("100000000000").as_millis(), 100_000_000_000);
+        // Zero and negative values are left alone (no instant is made of them).
+        assert_eq!(read("0").as_millis(), 0);
+        assert_eq!(read("-5").as_millis(), -5);
+        assert_eq!(Timestamp::from_wire(i64::MAX).as_millis(), i64::MAX);
     }
 
     #[test]

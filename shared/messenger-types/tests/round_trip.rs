@@ -146,7 +146,7 @@ fn echoes_name_the_person_as_recipient_and_the_page_as_sender() {
 
 #[test]
 fn unknown_kinds_are_kept_whole() {
-    let json = r#"{"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":3,"messaging_feedback":{"feedback_screens":[{"screen_id":0,"questions":{"q":{"type":"csat","payload":"5"}}}]}}"#;
+    let json = r#"{"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":1795269600000,"messaging_feedback":{"feedback_screens":[{"screen_id":0,"questions":{"q":{"type":"csat","payload":"5"}}}]}}"#;
     let event = parse(json);
     assert_eq!(event.kind.as_str(), "messaging_feedback");
     assert!(matches!(event.kind, EventKind::Unknown { .. }));
@@ -158,8 +158,8 @@ fn unknown_kinds_are_kept_whole() {
 fn a_known_kind_in_an_unexpected_shape_is_kept_as_unknown() {
     // `message` without its mid, `read` with a string watermark.
     for json in [
-        r#"{"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":3,"message":{"text":"no mid"}}"#,
-        r#"{"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":3,"read":{"watermark":"soon"}}"#,
+        r#"{"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":1795269600000,"message":{"text":"no mid"}}"#,
+        r#"{"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":1795269600000,"read":{"watermark":"soon"}}"#,
     ] {
         let event = parse(json);
         assert!(

@@ -1,5 +1,5 @@
 //! Every shape of an event Meta has sent reads as the same event: ids as strings or
-//! as numbers.
+//! as numbers, timestamps in milliseconds or in seconds.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -87,6 +87,33 @@ fn with_ids(v: &Value, seed: Option<u64>, as_number: &mut impl FnMut() -> bool) 
     }
 }
 
+/// `v` with every timestamp rounded down to its second, written in seconds or in
+/// milliseconds.
+fn timestamps(v: &Value, in_seconds: bool) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let v = match (k.as_str(), v.as_i64()) {
+                        ("timestamp" | "watermark" | "token_expiry_timestamp", Some(ms)) => {
+                            let s = ms / 1000;
+                            if in_seconds {
+                                json!(s)
+                            } else {
+                                json!(s * 1000)
+                            }
+                        }
+                        _ => timestamps(v, in_seconds),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(|v| timestamps(v, in_seconds)).collect()),
+        v => v.clone(),
+    }
+}
+
 #[test]
 fn every_fixture_reads_the_same_with_its_ids_as_numbers() {
     for (name, fixture) in fixtures() {
@@ -123,6 +150,16 @@ fn a_text_with_numeric_ids_names_its_person_and_page() {
     );
 }
 
+#[test]
+fn every_fixture_reads_the_same_with_its_timestamps_in_seconds() {
+    for (name, fixture) in fixtures() {
+        let millis = timestamps(&fixture, false);
+        let seconds = timestamps(&fixture, true);
+        assert_ne!(millis, seconds, "{name} has a timestamp");
+        assert_eq!(parse(&seconds), parse(&millis), "{name}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -141,6 +178,35 @@ proptest! {
             prop_assert_eq!(&s, &m, "{}", name);
             prop_assert_eq!(routed(&mixed), routed(&strings), "{}", name);
             prop_assert_eq!(routed(&mixed).user, person(&m), "{}", name);
+        }
+    }
+
+    /// Any instant from 1973 to the year 5138, in seconds or in milliseconds, in
+    /// any of an event's timestamps: the same `Timestamp`.
+    #[test]
+    fn a_time_in_seconds_and_the_same_instant_in_milliseconds_read_alike(
+        seconds in 100_000_000_i64..100_000_000_000,
+        millis_part in 0_i64..1000,
+    ) {
+        for (name, fixture) in fixtures() {
+            // The event's timestamp, and the watermark of a delivery or read.
+            let at = |v: &Value, ts: i64| {
+                let mut v = v.clone();
+                v["timestamp"] = json!(ts);
+                for kind in ["delivery", "read"] {
+                    if let Some(k) = v.get_mut(kind) {
+                        k["watermark"] = json!(ts);
+                    }
+                }
+                v
+            };
+            let s = parse(&at(&fixture, seconds));
+            let ms = parse(&at(&fixture, seconds * 1000));
+            prop_assert_eq!(&s, &ms, "{}", name);
+            prop_assert_eq!(s.timestamp.unwrap().as_millis(), seconds * 1000);
+            // Milliseconds are read as they are.
+            let exact = parse(&at(&fixture, seconds * 1000 + millis_part));
+            prop_assert_eq!(exact.timestamp.unwrap().as_millis(), seconds * 1000 + millis_part);
         }
     }
 }
