@@ -5,7 +5,9 @@
 //! batch must never fail because of one of them: an event whose kind is unknown, or
 //! whose known kind has a shape we do not expect, is kept whole as
 //! [`EventKind::Unknown`], and fields we do not model are kept in `extra` maps, so
-//! serialising a parsed event gives back the JSON it came from.
+//! serialising a parsed event gives back the JSON it came from, in its current
+//! form: ids given as numbers are written as strings, timestamps in seconds in
+//! milliseconds, the older key `policy-enforcement` as `policy_enforcement`.
 
 use std::collections::BTreeMap;
 
@@ -100,7 +102,8 @@ pub enum EventKind {
     },
 }
 
-/// The JSON keys of the kinds modelled above, in [`EventKind`] order.
+/// The JSON keys of the kinds modelled above, in [`EventKind`] order. An event with
+/// several of them is of the first.
 pub const KNOWN_KINDS: [&str; 14] = [
     "message",
     "postback",
@@ -117,6 +120,26 @@ pub const KNOWN_KINDS: [&str; 14] = [
     "app_roles",
     "policy_enforcement",
 ];
+
+/// Older keys Meta has used for a kind (its older reference, still in several
+/// frameworks' fixtures), with the key each stands for.
+pub const OLDER_SPELLINGS: [(&str, &str); 1] = [("policy-enforcement", "policy_enforcement")];
+
+/// The kind of an event whose top-level keys `has` tells: the first of
+/// [`KNOWN_KINDS`] present under its key or an older spelling of it (the current
+/// key first), as `(kind, key as spelled in the event)`. Routing and the typed
+/// model both find the kind here.
+pub fn find_kind(has: impl Fn(&str) -> bool) -> Option<(&'static str, &'static str)> {
+    KNOWN_KINDS.iter().find_map(|&kind| {
+        if has(kind) {
+            return Some((kind, kind));
+        }
+        OLDER_SPELLINGS
+            .iter()
+            .find(|(older, current)| *current == kind && has(older))
+            .map(|&(older, _)| (kind, older))
+    })
+}
 
 impl EventKind {
     /// The event's JSON key, for logs and metrics (`"unknown"` if it had none).
@@ -216,24 +239,25 @@ impl<'de> Deserialize<'de> for Event {
         let recipient = take_typed(&mut map, &mut malformed, "recipient");
         let timestamp = take_typed(&mut map, &mut malformed, "timestamp");
 
-        let key = KNOWN_KINDS
-            .iter()
-            .find(|k| map.contains_key(**k))
-            .map(|k| (*k).to_owned())
-            .or_else(|| map.keys().next().cloned());
-        let kind = match key {
-            Some(key) => {
-                let value = map.remove(&key).unwrap_or(Value::Null);
-                // A known key whose content we cannot read is kept as Unknown, whole,
-                // rather than failing the batch it arrived in.
-                EventKind::from_key(&key, value.clone()).unwrap_or(EventKind::Unknown {
-                    key: Some(key),
+        let kind = match find_kind(|k| map.contains_key(k)) {
+            Some((kind, spelled)) => {
+                let value = map.remove(spelled).unwrap_or(Value::Null);
+                // A known kind whose content we cannot read is kept as Unknown,
+                // whole, rather than failing the batch it arrived in.
+                EventKind::from_key(kind, value.clone()).unwrap_or(EventKind::Unknown {
+                    key: Some(kind.to_owned()),
                     value,
                 })
             }
-            None => EventKind::Unknown {
-                key: None,
-                value: Value::Null,
+            None => match map.keys().next().cloned() {
+                Some(key) => EventKind::Unknown {
+                    value: map.remove(&key).unwrap_or(Value::Null),
+                    key: Some(key),
+                },
+                None => EventKind::Unknown {
+                    key: None,
+                    value: Value::Null,
+                },
             },
         };
         map.extend(malformed);
@@ -420,7 +444,8 @@ pub struct Optin {
     pub notification_messages_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_expiry_timestamp: Option<Timestamp>,
-    /// `STOP NOTIFICATIONS` / `RESUME NOTIFICATIONS`.
+    /// `STOP NOTIFICATIONS` / `RESUME NOTIFICATIONS`, as Meta spelt it (read it
+    /// through [`Optin::variant`], which knows every spelling).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification_messages_status: Option<String>,
     #[serde(flatten)]
@@ -437,7 +462,8 @@ pub enum OptinVariant<'a> {
         topic: Option<&'a str>,
         token: Option<&'a str>,
         expires_at: Option<Timestamp>,
-        status: Option<&'a str>,
+        /// Absent on the optin that first grants the token.
+        status: Option<NotificationStatus>,
     },
     /// "Send to Messenger" or checkbox plugin.
     Plugin {
@@ -518,7 +544,10 @@ impl Optin {
                 topic: self.payload.as_deref(),
                 token: self.notification_messages_token.as_deref(),
                 expires_at: self.token_expiry_timestamp,
-                status: self.notification_messages_status.as_deref(),
+                status: self
+                    .notification_messages_status
+                    .as_deref()
+                    .map(NotificationStatus::parse),
             },
             None => OptinVariant::Plugin {
                 reference: self.reference.as_deref(),
@@ -526,6 +555,37 @@ impl Optin {
             },
             Some(_) => OptinVariant::Other,
         }
+    }
+}
+
+/// `notification_messages_status` of a recurring notifications optin. Meta's
+/// reference spells it with a space; some deliveries (and frameworks) with an
+/// underscore: both are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationStatus {
+    /// `STOP NOTIFICATIONS`: the person turned the notifications off.
+    Stop,
+    /// `RESUME NOTIFICATIONS`: the person turned them on again.
+    Resume,
+    /// A status this model does not know.
+    Unknown,
+}
+
+impl NotificationStatus {
+    pub fn parse(status: &str) -> Self {
+        match status {
+            "STOP NOTIFICATIONS" | "STOP_NOTIFICATIONS" => Self::Stop,
+            "RESUME NOTIFICATIONS" | "RESUME_NOTIFICATIONS" => Self::Resume,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// Whether the token of a recurring optin with this status may be used: with no
+    /// status (the optin that grants it) or RESUME. STOP, and a status we do not
+    /// know, fail closed: better a notification not sent than one the person
+    /// stopped.
+    pub fn allows_messages(status: Option<Self>) -> bool {
+        matches!(status, None | Some(Self::Resume))
     }
 }
 

@@ -95,10 +95,7 @@ impl<'a> EventHead<'a> {
             #[serde(borrow)]
             user_ref: Option<LooseId<'a>>,
         }
-        let known_kind = crate::event::KNOWN_KINDS
-            .iter()
-            .find(|k| fields.contains_key(**k))
-            .copied();
+        let known_kind = crate::event::find_kind(|k| fields.contains_key(k)).map(|(kind, _)| kind);
         // Read only on an optin, as the typed model reads it.
         let optin = fields.get("optin").filter(|_| known_kind == Some("optin"));
         let other_key = fields

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use messenger_types::event::{EventKind, OptinVariant};
+use messenger_types::event::{EventKind, NotificationStatus, OptinVariant};
 use messenger_types::{Envelope, Event, route};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -101,7 +101,7 @@ fn optins_are_told_apart_by_type() {
         by_name("optin_recurring").variant(),
         OptinVariant::Recurring {
             topic: Some("weekly deals"),
-            status: Some("RESUME NOTIFICATIONS"),
+            status: Some(NotificationStatus::Resume),
             expires_at: Some(_),
             ..
         }

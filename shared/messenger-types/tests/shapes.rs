@@ -1,9 +1,10 @@
 //! Every shape of an event Meta has sent reads as the same event: ids as strings or
-//! as numbers, timestamps in milliseconds or in seconds.
+//! as numbers, timestamps in milliseconds or in seconds, the older spellings of a
+//! kind and of a notification status.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use messenger_types::event::EventKind;
+use messenger_types::event::{EventKind, NotificationStatus, OptinVariant};
 use messenger_types::routing::RawEnvelope;
 use messenger_types::{Envelope, Event, Routing, route};
 use proptest::prelude::*;
@@ -157,6 +158,68 @@ fn every_fixture_reads_the_same_with_its_timestamps_in_seconds() {
         let seconds = timestamps(&fixture, true);
         assert_ne!(millis, seconds, "{name} has a timestamp");
         assert_eq!(parse(&seconds), parse(&millis), "{name}");
+    }
+}
+
+#[test]
+fn both_spellings_of_policy_enforcement_are_one_kind() {
+    let spelled = |key: &str| {
+        let mut event = json!({"recipient": {"id": PAGE}, "timestamp": 1795269601400_i64});
+        event[key] = json!({"action": "block", "reason": "spam"});
+        event
+    };
+    let (current, older) = (spelled("policy_enforcement"), spelled("policy-enforcement"));
+    let typed = parse(&older);
+    assert!(matches!(&typed.kind, EventKind::PolicyEnforcement(p) if p.action == "block"));
+    assert_eq!(typed, parse(&current));
+    assert!(typed.extra.is_empty());
+    // Written back in the current spelling; routing names the same kind and key.
+    assert_eq!(serde_json::to_value(&typed).unwrap(), current);
+    assert_eq!(routed(&older), routed(&current));
+    assert_eq!(routed(&older).kind, "policy_enforcement");
+    // Unreadable in the older spelling: named under the current one.
+    let mut bad = json!({"recipient": {"id": PAGE}, "timestamp": 1795269601400_i64});
+    bad["policy-enforcement"] = json!({"reason": "no action"});
+    let typed = parse(&bad);
+    assert_eq!(typed.kind.as_str(), "policy_enforcement");
+    assert_eq!(routed(&bad).kind, "policy_enforcement");
+}
+
+#[test]
+fn both_spellings_of_each_notification_status_are_read_and_an_unknown_one_fails_closed() {
+    let status = |status: Option<&str>| {
+        let mut optin = json!({"type": "notification_messages", "payload": "deals",
+                               "notification_messages_token": "rn", "token_expiry_timestamp": 1810821600000_i64});
+        if let Some(s) = status {
+            optin["notification_messages_status"] = json!(s);
+        }
+        let event = parse(&json!({"sender": {"id": "2"}, "recipient": {"id": PAGE},
+                                  "timestamp": 1795269600403_i64, "optin": optin}));
+        let EventKind::Optin(o) = &event.kind else {
+            panic!("{status:?}: {:?}", event.kind)
+        };
+        match o.variant() {
+            OptinVariant::Recurring { status, .. } => status,
+            other => panic!("{other:?}"),
+        }
+    };
+    use NotificationStatus::*;
+    for (spelled, read, allows) in [
+        (None, None, true),
+        (Some("STOP NOTIFICATIONS"), Some(Stop), false),
+        (Some("STOP_NOTIFICATIONS"), Some(Stop), false),
+        (Some("RESUME NOTIFICATIONS"), Some(Resume), true),
+        (Some("RESUME_NOTIFICATIONS"), Some(Resume), true),
+        (Some("PAUSE NOTIFICATIONS"), Some(Unknown), false),
+        (Some("stop notifications"), Some(Unknown), false),
+        (Some(""), Some(Unknown), false),
+    ] {
+        assert_eq!(status(spelled), read, "{spelled:?}");
+        assert_eq!(
+            NotificationStatus::allows_messages(read),
+            allows,
+            "{spelled:?}"
+        );
     }
 }
 
