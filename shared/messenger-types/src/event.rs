@@ -2,16 +2,23 @@
 //! the Messenger Platform.
 //!
 //! Parsing is tolerant by design. Meta adds event kinds and fields over time, and a
-//! batch must never fail because of one of them: an event whose kind is unknown, or
-//! whose known kind has a shape we do not expect, is kept whole as
-//! [`EventKind::Unknown`], and fields we do not model are kept in `extra` maps, so
-//! serialising a parsed event gives back the JSON it came from, in its current
-//! form: ids given as numbers are written as strings, timestamps in seconds in
-//! milliseconds, the older key `policy-enforcement` as `policy_enforcement`.
+//! batch must never fail because of one of them: an event whose kind is unknown is
+//! kept whole as [`EventKind::Unknown`], and fields we do not model are kept in
+//! `extra` maps, so serialising a parsed event gives back the JSON it came from.
+//!
+//! Every shape Meta has sent is read, and written back in its current form: ids
+//! given as numbers (written as strings), timestamps in seconds (written in
+//! milliseconds), the older key `policy-enforcement`. What cannot be read is never
+//! silent: each such field is listed in [`Event::unread`]. A field the kind can do
+//! without (`"attachments": null`, a malformed `quick_reply`) is set aside, kept
+//! verbatim in the kind's `extra`, and the rest of the kind is read; a kind missing
+//! what it cannot do without (a message without its `mid`) is kept whole as
+//! [`EventKind::Unknown`] under its key.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::de::Error as _;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
@@ -74,6 +81,54 @@ pub struct Event {
     pub kind: EventKind,
     /// Top-level fields besides the envelope fields and the kind's own key.
     pub extra: Extra,
+    /// What could not be read, in the order it was found; empty for an event read
+    /// whole. Not written back: the fields themselves are kept where they were.
+    pub unread: Vec<Unread>,
+}
+
+/// A field of an event that could not be read. Names the field and what was wrong
+/// with it, never its content (it may be a person's text or a token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unread {
+    /// From the event's top level, the kind under its current key: `sender`,
+    /// `message.mid`, `message.attachments[1].type`, `policy_enforcement`.
+    pub field: String,
+    pub problem: Problem,
+    /// Whether the event's kind was read without this field. `false` when the
+    /// kind could not be read at all (it is then [`EventKind::Unknown`]).
+    pub kind_read: bool,
+}
+
+/// What was wrong with an [`Unread`] field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// A field the kind cannot do without is absent.
+    Missing,
+    /// `null` where a value belongs.
+    Null,
+    /// A value of another type, or out of range.
+    Invalid,
+}
+
+impl Problem {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Null => "null",
+            Self::Invalid => "invalid",
+        }
+    }
+}
+
+impl fmt::Display for Unread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let effect = if self.kind_read {
+            "read without it"
+        } else {
+            "the kind could not be read"
+        };
+        write!(f, "{}: {}; {effect}", self.field, self.problem.as_str())
+    }
 }
 
 /// What happened. The variant name matches the event's JSON key.
@@ -163,27 +218,30 @@ impl EventKind {
         }
     }
 
-    fn from_key(key: &str, value: Value) -> Result<Self, serde_json::Error> {
-        fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, serde_json::Error> {
-            serde_json::from_value(value)
-        }
-        Ok(match key {
-            "message" => Self::Message(typed(value)?),
-            "postback" => Self::Postback(typed(value)?),
-            "referral" => Self::Referral(typed(value)?),
-            "optin" => Self::Optin(typed(value)?),
-            "account_linking" => Self::AccountLinking(typed(value)?),
-            "delivery" => Self::Delivery(typed(value)?),
-            "read" => Self::Read(typed(value)?),
-            "reaction" => Self::Reaction(typed(value)?),
-            "message_edit" => Self::MessageEdit(typed(value)?),
-            "pass_thread_control" => Self::PassThreadControl(typed(value)?),
-            "take_thread_control" => Self::TakeThreadControl(typed(value)?),
-            "request_thread_control" => Self::RequestThreadControl(typed(value)?),
-            "app_roles" => Self::AppRoles(typed(value)?),
-            "policy_enforcement" => Self::PolicyEnforcement(typed(value)?),
+    /// Reads the content of a known kind (`kind` is its current key), noting in
+    /// `unread` what it read without; `Err` names what it could not do without.
+    fn read(kind: &str, value: Value, unread: &mut Vec<Unread>) -> Result<Self, Unread> {
+        Ok(match kind {
+            "message" => Self::Message(read_kind(kind, value, unread)?),
+            "postback" => Self::Postback(read_kind(kind, value, unread)?),
+            "referral" => Self::Referral(read_kind(kind, value, unread)?),
+            "optin" => Self::Optin(read_kind(kind, value, unread)?),
+            "account_linking" => Self::AccountLinking(read_kind(kind, value, unread)?),
+            "delivery" => Self::Delivery(read_kind(kind, value, unread)?),
+            "read" => Self::Read(read_kind(kind, value, unread)?),
+            "reaction" => Self::Reaction(read_kind(kind, value, unread)?),
+            "message_edit" => Self::MessageEdit(read_kind(kind, value, unread)?),
+            "pass_thread_control" => Self::PassThreadControl(read_kind(kind, value, unread)?),
+            "take_thread_control" => Self::TakeThreadControl(read_kind(kind, value, unread)?),
+            "request_thread_control" => Self::RequestThreadControl(read_kind(kind, value, unread)?),
+            "app_roles" => Self::AppRoles(read_kind(kind, value, unread)?),
+            "policy_enforcement" => Self::PolicyEnforcement(read_kind(kind, value, unread)?),
             _ => {
-                return Err(serde_json::Error::custom("unknown kind"));
+                return Err(Unread {
+                    field: kind.to_owned(),
+                    problem: Problem::Invalid,
+                    kind_read: false,
+                });
             }
         })
     }
@@ -232,21 +290,25 @@ impl Event {
 impl<'de> Deserialize<'de> for Event {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let mut map = Map::deserialize(deserializer)?;
+        let mut unread = Vec::new();
         // A field of an unexpected shape is kept verbatim in `extra` (and written
         // back from there) rather than failing the event.
         let mut malformed = Map::new();
-        let sender = take_typed(&mut map, &mut malformed, "sender");
-        let recipient = take_typed(&mut map, &mut malformed, "recipient");
-        let timestamp = take_typed(&mut map, &mut malformed, "timestamp");
+        let sender = take_typed(&mut map, &mut malformed, &mut unread, "sender");
+        let recipient = take_typed(&mut map, &mut malformed, &mut unread, "recipient");
+        let timestamp = take_typed(&mut map, &mut malformed, &mut unread, "timestamp");
 
         let kind = match find_kind(|k| map.contains_key(k)) {
             Some((kind, spelled)) => {
                 let value = map.remove(spelled).unwrap_or(Value::Null);
                 // A known kind whose content we cannot read is kept as Unknown,
                 // whole, rather than failing the batch it arrived in.
-                EventKind::from_key(kind, value.clone()).unwrap_or(EventKind::Unknown {
-                    key: Some(kind.to_owned()),
-                    value,
+                EventKind::read(kind, value.clone(), &mut unread).unwrap_or_else(|why| {
+                    unread.push(why);
+                    EventKind::Unknown {
+                        key: Some(kind.to_owned()),
+                        value,
+                    }
                 })
             }
             None => match map.keys().next().cloned() {
@@ -267,6 +329,7 @@ impl<'de> Deserialize<'de> for Event {
             timestamp,
             kind,
             extra: map,
+            unread,
         })
     }
 }
@@ -276,19 +339,202 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, 
     Value::deserialize(deserializer).map(Some)
 }
 
-fn take_typed<T: serde::de::DeserializeOwned>(
+fn take_typed<T: DeserializeOwned>(
     map: &mut Map<String, Value>,
     malformed: &mut Map<String, Value>,
+    unread: &mut Vec<Unread>,
     key: &str,
 ) -> Option<T> {
     let value = map.remove(key)?;
-    match serde_json::from_value(value.clone()) {
+    match serde_path_to_error::deserialize(&value) {
         Ok(v) => Some(v),
-        Err(_) => {
+        Err(e) => {
+            let (path, problem) = locate(&e, &value);
+            unread.push(Unread {
+                field: join(key, &path),
+                problem,
+                kind_read: true,
+            });
             malformed.insert(key.to_owned(), value);
             None
         }
     }
+}
+
+/// The kinds' structs keep the fields they do not name in `extra`; a field set
+/// aside because it could not be read goes there too, so it is written back.
+trait Extras {
+    const HAS_EXTRA: bool = true;
+    fn extra_mut(&mut self) -> Option<&mut Extra>;
+}
+
+macro_rules! extras {
+    ($($t:ty),*) => {$(
+        impl Extras for $t {
+            fn extra_mut(&mut self) -> Option<&mut Extra> {
+                Some(&mut self.extra)
+            }
+        }
+    )*};
+}
+
+extras!(
+    Message,
+    Postback,
+    Referral,
+    Optin,
+    AccountLinking,
+    Delivery,
+    Read,
+    Reaction,
+    MessageEdit,
+    PassThreadControl,
+    TakeThreadControl,
+    RequestThreadControl,
+    PolicyEnforcement
+);
+
+/// `app_roles` has no place for a field set aside: it is read whole or not at all.
+impl Extras for BTreeMap<AppId, Vec<String>> {
+    const HAS_EXTRA: bool = false;
+    fn extra_mut(&mut self) -> Option<&mut Extra> {
+        None
+    }
+}
+
+/// Reads a kind's content as `T`. A top-level field `T` cannot read is set aside
+/// (into `T`'s `extra`, so it is written back) and noted in `unread`, and the rest
+/// is read again. When what is left still cannot be read, because a field `T`
+/// cannot do without is missing or unreadable, the error names that field.
+fn read_kind<T: DeserializeOwned + Extras>(
+    kind: &str,
+    mut value: Value,
+    unread: &mut Vec<Unread>,
+) -> Result<T, Unread> {
+    let unreadable = |field: String, problem| Unread {
+        field,
+        problem,
+        kind_read: false,
+    };
+    if !value.is_object() {
+        let problem = if value.is_null() {
+            Problem::Null
+        } else {
+            Problem::Invalid
+        };
+        return Err(unreadable(kind.to_owned(), problem));
+    }
+    let mut set_aside = Map::new();
+    // (top-level field, what was wrong under it)
+    let mut noted: Vec<(String, Unread)> = Vec::new();
+    loop {
+        let e = match serde_path_to_error::deserialize::<_, T>(&value) {
+            Ok(mut read) => {
+                if let Some(extra) = read.extra_mut() {
+                    extra.extend(set_aside);
+                }
+                unread.extend(noted.into_iter().map(|(_, u)| u));
+                return Ok(read);
+            }
+            Err(e) => e,
+        };
+        let (path, problem) = locate(&e, &value);
+        let field = join(kind, &path);
+        let Some(fields) = value.as_object_mut() else {
+            return Err(unreadable(field, problem));
+        };
+        let top = match path.first() {
+            Some(Step::Key(top)) if fields.contains_key(top) => top.clone(),
+            // The kind itself: a field it cannot do without is missing. If that
+            // field was set aside, say what was wrong with it, not that it is missing.
+            Some(Step::Key(top)) if path.len() == 1 && problem == Problem::Missing => {
+                let earlier = noted.iter().position(|(name, _)| name == top);
+                return Err(match earlier {
+                    Some(i) => Unread {
+                        kind_read: false,
+                        ..noted.swap_remove(i).1
+                    },
+                    None => unreadable(field, problem),
+                });
+            }
+            _ => return Err(unreadable(field, problem)),
+        };
+        if !T::HAS_EXTRA {
+            return Err(unreadable(field, problem));
+        }
+        if let Some(v) = fields.remove(&top) {
+            set_aside.insert(top.clone(), v);
+        }
+        noted.push((
+            top,
+            Unread {
+                field,
+                problem,
+                kind_read: true,
+            },
+        ));
+    }
+}
+
+/// One step of the path to a field: an object's key or an array's index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Where in `value` reading failed, and how. A missing field is named by its
+/// parent's path and the field's name (serde's "missing field `x`").
+fn locate(
+    e: &serde_path_to_error::Error<serde_json::Error>,
+    value: &Value,
+) -> (Vec<Step>, Problem) {
+    use serde_path_to_error::Segment;
+    let mut path: Vec<Step> = e
+        .path()
+        .iter()
+        .filter_map(|segment| match segment {
+            Segment::Map { key } => Some(Step::Key(key.clone())),
+            Segment::Seq { index } => Some(Step::Index(*index)),
+            Segment::Enum { variant } => Some(Step::Key(variant.clone())),
+            Segment::Unknown => None,
+        })
+        .collect();
+    let message = e.inner().to_string();
+    if let Some(name) = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.strip_suffix('`'))
+    {
+        path.push(Step::Key(name.to_owned()));
+        return (path, Problem::Missing);
+    }
+    let mut at = Some(value);
+    for step in &path {
+        at = at.and_then(|v| match step {
+            Step::Key(k) => v.get(k),
+            Step::Index(i) => v.get(i),
+        });
+    }
+    let problem = match at {
+        Some(Value::Null) => Problem::Null,
+        _ => Problem::Invalid,
+    };
+    (path, problem)
+}
+
+/// `message.attachments[1].type`, from the top-level name and the path under it.
+fn join(top: &str, path: &[Step]) -> String {
+    let mut out = top.to_owned();
+    for step in path {
+        match step {
+            Step::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
 }
 
 impl Serialize for Event {

@@ -522,8 +522,8 @@ mod tests {
 
     #[test]
     fn parties_are_objects_and_an_optins_user_ref_is_read_on_its_own() {
-        // An array is not a party (the typed model does not read one either), and
-        // a numeric `user_ref` beside an odd `ref` still names the person.
+        // As the typed model reads them: an array is not a party, and a numeric
+        // `user_ref` beside an odd `ref` still names the person.
         let r = route(
             Some("1"),
             &raw(r#"{"sender":[2],"recipient":{"id":"1"},"timestamp":5,"read":{"watermark":4}}"#),
@@ -534,6 +534,13 @@ mod tests {
             &raw(r#"{"recipient":{"id":1},"timestamp":5,"optin":{"ref":5,"user_ref":77}}"#),
         );
         assert_eq!(r.user.as_deref(), Some("77"));
+        let typed: crate::Event = serde_json::from_str(
+            r#"{"recipient":{"id":1},"timestamp":5,"optin":{"ref":5,"user_ref":77}}"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(typed.kind, crate::EventKind::Optin(o) if o.user_ref.as_deref() == Some("77"))
+        );
     }
 
     #[test]

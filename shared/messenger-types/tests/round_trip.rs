@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use messenger_types::event::{EventKind, NotificationStatus, OptinVariant};
+use messenger_types::event::{EventKind, NotificationStatus, OptinVariant, Problem, Unread};
 use messenger_types::{Envelope, Event, route};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -155,16 +155,32 @@ fn unknown_kinds_are_kept_whole() {
 }
 
 #[test]
-fn a_known_kind_in_an_unexpected_shape_is_kept_as_unknown() {
+fn a_known_kind_in_an_unexpected_shape_is_kept_as_unknown_and_says_why() {
     // `message` without its mid, `read` with a string watermark.
-    for json in [
-        r#"{"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":1795269600000,"message":{"text":"no mid"}}"#,
-        r#"{"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":1795269600000,"read":{"watermark":"soon"}}"#,
+    for (json, field, problem) in [
+        (
+            r#"{"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":1795269600000,"message":{"text":"no mid"}}"#,
+            "message.mid",
+            Problem::Missing,
+        ),
+        (
+            r#"{"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":1795269600000,"read":{"watermark":"soon"}}"#,
+            "read.watermark",
+            Problem::Invalid,
+        ),
     ] {
         let event = parse(json);
         assert!(
             matches!(event.kind, EventKind::Unknown { key: Some(_), .. }),
             "{json}"
+        );
+        assert_eq!(
+            event.unread,
+            vec![Unread {
+                field: field.to_owned(),
+                problem,
+                kind_read: false
+            }]
         );
         let original: Value = serde_json::from_str(json).unwrap();
         assert_eq!(serde_json::to_value(&event).unwrap(), original);
@@ -177,6 +193,18 @@ fn envelope_fields_of_an_unexpected_shape_are_kept_not_fatal() {
     let event = parse(json);
     assert!(event.sender.is_none() && event.timestamp.is_none());
     assert!(matches!(event.kind, EventKind::Message(_)));
+    let unread: Vec<(&str, Problem, bool)> = event
+        .unread
+        .iter()
+        .map(|u| (u.field.as_str(), u.problem, u.kind_read))
+        .collect();
+    assert_eq!(
+        unread,
+        vec![
+            ("sender.id", Problem::Invalid, true),
+            ("timestamp", Problem::Invalid, true)
+        ]
+    );
     let original: Value = serde_json::from_str(json).unwrap();
     assert_eq!(serde_json::to_value(&event).unwrap(), original);
 }

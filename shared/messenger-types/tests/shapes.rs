@@ -1,10 +1,11 @@
 //! Every shape of an event Meta has sent reads as the same event: ids as strings or
 //! as numbers, timestamps in milliseconds or in seconds, the older spellings of a
-//! kind and of a notification status.
+//! kind and of a notification status, `null` for an optional list. What cannot be
+//! read is named, and the rest of the event is still read.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use messenger_types::event::{EventKind, NotificationStatus, OptinVariant};
+use messenger_types::event::{EventKind, NotificationStatus, OptinVariant, Problem, Unread};
 use messenger_types::routing::RawEnvelope;
 use messenger_types::{Envelope, Event, Routing, route};
 use proptest::prelude::*;
@@ -123,6 +124,7 @@ fn every_fixture_reads_the_same_with_its_ids_as_numbers() {
         assert_ne!(numbers, strings, "{name} has an id");
         let (s, n) = (parse(&strings), parse(&numbers));
         assert_eq!(s, n, "{name}");
+        assert!(n.unread.is_empty(), "{name}: {:?}", n.unread);
         assert!(!matches!(n.kind, EventKind::Unknown { .. }), "{name}");
         assert_eq!(routed(&numbers), routed(&strings), "{name}");
         assert_eq!(routed(&numbers).user, person(&n), "{name}");
@@ -139,6 +141,7 @@ fn a_text_with_numeric_ids_names_its_person_and_page() {
         Some("2000000000000001")
     );
     assert_eq!(typed.page_id(), Some("100000000000001"));
+    assert!(typed.unread.is_empty());
     let body = json!({"object": "page", "entry": [{"id": 100000000000001_u64, "time": 1795269600200_i64, "messaging": [event]}]})
         .to_string();
     let envelope: Envelope = serde_json::from_str(&body).unwrap();
@@ -172,7 +175,7 @@ fn both_spellings_of_policy_enforcement_are_one_kind() {
     let typed = parse(&older);
     assert!(matches!(&typed.kind, EventKind::PolicyEnforcement(p) if p.action == "block"));
     assert_eq!(typed, parse(&current));
-    assert!(typed.extra.is_empty());
+    assert!(typed.extra.is_empty() && typed.unread.is_empty());
     // Written back in the current spelling; routing names the same kind and key.
     assert_eq!(serde_json::to_value(&typed).unwrap(), current);
     assert_eq!(routed(&older), routed(&current));
@@ -182,6 +185,7 @@ fn both_spellings_of_policy_enforcement_are_one_kind() {
     bad["policy-enforcement"] = json!({"reason": "no action"});
     let typed = parse(&bad);
     assert_eq!(typed.kind.as_str(), "policy_enforcement");
+    assert_eq!(typed.unread[0].field, "policy_enforcement.action");
     assert_eq!(routed(&bad).kind, "policy_enforcement");
 }
 
@@ -223,6 +227,138 @@ fn both_spellings_of_each_notification_status_are_read_and_an_unknown_one_fails_
     }
 }
 
+#[test]
+fn null_for_an_optional_list_still_reads_the_event() {
+    let text = json!({"sender": {"id": "2"}, "recipient": {"id": PAGE}, "timestamp": 1795269600100_i64,
+                      "message": {"mid": "m_1", "text": "hi", "attachments": null}});
+    let typed = parse(&text);
+    let EventKind::Message(m) = &typed.kind else {
+        panic!("{:?}", typed.kind)
+    };
+    assert_eq!(m.text.as_deref(), Some("hi"));
+    assert!(m.attachments.is_empty());
+    assert_eq!(
+        typed.unread,
+        vec![Unread {
+            field: "message.attachments".to_owned(),
+            problem: Problem::Null,
+            kind_read: true
+        }]
+    );
+    // Kept, and written back as it came.
+    assert_eq!(serde_json::to_value(&typed).unwrap(), text);
+
+    let delivery = json!({"sender": {"id": "2"}, "recipient": {"id": PAGE}, "timestamp": 1795269600600_i64,
+                          "delivery": {"mids": null, "watermark": 1795269600550_i64}});
+    let typed = parse(&delivery);
+    assert!(matches!(&typed.kind, EventKind::Delivery(d) if d.mids.is_none()));
+    assert!(typed.unread.is_empty());
+}
+
+#[test]
+fn a_field_the_kind_can_do_without_is_set_aside_and_named_and_the_rest_is_read() {
+    let event = json!({"sender": {"id": "2"}, "recipient": {"id": PAGE}, "timestamp": 1795269600100_i64,
+                       "message": {"mid": "m_1", "text": "secret words", "quick_reply": "secret words",
+                                   "attachments": [{"type": "image", "payload": {}}, {"payload": {"url": "secret words"}}]}});
+    let typed = parse(&event);
+    let EventKind::Message(m) = &typed.kind else {
+        panic!("{:?}", typed.kind)
+    };
+    assert_eq!(
+        (m.mid.as_str(), m.text.as_deref()),
+        ("m_1", Some("secret words"))
+    );
+    let named: Vec<String> = typed.unread.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        named,
+        vec![
+            "message.attachments[1].type: missing; read without it",
+            "message.quick_reply: invalid; read without it"
+        ]
+    );
+    assert!(named.iter().all(|n| !n.contains("secret")));
+    assert_eq!(serde_json::to_value(&typed).unwrap(), event);
+    // Routing and the typed model still agree on the event.
+    assert_eq!(routed(&event).key.as_str(), "message:m_1");
+    assert_eq!(routed(&event).user, person(&typed));
+
+    // A Get Started whose referral cannot be read is still a postback.
+    let postback = json!({"sender": {"id": "2"}, "recipient": {"id": PAGE}, "timestamp": 1795269600200_i64,
+                          "postback": {"title": "Get Started", "payload": "GS", "referral": {"ref": 7, "source": "SHORTLINK"}}});
+    let typed = parse(&postback);
+    assert!(
+        matches!(&typed.kind, EventKind::Postback(p) if p.referral.is_none() && p.title.as_deref() == Some("Get Started"))
+    );
+    assert_eq!(typed.unread[0].field, "postback.referral.ref");
+    assert_eq!(serde_json::to_value(&typed).unwrap(), postback);
+}
+
+#[test]
+fn a_kind_missing_what_it_cannot_do_without_is_kept_whole_and_the_field_named() {
+    for (kind, content, field, problem) in [
+        (
+            "message",
+            json!({"text": "hi"}),
+            "message.mid",
+            Problem::Missing,
+        ),
+        (
+            "message",
+            json!({"mid": 5, "attachments": null}),
+            "message.mid",
+            Problem::Invalid,
+        ),
+        (
+            "message",
+            json!({"mid": null, "text": "hi"}),
+            "message.mid",
+            Problem::Null,
+        ),
+        ("message", json!(null), "message", Problem::Null),
+        ("message", json!("hi"), "message", Problem::Invalid),
+        (
+            "read",
+            json!({"watermark": "soon"}),
+            "read.watermark",
+            Problem::Invalid,
+        ),
+        (
+            "reaction",
+            json!({"action": "react"}),
+            "reaction.mid",
+            Problem::Missing,
+        ),
+        (
+            "app_roles",
+            json!({"1517776481860111": "primary_receiver"}),
+            "app_roles.1517776481860111",
+            Problem::Invalid,
+        ),
+    ] {
+        let mut event = json!({"sender": {"id": "2"}, "recipient": {"id": PAGE}, "timestamp": 1795269600100_i64});
+        event[kind] = content.clone();
+        let typed = parse(&event);
+        assert_eq!(
+            typed.kind,
+            EventKind::Unknown {
+                key: Some(kind.to_owned()),
+                value: content
+            },
+            "{event}"
+        );
+        assert_eq!(
+            typed.unread,
+            vec![Unread {
+                field: field.to_owned(),
+                problem,
+                kind_read: false
+            }],
+            "{event}"
+        );
+        assert_eq!(serde_json::to_value(&typed).unwrap(), event);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -239,6 +375,7 @@ proptest! {
             });
             let (s, m) = (parse(&strings), parse(&mixed));
             prop_assert_eq!(&s, &m, "{}", name);
+            prop_assert!(m.unread.is_empty(), "{}: {:?}", name, m.unread);
             prop_assert_eq!(routed(&mixed), routed(&strings), "{}", name);
             prop_assert_eq!(routed(&mixed).user, person(&m), "{}", name);
         }
