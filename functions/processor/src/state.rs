@@ -204,7 +204,6 @@ mod tests {
     use super::*;
     use messenger_types::{AppId, Timestamp};
 
-    /// The small timestamps below are read as seconds, like every time under 10^11.
     fn on(json: &str, source: Source) -> Changes {
         changes(
             &PageId::new("1"),
@@ -224,10 +223,10 @@ mod tests {
             Some(ThreadKey::psid(PageId::new("1"), Psid::new("2")))
         );
         assert!(c.thread_changes.contains(&ThreadChange::UserInteraction {
-            at: Timestamp::from_millis(7_000)
+            at: Timestamp::from_millis(7)
         }));
         assert!(c.thread_changes.contains(&ThreadChange::UserMessage {
-            at: Timestamp::from_millis(7_000)
+            at: Timestamp::from_millis(7)
         }));
         assert!(
             c.thread_changes
@@ -313,7 +312,7 @@ mod tests {
         let (token, active) = &c.tokens[0];
         assert!(*active);
         assert_eq!(token.topic, "back in stock");
-        assert_eq!(token.expires_at.as_millis(), 7_000 + OTN_LIFETIME_MS);
+        assert_eq!(token.expires_at.as_millis(), 7 + OTN_LIFETIME_MS);
 
         let c = on(
             r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":7,"optin":{"type":"notification_messages","payload":"deals","notification_messages_token":"rn","token_expiry_timestamp":99,"notification_messages_status":"STOP NOTIFICATIONS"}}"#,
@@ -322,7 +321,7 @@ mod tests {
         let (token, active) = &c.tokens[0];
         assert!(!*active);
         assert_eq!(token.kind, TokenKind::Recurring);
-        assert_eq!(token.expires_at.as_millis(), 99_000);
+        assert_eq!(token.expires_at.as_millis(), 99);
     }
 
     #[test]
@@ -336,7 +335,7 @@ mod tests {
             vec![ThreadChange::Control(Control {
                 ours: true,
                 owner: Some(AppId::new("99")),
-                since: Timestamp::from_millis(7_000)
+                since: Timestamp::from_millis(7)
             })]
         );
         let c = on(

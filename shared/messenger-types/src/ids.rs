@@ -156,11 +156,13 @@ impl Timestamp {
     }
 
     /// An event's time as Meta wrote it: milliseconds, or seconds for some events
-    /// (referrals in particular). A positive value below 10^11 is seconds: as
-    /// milliseconds it would be before March 1973, long before Messenger, while
-    /// 10^11 seconds is the year 5138. Anything else is taken as milliseconds.
+    /// (referrals in particular). A value from 10^8 to 10^11 is seconds (March
+    /// 1973 to the year 5138): as milliseconds it would be before March 1973, long
+    /// before Messenger. Anything else is milliseconds. Below 10^8 a time is
+    /// before 1973 whichever way it is read, and is kept as it is: so every time
+    /// read lies outside the range, and reading it again gives it again.
     pub const fn from_wire(value: i64) -> Self {
-        if value > 0 && value < SECONDS_BELOW {
+        if value >= SECONDS.start && value < SECONDS.end {
             Self(value * 1000)
         } else {
             Self(value)
@@ -187,8 +189,9 @@ impl Timestamp {
     }
 }
 
-/// Below this, a timestamp Meta sent is in seconds (see [`Timestamp::from_wire`]).
-pub const SECONDS_BELOW: i64 = 100_000_000_000;
+/// The timestamps Meta sent in seconds (see [`Timestamp::from_wire`]): 10^8 s is
+/// 10^11 ms, so no time read in milliseconds falls in here.
+pub const SECONDS: std::ops::Range<i64> = 100_000_000..100_000_000_000;
 
 impl fmt::Debug for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -257,13 +260,31 @@ mod tests {
         // 2026-11-21T14:00:00Z, as Meta stamps referrals sometimes and usually.
         assert_eq!(read("1795269600"), read("1795269600000"));
         assert_eq!(read("1795269600").as_millis(), 1_795_269_600_000);
-        // The boundary: 10^11 ms is March 1973; below it, seconds.
+        // The boundaries: 10^11 ms and 10^8 s are both March 1973.
         assert_eq!(read("99999999999").as_millis(), 99_999_999_999_000);
         assert_eq!(read("100000000000").as_millis(), 100_000_000_000);
-        // Zero and negative values are left alone (no instant is made of them).
-        assert_eq!(read("0").as_millis(), 0);
-        assert_eq!(read("-5").as_millis(), -5);
+        assert_eq!(read("100000000").as_millis(), 100_000_000_000);
+        // Before 1973 either way: left alone.
+        for early in [99_999_999, 7, 1, 0, -5, i64::MIN] {
+            assert_eq!(Timestamp::from_wire(early).as_millis(), early);
+        }
         assert_eq!(Timestamp::from_wire(i64::MAX).as_millis(), i64::MAX);
+    }
+
+    proptest::proptest! {
+        /// Found by fuzz/fuzz_targets/webhook_body.rs: `"timestamp": 1` read as
+        /// 1000 ms was read again as 1000 s. A time read, written and read again
+        /// is the same time.
+        #[test]
+        fn reading_a_time_again_gives_the_same_time(v in proptest::prop_oneof![
+            proptest::prelude::any::<i64>(),
+            -1_000_i64..200_000_000_000_000,
+        ]) {
+            let once = Timestamp::from_wire(v);
+            proptest::prop_assert_eq!(Timestamp::from_wire(once.as_millis()), once);
+            let json = serde_json::to_string(&once).unwrap();
+            proptest::prop_assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), once);
+        }
     }
 
     #[test]

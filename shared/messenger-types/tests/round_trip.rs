@@ -234,6 +234,7 @@ fn any_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
+        (-1_000_i64..200_000_000_000_000).prop_map(Value::from),
         any::<u64>().prop_map(|n| Value::from(n.to_string())),
         "[a-z0-9 ]{0,8}".prop_map(Value::from),
     ];
