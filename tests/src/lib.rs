@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod faults;
+pub mod logs;
 pub mod otn;
 pub mod rig;
 

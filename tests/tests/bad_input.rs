@@ -270,12 +270,14 @@ fn cases() -> Vec<Case> {
             Queued::Nothing,
             Some((invalid_utf8, "not valid JSON")),
         ),
+        // Refused at its first entry, an array where an entry object belongs,
+        // without descending into the nesting.
         case(
             "nesting 100,000 deep",
             signed(deep_body.clone()),
             StatusCode::OK,
             Queued::Nothing,
-            Some((deep_body, "not valid JSON")),
+            Some((deep_body, "unexpected shape (line 1, column 28)")),
         ),
         // Valid JSON, but deeper than the processor (serde_json, 128 levels) could
         // ever read: kept with the body, and the delivery's other event is queued.

@@ -82,6 +82,18 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                     %outcome,
                     "event processed"
                 );
+                // What the model could not read is never silent. Not counted yet:
+                // the EventsUnreadable metric comes with the processor's metrics.
+                for unread in &event.unread {
+                    tracing::warn!(
+                        page_id = %page,
+                        event_kind = event.kind.as_str(),
+                        field = %unread.field,
+                        problem = unread.problem.as_str(),
+                        kind_read = unread.kind_read,
+                        "a field of the event could not be read"
+                    );
+                }
                 Ok(MessageOutcome::Event(outcome))
             }
             Err(e) => {

@@ -4,7 +4,7 @@ use crate::otn::{NewToken, OTN_LIFETIME_MS, TokenKind};
 use crate::thread::{
     AccountLink, Control, EntryPoint, PageChange, Person, ThreadChange, ThreadKey,
 };
-use messenger_types::event::{EventKind, OptinVariant};
+use messenger_types::event::{EventKind, NotificationStatus, OptinVariant};
 use messenger_types::{Event, PageId, Psid, Source, UserRef};
 
 /// The thread an event belongs to and the changes it makes.
@@ -137,7 +137,7 @@ pub fn changes(page: &PageId, event: &Event, source: Source) -> Changes {
                             created_at: at,
                             expires_at: expires_at.unwrap_or(at.plus_millis(OTN_LIFETIME_MS)),
                         },
-                        status != Some("STOP NOTIFICATIONS"),
+                        NotificationStatus::allows_messages(status),
                     ));
                 }
                 _ => {}

@@ -15,7 +15,7 @@ pub mod routing;
 pub mod send;
 
 pub use event::{Entry, Envelope, Event, EventKind};
-pub use ids::{AppId, PageId, Psid, Timestamp, UserRef};
+pub use ids::{AppId, LooseId, PageId, Psid, Timestamp, UserRef};
 pub use queue::{
     NotifyCommand, NotifyOne, QueueMessage, QueueMessageError, QueuedEvent, QueuedEventRef,
 };

@@ -14,6 +14,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+pub use crate::ids::LooseId;
+
 /// `{"object": ..., "entry": [...]}` with every event left unparsed.
 #[derive(Debug, Deserialize)]
 pub struct RawEnvelope<'a> {
@@ -67,6 +69,9 @@ struct EventHead<'a> {
     delivery: Option<WatermarkHead<'a>>,
     read: Option<WatermarkHead<'a>>,
     optin: Option<OptinHead<'a>>,
+    /// The checkbox plugin's `user_ref` in the optin, read on its own (as the typed
+    /// model reads it): an odd field beside it does not hide the person.
+    optin_user_ref: Option<LooseId<'a>>,
     /// The kind, when it is one we know.
     known_kind: Option<&'static str>,
     /// The first key besides sender/recipient/timestamp, for kinds we do not know.
@@ -79,13 +84,20 @@ impl<'a> EventHead<'a> {
         else {
             return Self::default();
         };
+        // Every part is an object. serde's derived structs also read an array as
+        // their fields in order; the typed model does not, and neither does this.
         fn part<'a, T: Deserialize<'a>>(raw: Option<&&'a RawValue>) -> Option<T> {
-            raw.and_then(|r| serde_json::from_str(r.get()).ok())
+            raw.filter(|r| r.get().starts_with('{'))
+                .and_then(|r| serde_json::from_str(r.get()).ok())
         }
-        let known_kind = crate::event::KNOWN_KINDS
-            .iter()
-            .find(|k| fields.contains_key(**k))
-            .copied();
+        #[derive(Deserialize)]
+        struct UserRef<'a> {
+            #[serde(borrow)]
+            user_ref: Option<LooseId<'a>>,
+        }
+        let known_kind = crate::event::find_kind(|k| fields.contains_key(k)).map(|(kind, _)| kind);
+        // Read only on an optin, as the typed model reads it.
+        let optin = fields.get("optin").filter(|_| known_kind == Some("optin"));
         let other_key = fields
             .keys()
             .find(|k| !matches!(k.as_ref(), "sender" | "recipient" | "timestamp"))
@@ -100,38 +112,11 @@ impl<'a> EventHead<'a> {
             message_edit: part(fields.get("message_edit")),
             delivery: part(fields.get("delivery")),
             read: part(fields.get("read")),
-            optin: part(fields.get("optin")),
+            optin: part(optin),
+            optin_user_ref: part::<UserRef<'a>>(optin).and_then(|o| o.user_ref),
             known_kind,
             other_key,
         }
-    }
-}
-
-/// An id Meta sends as a string or, in a few payloads, as a number; read as text
-/// (`as_deref()` on an `Option<LooseId>` gives the `&str`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LooseId<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for LooseId<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either<'a> {
-            #[serde(borrow)]
-            Text(Cow<'a, str>),
-            Number(u64),
-        }
-        Ok(match Either::deserialize(d)? {
-            Either::Text(t) => LooseId(t),
-            Either::Number(n) => LooseId(Cow::Owned(n.to_string())),
-        })
-    }
-}
-
-impl std::ops::Deref for LooseId<'_> {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
     }
 }
 
@@ -141,7 +126,7 @@ struct PartyHead<'a> {
     #[serde(borrow)]
     id: Option<LooseId<'a>>,
     #[serde(borrow)]
-    user_ref: Option<Cow<'a, str>>,
+    user_ref: Option<LooseId<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -197,8 +182,6 @@ struct WatermarkHead<'a> {
 struct OptinHead<'a> {
     #[serde(borrow, rename = "type")]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    user_ref: Option<Cow<'a, str>>,
     #[serde(borrow)]
     one_time_notif_token: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -312,7 +295,7 @@ pub fn route(page_id: Option<&str>, event: &RawValue) -> Routing {
         .or_else(|| page_party.and_then(|p| p.id.as_deref().map(str::to_owned)));
     let user = user_party
         .and_then(|p| p.id.as_deref().or(p.user_ref.as_deref()))
-        .or_else(|| head.optin.as_ref().and_then(|o| o.user_ref.as_deref()))
+        .or(head.optin_user_ref.as_deref())
         .map(str::to_owned);
 
     let key = head.key(kind, page_id.as_deref(), user.as_deref(), event.get());
@@ -535,6 +518,29 @@ mod tests {
         );
         assert_eq!(r.group_id(), "1:2");
         assert_eq!(r.key.as_str(), "message:m_9");
+    }
+
+    #[test]
+    fn parties_are_objects_and_an_optins_user_ref_is_read_on_its_own() {
+        // As the typed model reads them: an array is not a party, and a numeric
+        // `user_ref` beside an odd `ref` still names the person.
+        let r = route(
+            Some("1"),
+            &raw(r#"{"sender":[2],"recipient":{"id":"1"},"timestamp":5,"read":{"watermark":4}}"#),
+        );
+        assert_eq!(r.user, None);
+        let r = route(
+            Some("1"),
+            &raw(r#"{"recipient":{"id":1},"timestamp":5,"optin":{"ref":5,"user_ref":77}}"#),
+        );
+        assert_eq!(r.user.as_deref(), Some("77"));
+        let typed: crate::Event = serde_json::from_str(
+            r#"{"recipient":{"id":1},"timestamp":5,"optin":{"ref":5,"user_ref":77}}"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(typed.kind, crate::EventKind::Optin(o) if o.user_ref.as_deref() == Some("77"))
+        );
     }
 
     #[test]

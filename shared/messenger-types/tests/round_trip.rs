@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use messenger_types::event::{EventKind, OptinVariant};
+use messenger_types::event::{EventKind, NotificationStatus, OptinVariant, Problem, Unread};
 use messenger_types::{Envelope, Event, route};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -101,7 +101,7 @@ fn optins_are_told_apart_by_type() {
         by_name("optin_recurring").variant(),
         OptinVariant::Recurring {
             topic: Some("weekly deals"),
-            status: Some("RESUME NOTIFICATIONS"),
+            status: Some(NotificationStatus::Resume),
             expires_at: Some(_),
             ..
         }
@@ -146,7 +146,7 @@ fn echoes_name_the_person_as_recipient_and_the_page_as_sender() {
 
 #[test]
 fn unknown_kinds_are_kept_whole() {
-    let json = r#"{"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":3,"messaging_feedback":{"feedback_screens":[{"screen_id":0,"questions":{"q":{"type":"csat","payload":"5"}}}]}}"#;
+    let json = r#"{"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":1795269600000,"messaging_feedback":{"feedback_screens":[{"screen_id":0,"questions":{"q":{"type":"csat","payload":"5"}}}]}}"#;
     let event = parse(json);
     assert_eq!(event.kind.as_str(), "messaging_feedback");
     assert!(matches!(event.kind, EventKind::Unknown { .. }));
@@ -155,16 +155,32 @@ fn unknown_kinds_are_kept_whole() {
 }
 
 #[test]
-fn a_known_kind_in_an_unexpected_shape_is_kept_as_unknown() {
+fn a_known_kind_in_an_unexpected_shape_is_kept_as_unknown_and_says_why() {
     // `message` without its mid, `read` with a string watermark.
-    for json in [
-        r#"{"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":3,"message":{"text":"no mid"}}"#,
-        r#"{"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":3,"read":{"watermark":"soon"}}"#,
+    for (json, field, problem) in [
+        (
+            r#"{"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":1795269600000,"message":{"text":"no mid"}}"#,
+            "message.mid",
+            Problem::Missing,
+        ),
+        (
+            r#"{"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":1795269600000,"read":{"watermark":"soon"}}"#,
+            "read.watermark",
+            Problem::Invalid,
+        ),
     ] {
         let event = parse(json);
         assert!(
             matches!(event.kind, EventKind::Unknown { key: Some(_), .. }),
             "{json}"
+        );
+        assert_eq!(
+            event.unread,
+            vec![Unread {
+                field: field.to_owned(),
+                problem,
+                kind_read: false
+            }]
         );
         let original: Value = serde_json::from_str(json).unwrap();
         assert_eq!(serde_json::to_value(&event).unwrap(), original);
@@ -177,6 +193,18 @@ fn envelope_fields_of_an_unexpected_shape_are_kept_not_fatal() {
     let event = parse(json);
     assert!(event.sender.is_none() && event.timestamp.is_none());
     assert!(matches!(event.kind, EventKind::Message(_)));
+    let unread: Vec<(&str, Problem, bool)> = event
+        .unread
+        .iter()
+        .map(|u| (u.field.as_str(), u.problem, u.kind_read))
+        .collect();
+    assert_eq!(
+        unread,
+        vec![
+            ("sender.id", Problem::Invalid, true),
+            ("timestamp", Problem::Invalid, true)
+        ]
+    );
     let original: Value = serde_json::from_str(json).unwrap();
     assert_eq!(serde_json::to_value(&event).unwrap(), original);
 }
@@ -206,6 +234,8 @@ fn any_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
+        (-1_000_i64..200_000_000_000_000).prop_map(Value::from),
+        any::<u64>().prop_map(|n| Value::from(n.to_string())),
         "[a-z0-9 ]{0,8}".prop_map(Value::from),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
@@ -220,6 +250,9 @@ fn any_json() -> impl Strategy<Value = Value> {
                     Just("mid".to_owned()),
                     Just("optin".to_owned()),
                     Just("id".to_owned()),
+                    Just("user_ref".to_owned()),
+                    Just("is_echo".to_owned()),
+                    Just("policy-enforcement".to_owned()),
                     "[a-z_]{1,8}",
                 ],
                 inner,
@@ -236,13 +269,26 @@ proptest! {
     #[test]
     fn parsing_any_object_never_panics_and_is_stable(value in any_json()) {
         let json = serde_json::to_string(&value).unwrap();
+        let raw = RawValue::from_string(json.clone()).unwrap();
+        let routing = route(None, &raw);
+        prop_assert!(routing.group_id().len() <= 128);
         if let Ok(event) = serde_json::from_str::<Event>(&json) {
             let written = serde_json::to_string(&event).unwrap();
             let again: Event = serde_json::from_str(&written).unwrap();
-            prop_assert_eq!(again, event);
+            prop_assert_eq!(&again, &event);
+            // On a kind the typed model read, routing names the same person,
+            // whether its ids came as strings or as numbers.
+            if !matches!(event.kind, EventKind::Unknown { .. }) {
+                let person = event
+                    .user()
+                    .and_then(|p| p.id.clone().or(p.user_ref.clone()))
+                    .or_else(|| match &event.kind {
+                        EventKind::Optin(o) => o.user_ref.clone(),
+                        _ => None,
+                    });
+                prop_assert_eq!(&routing.user, &person, "{}", json);
+                prop_assert_eq!(routing.kind, event.kind.as_str());
+            }
         }
-        let raw = RawValue::from_string(json).unwrap();
-        let routing = route(None, &raw);
-        prop_assert!(routing.group_id().len() <= 128);
     }
 }
