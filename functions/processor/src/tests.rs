@@ -3,8 +3,6 @@
 //! behaviours run against the emulator in `tests/` (the DynamoDB adapter).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
@@ -12,9 +10,7 @@ use conversation::testing::MemoryStore;
 use event_queue::testing::MemoryQueue;
 use graph_api::{ErrorClass, GraphError};
 use messenger_store::{Control, StoreErrorKind, ThreadChange, ThreadKey};
-use messenger_types::send::{
-    MessageTag, MessagingType, OutgoingMessage, SendRequest, SendResponse,
-};
+use messenger_types::send::{MessageTag, MessagingType, OutgoingMessage};
 use messenger_types::{AppId, PageId, Psid, QueueMessage, QueuedEvent, Timestamp};
 use secrecy::SecretString;
 
