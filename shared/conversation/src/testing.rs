@@ -243,6 +243,15 @@ fn held<'a>(
         .ok_or_else(|| lost_claim(op))
 }
 
+/// Where a token item (or its guard) lives: page, person, sort key (or token).
+fn item_key(page: &PageId, psid: &Psid, rest: &str) -> (String, String, String) {
+    (
+        page.as_str().to_owned(),
+        psid.as_str().to_owned(),
+        rest.to_owned(),
+    )
+}
+
 fn padded(t: Timestamp) -> String {
     format!("{:015}", t.as_millis().max(0))
 }
@@ -411,11 +420,7 @@ impl Store for MemoryStore {
         self.request(&mut inner, "save_token")?;
         let id = crate::testing::token_digest(&t.token);
         let sk = format!("OTN#{}#{id}", padded(t.created_at));
-        let guard = (
-            t.page.as_str().to_owned(),
-            t.psid.as_str().to_owned(),
-            t.token.clone(),
-        );
+        let guard = item_key(&t.page, &t.psid, &t.token);
         match inner.guards.get(&guard) {
             Some(existing) if existing != &sk => return Ok(false),
             Some(_) => {}
@@ -423,12 +428,8 @@ impl Store for MemoryStore {
                 inner.guards.insert(guard, sk.clone());
             }
         }
-        let item_key = (
-            t.page.as_str().to_owned(),
-            t.psid.as_str().to_owned(),
-            sk.clone(),
-        );
-        if inner.tokens.contains_key(&item_key) {
+        let slot = item_key(&t.page, &t.psid, &sk);
+        if inner.tokens.contains_key(&slot) {
             return Ok(false);
         }
         let status = if t.kind == TokenKind::Recurring && !active {
@@ -443,7 +444,7 @@ impl Store for MemoryStore {
             TokenStatus::Active
         };
         inner.tokens.insert(
-            item_key,
+            slot,
             TokenItem {
                 token: StoredToken {
                     page: t.page.clone(),
@@ -555,11 +556,7 @@ impl TokenStore for MemoryStore {
     ) -> Result<Result<StoredToken, SpendRefused>, StoreError> {
         let mut inner = self.lock();
         self.request(&mut inner, "spend_token")?;
-        let key = (
-            at.page.as_str().to_owned(),
-            at.psid.as_str().to_owned(),
-            at.sk.clone(),
-        );
+        let key = item_key(&at.page, &at.psid, &at.sk);
         let Some(item) = inner.tokens.get_mut(&key) else {
             return Ok(Err(SpendRefused::Unknown));
         };
@@ -581,11 +578,7 @@ impl TokenStore for MemoryStore {
     async fn unspend_token(&self, token: &StoredToken, spend_id: &str) -> Result<bool, StoreError> {
         let mut inner = self.lock();
         self.request(&mut inner, "unspend_token")?;
-        let key = (
-            token.page.as_str().to_owned(),
-            token.psid.as_str().to_owned(),
-            token.sk.clone(),
-        );
+        let key = item_key(&token.page, &token.psid, &token.sk);
         match inner.tokens.get_mut(&key) {
             Some(item)
                 if item.token.status == TokenStatus::Used
@@ -607,11 +600,7 @@ impl TokenStore for MemoryStore {
     ) -> Result<bool, StoreError> {
         let mut inner = self.lock();
         self.request(&mut inner, "retire_token")?;
-        let key = (
-            at.page.as_str().to_owned(),
-            at.psid.as_str().to_owned(),
-            at.sk.clone(),
-        );
+        let key = item_key(&at.page, &at.psid, &at.sk);
         match inner.tokens.get_mut(&key) {
             Some(item) if item.spend_id.as_deref() == Some(spend_id) => {
                 item.token.status = TokenStatus::Retired;
