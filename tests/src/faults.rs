@@ -17,9 +17,9 @@ use std::time::SystemTime;
 use aws_lambda_events::sqs::SqsBatchResponse;
 use event_queue::{EventQueue, FailedEntry, OutgoingMessage, QueueError};
 use messenger_store::{
-    Claim, ClaimToken, NewToken, PageChange, PageState, SpendRefused, Store, StoreError,
-    StoreErrorKind, StoredToken, SweepPage, ThreadChange, ThreadKey, ThreadState, TokenRef,
-    TokenStore,
+    Claim, ClaimToken, EventLedger, NewToken, PageChange, PageState, SpendRefused, Store,
+    StoreError, StoreErrorKind, StoredToken, SweepPage, ThreadChange, ThreadKey, ThreadState,
+    ThreadStore, TokenRef, TokenStore,
 };
 use messenger_types::{EventKey, PageId, Timestamp};
 use serde_json::json;
@@ -224,7 +224,7 @@ fn thread_subject(key: &ThreadKey) -> String {
     format!("{}|{:?}", key.page, key.person)
 }
 
-impl<S: Store> Store for ThrottlingStore<S> {
+impl<S: Store> EventLedger for ThrottlingStore<S> {
     async fn claim_event(&self, key: &EventKey, now: Timestamp) -> Result<Claim, StoreError> {
         self.check("claim_event", key.as_str())?;
         self.inner.claim_event(key, now).await
@@ -280,7 +280,9 @@ impl<S: Store> Store for ThrottlingStore<S> {
         self.check("release_event", key.as_str())?;
         self.inner.release_event(key, token, reason).await
     }
+}
 
+impl<S: Store> ThreadStore for ThrottlingStore<S> {
     async fn thread(&self, key: &ThreadKey) -> Result<ThreadState, StoreError> {
         self.check("thread", &thread_subject(key))?;
         self.inner.thread(key).await

@@ -11,7 +11,8 @@ use integration_tests::otn::tokens_of;
 use integration_tests::rig::*;
 use integration_tests::*;
 use lambda_http::http::StatusCode;
-use messenger_store::{Store, ThreadKey, ThreadState, TokenStatus};
+use messenger_store::ThreadStore as _;
+use messenger_store::{ThreadKey, ThreadState, TokenStatus};
 use messenger_types::{PageId, Psid};
 use serde_json::{Value, json};
 

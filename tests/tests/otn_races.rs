@@ -13,8 +13,9 @@ use std::time::{Duration, SystemTime};
 use integration_tests::otn::*;
 use integration_tests::rig::*;
 use integration_tests::*;
+use messenger_store::ThreadStore as _;
 use messenger_store::otn::OTN_LIFETIME_MS;
-use messenger_store::{NewToken, Store, TokenKind, TokenStatus};
+use messenger_store::{NewToken, TokenKind, TokenStatus};
 use messenger_types::{PageId, Psid, Timestamp};
 use serde_json::{Value, json};
 

@@ -11,10 +11,10 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use integration_tests::*;
+use messenger_store::ThreadStore as _;
 use messenger_store::otn::{OTN_LIFETIME_MS, utc_day};
 use messenger_store::{
-    DynamoStore, NewToken, SpendRefused, Store, ThreadKey, TokenKind, TokenRef, TokenStatus,
-    TokenStore,
+    DynamoStore, NewToken, SpendRefused, ThreadKey, TokenKind, TokenRef, TokenStatus, TokenStore,
 };
 use messenger_types::{PageId, Psid, Timestamp};
 use otn_sweeper::{SweepConfig, SweepReport, Sweeper, sweep};
@@ -183,7 +183,7 @@ async fn cost_follows_the_expired_tokens_not_the_table_and_a_second_sweep_does_n
             read: 0,
             buckets: 1,
             complete: true,
-            next_day: utc_day(at(NOW)),
+            next_day: utc_day(at(NOW))
         }
     );
     eprintln!(

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::rig::*;
 use integration_tests::*;
-use messenger_store::{CLAIM_LEASE_MS, Claim, ClaimToken, Store, StoreErrorKind};
+use messenger_store::EventLedger as _;
+use messenger_store::{CLAIM_LEASE_MS, Claim, ClaimToken, StoreErrorKind};
 use messenger_types::{EventKey, Timestamp};
 use processor::Processor;
 

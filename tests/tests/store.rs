@@ -5,8 +5,9 @@
 
 use integration_tests::*;
 use messenger_store::{
-    CLAIM_LEASE_MS, Claim, Control, DynamoStore, Store, StoreErrorKind, ThreadChange, ThreadKey,
+    CLAIM_LEASE_MS, Claim, Control, DynamoStore, StoreErrorKind, ThreadChange, ThreadKey,
 };
+use messenger_store::{EventLedger as _, ThreadStore as _};
 use messenger_types::{AppId, EventKey, PageId, Psid, Timestamp};
 
 async fn store() -> DynamoStore {

@@ -201,10 +201,10 @@ async fn a_permanent_graph_error_is_an_outcome_and_marks_the_person_unreachable(
             class: ErrorClass::Unreachable,
             code: Some(551),
             subcode: None,
-            token: None,
+            token: None
         }]
     );
-    let thread = messenger_store::Store::thread(
+    let thread = messenger_store::ThreadStore::thread(
         &p.store,
         &ThreadKey::psid(PageId::new(PAGE), Psid::new("2001")),
     )
@@ -226,7 +226,7 @@ async fn an_older_event_arriving_late_leaves_the_newer_window() {
         .await
         .unwrap();
     assert!(matches!(acted(outcome)[0], Outcome::Sent { .. }));
-    let thread = messenger_store::Store::thread(
+    let thread = messenger_store::ThreadStore::thread(
         &p.store,
         &ThreadKey::psid(PageId::new(PAGE), Psid::new("2001")),
     )
@@ -284,7 +284,7 @@ impl Bot for RuleBreaker {
 async fn every_refusal_reason_is_a_typed_outcome_and_nothing_reaches_graph() {
     let p = processor(RuleBreaker);
     // Another app controls person 3001's thread.
-    messenger_store::Store::update_thread(
+    messenger_store::ThreadStore::update_thread(
         &p.store,
         &ThreadKey::psid(PageId::new(PAGE), Psid::new("3001")),
         &ThreadChange::Control(Control {

@@ -29,6 +29,6 @@ pub mod thread;
 pub use graph_error::{ErrorClass, GraphError};
 pub use ledger::{Claim, ClaimToken};
 pub use outcome::{EventOutcome, Outcome, TokenFate};
-pub use ports::{Store, StoreError, StoreErrorKind, TokenStore};
+pub use ports::{EventLedger, Store, StoreError, StoreErrorKind, ThreadStore, TokenStore};
 pub use send_policy::{Basis, Refusal};
 pub use thread::{Person, ThreadChange, ThreadKey, ThreadState};

@@ -45,8 +45,9 @@ impl StoreError {
     }
 }
 
-/// The processor's state port.
-pub trait Store: Send + Sync {
+/// The event ledger: each event claimed before anything is done, each action
+/// recorded as started and as done, the event completed with its outcome.
+pub trait EventLedger: Send + Sync {
     /// Takes `key` for processing, unless it was processed or is being processed.
     fn claim_event(
         &self,
@@ -96,7 +97,10 @@ pub trait Store: Send + Sync {
         token: &ClaimToken,
         reason: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
 
+/// What the table knows of threads and Pages, and the tokens optins store.
+pub trait ThreadStore: Send + Sync {
     fn thread(
         &self,
         key: &ThreadKey,
@@ -141,6 +145,12 @@ pub trait Store: Send + Sync {
         change: &PageChange,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
+
+/// The processor's state: the ledger and the threads. Implemented by every type
+/// that implements both.
+pub trait Store: EventLedger + ThreadStore {}
+
+impl<T: EventLedger + ThreadStore> Store for T {}
 
 /// One-time notification tokens: the notify fan-out and the sweeper.
 pub trait TokenStore: Send + Sync {

@@ -15,7 +15,7 @@ use crate::otn::{
     NewToken, SpendRefused, StoredToken, SweepPage, TokenKind, TokenRef, TokenStatus, day_number,
     day_string,
 };
-use crate::ports::{Store, StoreError, StoreErrorKind, TokenStore};
+use crate::ports::{EventLedger, StoreError, StoreErrorKind, ThreadStore, TokenStore};
 use crate::thread::{
     AccountLink, Control, EntryPoint, PageChange, PageState, ThreadChange, ThreadKey, ThreadState,
     Unreachable,
@@ -256,7 +256,7 @@ fn padded(t: Timestamp) -> String {
     format!("{:015}", t.as_millis().max(0))
 }
 
-impl Store for MemoryStore {
+impl EventLedger for MemoryStore {
     async fn claim_event(&self, key: &EventKey, now: Timestamp) -> Result<Claim, StoreError> {
         let mut inner = self.lock();
         self.request(&mut inner, "claim_event")?;
@@ -365,7 +365,9 @@ impl Store for MemoryStore {
         }
         Ok(())
     }
+}
 
+impl ThreadStore for MemoryStore {
     async fn thread(&self, key: &ThreadKey) -> Result<ThreadState, StoreError> {
         let mut inner = self.lock();
         self.request(&mut inner, "thread")?;

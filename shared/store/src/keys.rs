@@ -1,12 +1,69 @@
 //! Every key format of the table, derived in one place (the table is documented
 //! in the crate's doc).
 
-use crate::{Person, ThreadKey};
+use messenger_types::{EventKey, PageId, Timestamp};
+use sha2::{Digest, Sha256};
+
+use crate::{Person, ThreadKey, TokenRef};
 
 /// The partition of a thread, its OTN tokens and their guards.
 pub(crate) fn thread_pk(key: &ThreadKey) -> String {
     match &key.person {
         Person::Psid(p) => format!("PAGE#{}#USER#{}", key.page, p),
         Person::UserRef(r) => format!("PAGE#{}#REF#{}", key.page, r),
+    }
+}
+
+pub(crate) fn event_pk(key: &EventKey) -> String {
+    format!("EVENT#{}", key.digest())
+}
+
+pub(crate) fn page_pk(page: &PageId) -> String {
+    format!("PAGE#{page}")
+}
+
+pub(crate) fn token_pk(at: &TokenRef) -> String {
+    crate::keys::thread_pk(&ThreadKey::psid(at.page.clone(), at.psid.clone()))
+}
+
+pub(crate) fn token_id(token: &str) -> String {
+    hex::encode(&Sha256::digest(token.as_bytes())[..10])
+}
+
+/// Zero-padded so that string order is time order.
+pub(crate) fn padded(t: Timestamp) -> String {
+    format!("{:015}", t.as_millis().max(0))
+}
+
+pub(crate) fn token_sk(created_at: Timestamp, token: &str) -> String {
+    format!("OTN#{}#{}", padded(created_at), token_id(token))
+}
+
+/// The key of the guard item that makes a token unique on its thread whatever
+/// its creation time (the token item's own key starts with that time).
+pub(crate) fn token_guard_sk(token: &str) -> String {
+    format!("OTNTOKEN#{}", token_id(token))
+}
+
+/// The topic index key. The topic is a person-facing string of any length; its
+/// digest keeps the key short and within DynamoDB's key limits.
+pub(crate) fn topic_pk(page: &PageId, topic: &str) -> String {
+    format!(
+        "OTN#{page}#{}",
+        hex::encode(Sha256::digest(topic.as_bytes()))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_never_contain_the_token_and_sort_by_time() {
+        let sk = token_sk(Timestamp::from_millis(5), "secret-token-value");
+        assert!(!sk.contains("secret"));
+        assert!(
+            token_sk(Timestamp::from_millis(5), "a") < token_sk(Timestamp::from_millis(40), "a")
+        );
     }
 }

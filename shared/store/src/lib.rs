@@ -1,12 +1,33 @@
-//! Conversation state in one DynamoDB table.
+//! The DynamoDB adapter of the `conversation` crate's ports: one table.
 //!
 //! | item | pk | sk |
 //! |---|---|---|
 //! | thread | `PAGE#<page>#USER#<psid>` (or `#REF#<user_ref>`) | `THREAD` |
 //! | page | `PAGE#<page>` | `PAGE` |
 //! | processed event | `EVENT#<sha256 of the event key>` | `EVENT` |
-//! | OTN token (OTN issue) | `PAGE#<page>#USER#<psid>` | `OTN#<created>#<id>` |
-//! | OTN token guard: one item per token | `PAGE#<page>#USER#<psid>` | `OTNTOKEN#<id>` |
+//! | OTN token | `PAGE#<page>#USER#<psid>` | `OTN#<created, 15 digits>#<token digest>` |
+//! | OTN token guard: one item per token | `PAGE#<page>#USER#<psid>` | `OTNTOKEN#<token digest>` |
+//! | recurring notification token | `PAGE#<page>#USER#<psid>` | `OTN#RN#<token digest>` |
+//! | the sweeper's cursor | `SWEEPER` | `CURSOR` |
+//!
+//! | index (sparse: only ACTIVE tokens carry its keys) | partition | sort |
+//! |---|---|---|
+//! | `otn-by-topic` | `OTN#<page>#<sha256 of the topic>` | `<created>#<psid>#<token digest>` |
+//! | `otn-by-expiry` | `EXPIRY#<UTC day it expires>` | `<expires>#<page>#<psid>#<token digest>` |
+//!
+//! `keys` derives every key; a token itself is never part of one.
+//!
+//! | module | job |
+//! |---|---|
+//! | `keys` | every key format |
+//! | `expr` | UpdateItem expressions (placeholders for every name and value), item readers |
+//! | `error` | DynamoDB's errors as the ports' `StoreError`, the SDK error kept as source |
+//! | `dynamo` | the client, the table, the request helpers |
+//! | `ledger` | `EventLedger`: claim, action progress, completion |
+//! | `threads` | `ThreadStore`: threads, Pages, the tokens optins store |
+//! | `tokens` | `TokenStore`: the topic index, the conditional spend, the expiry sweep |
+//! | [`otn`] | a token item's mapping |
+//! | [`schema`] | the table's definition, the one source of truth |
 //!
 //! Every field that events move forward carries the timestamp of the event that set
 //! it, and is written only by a conditional update that admits newer events: Meta
@@ -17,16 +38,22 @@
 
 mod dynamo;
 mod error;
+mod expr;
 mod keys;
+mod ledger;
 pub mod otn;
 pub mod schema;
+mod threads;
+mod tokens;
 
 pub use conversation::ledger::{CLAIM_LEASE_MS, Claim, ClaimToken, EVENT_RECORD_DAYS};
 pub use conversation::otn::{
     NewToken, OTN_LIFETIME_MS, OTN_RECORD_GRACE_DAYS, SpendRefused, StoredToken, SweepPage,
     TokenKind, TokenRef, TokenStatus,
 };
-pub use conversation::ports::{Store, StoreError, StoreErrorKind, TokenStore};
+pub use conversation::ports::{
+    EventLedger, Store, StoreError, StoreErrorKind, ThreadStore, TokenStore,
+};
 pub use conversation::thread::{
     AccountLink, Control, EntryPoint, PageChange, PageState, Person, ThreadChange, ThreadKey,
     ThreadState, Unreachable,

@@ -1,0 +1,271 @@
+//! One-time notification tokens on DynamoDB: the topic index for `notify`, the
+//! conditional spend, and the expiry index the sweeper reads.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use messenger_types::{PageId, Timestamp};
+
+use crate::dynamo::DynamoStore;
+use crate::expr::{Expr, get_s, n_ms, s};
+use crate::keys::token_pk;
+use crate::otn::{self, SpendRefused, StoredToken, SweepPage, TokenRef, TokenStatus};
+use crate::{StoreError, TokenStore};
+
+impl DynamoStore {
+    /// Marks an ACTIVE token whose time is up EXPIRED and takes it out of both
+    /// indexes; `false` when it was spent or expired meanwhile.
+    async fn expire_if_due(&self, at: &TokenRef, now: Timestamp) -> Result<bool, StoreError> {
+        let mut expr = Expr::default();
+        expr.set("status", s(TokenStatus::Expired.as_str()));
+        for attr in INDEX_ATTRIBUTES {
+            expr.set_opt(attr, None);
+        }
+        let status = expr.name("status");
+        let expires = expr.name("expires_at");
+        let active = expr.value(s(TokenStatus::Active.as_str()));
+        let now_v = expr.value(n_ms(now));
+        expr.condition(format!("{status} = {active} AND {expires} <= {now_v}"));
+        Ok(self
+            .update("UpdateItem(expire)", token_pk(at), &at.sk, expr, false)
+            .await?
+            .is_some())
+    }
+}
+
+/// The sparse index keys of an ACTIVE token.
+pub(crate) fn index_keys(
+    page: &str,
+    psid: &str,
+    topic: &str,
+    id: &str,
+    created_at: Timestamp,
+    expires_at: Timestamp,
+) -> [(String, AttributeValue); 4] {
+    [
+        (
+            "topic_pk".to_owned(),
+            s(&crate::keys::topic_pk(&PageId::new(page), topic)),
+        ),
+        (
+            "topic_sk".to_owned(),
+            s(&format!("{}#{psid}#{id}", crate::keys::padded(created_at))),
+        ),
+        ("expiry_pk".to_owned(), s(&otn::expiry_bucket(expires_at))),
+        (
+            "expiry_sk".to_owned(),
+            s(&format!(
+                "{}#{page}#{psid}#{id}",
+                crate::keys::padded(expires_at)
+            )),
+        ),
+    ]
+}
+
+/// DynamoDB's LastEvaluatedKey (all string attributes here) as an opaque cursor.
+pub(crate) fn encode_cursor(key: Option<&HashMap<String, AttributeValue>>) -> Option<String> {
+    let key = key?;
+    let map: std::collections::BTreeMap<&str, &str> = key
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_s().ok()?.as_str())))
+        .collect();
+    serde_json::to_string(&map).ok()
+}
+
+pub(crate) fn decode_cursor(
+    cursor: Option<&str>,
+) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+    let Some(cursor) = cursor else {
+        return Ok(None);
+    };
+    let map: HashMap<String, String> = serde_json::from_str(cursor).map_err(|_| {
+        StoreError::invalid("Query", "the paging cursor is not one this store made")
+    })?;
+    Ok(Some(
+        map.into_iter()
+            .map(|(k, v)| (k, AttributeValue::S(v)))
+            .collect(),
+    ))
+}
+
+pub(crate) fn token_ref(item: &HashMap<String, AttributeValue>) -> Option<TokenRef> {
+    Some(TokenRef {
+        page: PageId::new(get_s(item, "page_id")?),
+        psid: messenger_types::Psid::new(get_s(item, "psid")?),
+        sk: get_s(item, "sk")?,
+    })
+}
+
+pub(crate) const INDEX_ATTRIBUTES: [&str; 4] = ["topic_pk", "topic_sk", "expiry_pk", "expiry_sk"];
+
+impl TokenStore for DynamoStore {
+    async fn active_tokens(
+        &self,
+        page: &PageId,
+        topic: &str,
+        after: Option<&str>,
+        limit: i32,
+    ) -> Result<(Vec<TokenRef>, Option<String>), StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(crate::schema::OTN_BY_TOPIC.name)
+            .key_condition_expression("topic_pk = :t")
+            .expression_attribute_values(":t", s(&crate::keys::topic_pk(page, topic)))
+            .set_exclusive_start_key(decode_cursor(after)?)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| crate::error::from_sdk("Query(otn-by-topic)", e))?;
+        let refs = out.items().iter().filter_map(token_ref).collect();
+        Ok((refs, encode_cursor(out.last_evaluated_key())))
+    }
+
+    async fn spend_token(
+        &self,
+        at: &TokenRef,
+        spend_id: &str,
+        now: Timestamp,
+    ) -> Result<Result<StoredToken, SpendRefused>, StoreError> {
+        let mut expr = Expr::default();
+        expr.set("status", s(TokenStatus::Used.as_str()))
+            .set("used_at", n_ms(now))
+            .set("spend_id", s(spend_id));
+        for attr in INDEX_ATTRIBUTES {
+            expr.set_opt(attr, None);
+        }
+        let status = expr.name("status");
+        let expires = expr.name("expires_at");
+        let kind = expr.name("token_kind");
+        let active = expr.value(s(TokenStatus::Active.as_str()));
+        let now_v = expr.value(n_ms(now));
+        let one_time = expr.value(s(otn::TokenKind::OneTime.as_str()));
+        expr.condition(format!(
+            "{status} = {active} AND {expires} > {now_v} AND {kind} = {one_time}"
+        ));
+        if let Some(item) = self
+            .update("UpdateItem(spend)", token_pk(at), &at.sk, expr, true)
+            .await?
+        {
+            return otn::stored_token(&item).map(Ok).ok_or_else(|| {
+                StoreError::invalid("UpdateItem(spend)", "the token item is incomplete")
+            });
+        }
+        let item = self.get("GetItem(token)", token_pk(at), &at.sk).await?;
+        Ok(Err(match otn::stored_token(&item) {
+            None => SpendRefused::Unknown,
+            Some(t) if t.kind != otn::TokenKind::OneTime => SpendRefused::Unknown,
+            Some(t) if t.status != TokenStatus::Active => SpendRefused::NotActive(t.status),
+            Some(_) => {
+                // Past its year: take it out of the indexes now rather than leave it
+                // to be listed by every notify until a sweep reaches its day.
+                self.expire_if_due(at, now).await?;
+                SpendRefused::Expired
+            }
+        }))
+    }
+
+    async fn unspend_token(&self, token: &StoredToken, spend_id: &str) -> Result<bool, StoreError> {
+        let mut expr = Expr::default();
+        expr.set("status", s(TokenStatus::Active.as_str()));
+        let id = token.sk.rsplit('#').next().unwrap_or_default();
+        for (attr, value) in index_keys(
+            token.page.as_str(),
+            token.psid.as_str(),
+            &token.topic,
+            id,
+            token.created_at,
+            token.expires_at,
+        ) {
+            expr.set(&attr, value);
+        }
+        expr.set_opt("spend_id", None).set_opt("used_at", None);
+        let status = expr.name("status");
+        let spend = expr.name("spend_id");
+        let used = expr.value(s(TokenStatus::Used.as_str()));
+        let mine = expr.value(s(spend_id));
+        expr.condition(format!("{status} = {used} AND {spend} = {mine}"));
+        let at = TokenRef {
+            page: token.page.clone(),
+            psid: token.psid.clone(),
+            sk: token.sk.clone(),
+        };
+        Ok(self
+            .update("UpdateItem(unspend)", token_pk(&at), &token.sk, expr, false)
+            .await?
+            .is_some())
+    }
+
+    async fn retire_token(
+        &self,
+        at: &TokenRef,
+        spend_id: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let mut expr = Expr::default();
+        expr.set("status", s(TokenStatus::Retired.as_str()))
+            .set("retired_reason", s(reason));
+        let spend = expr.name("spend_id");
+        let mine = expr.value(s(spend_id));
+        expr.condition(format!("{spend} = {mine}"));
+        Ok(self
+            .update("UpdateItem(retire)", token_pk(at), &at.sk, expr, false)
+            .await?
+            .is_some())
+    }
+
+    async fn sweep_expired(
+        &self,
+        bucket_day: &str,
+        now: Timestamp,
+        after: Option<&str>,
+        limit: i32,
+    ) -> Result<SweepPage, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(crate::schema::OTN_BY_EXPIRY.name)
+            .key_condition_expression("expiry_pk = :b AND expiry_sk < :now")
+            .expression_attribute_values(":b", s(&format!("EXPIRY#{bucket_day}")))
+            .expression_attribute_values(":now", s(&crate::keys::padded(now)))
+            .set_exclusive_start_key(decode_cursor(after)?)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| crate::error::from_sdk("Query(otn-by-expiry)", e))?;
+        let mut page = SweepPage {
+            read: u64::try_from(out.scanned_count()).unwrap_or(0),
+            next: encode_cursor(out.last_evaluated_key()),
+            ..SweepPage::default()
+        };
+        for at in out.items().iter().filter_map(token_ref) {
+            if self.expire_if_due(&at, now).await? {
+                page.expired += 1;
+            }
+        }
+        Ok(page)
+    }
+
+    async fn sweep_cursor(&self) -> Result<Option<String>, StoreError> {
+        let item = self
+            .get("GetItem(sweeper)", "SWEEPER".to_owned(), "CURSOR")
+            .await?;
+        Ok(get_s(&item, "day"))
+    }
+
+    async fn set_sweep_cursor(&self, day: &str) -> Result<(), StoreError> {
+        let mut expr = Expr::default();
+        expr.set("day", s(day));
+        self.update(
+            "UpdateItem(sweeper)",
+            "SWEEPER".to_owned(),
+            "CURSOR",
+            expr,
+            false,
+        )
+        .await
+        .map(|_| ())
+    }
+}
