@@ -17,9 +17,9 @@ use std::time::SystemTime;
 use aws_lambda_events::sqs::SqsBatchResponse;
 use event_queue::{EventQueue, FailedEntry, OutgoingMessage, QueueError};
 use messenger_store::{
-    Claim, ClaimToken, EventLedger, NewToken, PageChange, PageState, SpendRefused, Store,
-    StoreError, StoreErrorKind, StoredToken, SweepPage, ThreadChange, ThreadKey, ThreadState,
-    ThreadStore, TokenRef, TokenStore,
+    Claim, ClaimToken, EventLedger, NewToken, Opened, PageChange, PageState, SpendRefused, Step,
+    Store, StoreError, StoreErrorKind, StoredToken, SweepPage, ThreadChange, ThreadKey,
+    ThreadLedger, ThreadState, ThreadStore, TokenRef, TokenStore, TurnKey, Version,
 };
 use messenger_types::{EventKey, PageId, Timestamp};
 use serde_json::json;
@@ -279,6 +279,36 @@ impl<S: Store> EventLedger for ThrottlingStore<S> {
     ) -> Result<(), StoreError> {
         self.check("release_event", key.as_str())?;
         self.inner.release_event(key, token, reason).await
+    }
+}
+
+impl<S: Store> ThreadLedger for ThrottlingStore<S> {
+    async fn open_turn(&self, turn: &TurnKey, now: Timestamp) -> Result<Opened, StoreError> {
+        self.check("open_turn", turn.event.as_str())?;
+        self.inner.open_turn(turn, now).await
+    }
+
+    async fn take_turn(
+        &self,
+        turn: &TurnKey,
+        version: Version,
+        thread: &ThreadState,
+        step: Step<'_>,
+        now: Timestamp,
+    ) -> Result<Option<ClaimToken>, StoreError> {
+        self.check("take_turn", turn.event.as_str())?;
+        self.inner.take_turn(turn, version, thread, step, now).await
+    }
+
+    async fn step_turn(
+        &self,
+        turn: &TurnKey,
+        token: &ClaimToken,
+        step: Step<'_>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.check("step_turn", turn.event.as_str())?;
+        self.inner.step_turn(turn, token, step, now).await
     }
 }
 

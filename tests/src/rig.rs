@@ -152,20 +152,38 @@ pub fn failed_ids(response: &aws_lambda_events::sqs::SqsBatchResponse) -> Vec<St
 /// record). Panics when the event has no recorded outcome.
 pub async fn outcome_of(rig: &Rig, mid: &str) -> EventOutcome {
     let key = messenger_types::EventKey::from_readable(format!("message:{mid}"));
-    let item = aws_sdk_dynamodb::Client::new(&rig.sdk)
-        .get_item()
-        .table_name(&rig.table)
-        .key("pk", AttributeValue::S(format!("EVENT#{}", key.digest())))
-        .key("sk", AttributeValue::S("EVENT".to_owned()))
-        .send()
+    let entry = ledger(rig)
         .await
-        .unwrap()
-        .item
-        .unwrap_or_default();
-    recorded_outcome(&item).unwrap_or_else(|| panic!("no outcome recorded for {mid}: {item:?}"))
+        .into_iter()
+        .find(|(_, e)| e.name == messenger_store::entry_name(&key))
+        .unwrap_or_else(|| panic!("no ledger entry for {mid}"))
+        .1;
+    entry_outcome(&entry).unwrap_or_else(|| panic!("no outcome recorded for {mid}: {entry:?}"))
 }
 
-/// The typed outcome in an event record, if it has one.
+/// Every ledger entry on the table's threads, with its thread's `pk`.
+pub async fn ledger(rig: &Rig) -> Vec<(String, messenger_store::LedgerEntry)> {
+    scan_table(rig)
+        .await
+        .iter()
+        .filter(|i| attr_s(i, "sk") == "THREAD")
+        .flat_map(|i| {
+            let pk = attr_s(i, "pk");
+            messenger_store::ledger_entries(i)
+                .into_iter()
+                .map(move |e| (pk.clone(), e))
+        })
+        .collect()
+}
+
+/// The outcome recorded on a thread's ledger entry.
+pub fn entry_outcome(entry: &messenger_store::LedgerEntry) -> Option<EventOutcome> {
+    let text = entry.outcome.as_deref()?;
+    Some(EventOutcome::parse(text).unwrap_or_else(|e| panic!("unreadable outcome {text}: {e}")))
+}
+
+/// The outcome recorded on a processed event's own item (events that name no
+/// person).
 pub fn recorded_outcome(
     item: &std::collections::HashMap<String, AttributeValue>,
 ) -> Option<EventOutcome> {

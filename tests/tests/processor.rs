@@ -331,11 +331,10 @@ async fn transient_graph_errors_are_retried_and_end_in_exactly_one_reply() {
             .await;
         assert_eq!(failed_ids(&first), vec!["first-0".to_owned()], "{error}");
         // The transient error is recorded on the event, not only logged.
-        let errors: Vec<String> = scan_table(&rig)
+        let errors: Vec<String> = ledger(&rig)
             .await
-            .iter()
-            .map(|item| attr_s(item, "last_error"))
-            .filter(|e| !e.is_empty())
+            .into_iter()
+            .filter_map(|(_, e)| e.last_error)
             .collect();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("Graph API error"), "{errors:?}");

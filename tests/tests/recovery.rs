@@ -1,57 +1,58 @@
-//! Recovery from a processor that died holding an event: the claim it left in the
-//! table (IN_PROGRESS, with a lease) is taken over once the lease has run out, and
+//! Recovery from a processor that died holding an event: the claim it left on the
+//! thread's ledger (in progress, with a lease) is taken over once the lease has run out, and
 //! the person gets the reply the dead invocation never sent; while the lease still
 //! holds, a delivery is handed back to SQS and nothing is sent.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
-
-use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::rig::*;
 use integration_tests::*;
-use messenger_store::EventLedger as _;
-use messenger_store::{CLAIM_LEASE_MS, Claim, ClaimToken, StoreErrorKind};
-use messenger_types::{EventKey, Timestamp};
+use messenger_store::{
+    CLAIM_LEASE_MS, ClaimToken, LedgerEntry, Opened, Step, StoreErrorKind, ThreadKey,
+    ThreadLedger as _, TurnKey,
+};
+use messenger_types::{EventKey, PageId, Psid, Timestamp};
 use processor::Processor;
 
-/// The key the processor claims a message event under.
-fn message_key(mid: &str) -> EventKey {
-    EventKey::from_readable(format!("message:{mid}"))
-}
-
-/// The processed-event record of the message with this mid.
-async fn event_record(rig: &Rig, mid: &str) -> HashMap<String, AttributeValue> {
-    aws_sdk_dynamodb::Client::new(&rig.sdk)
-        .get_item()
-        .table_name(&rig.table)
-        .key(
-            "pk",
-            AttributeValue::S(format!("EVENT#{}", message_key(mid).digest())),
-        )
-        .key("sk", AttributeValue::S("EVENT".to_owned()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap_or_default()
-}
-
-/// Claims the event as an invocation does before its first Graph call, at `at`.
-async fn claim(rig: &Rig, mid: &str, at: i64) -> ClaimToken {
-    match dynamo_store(rig)
-        .claim_event(&message_key(mid), Timestamp::from_millis(at))
-        .await
-        .unwrap()
-    {
-        Claim::Acquired {
-            token,
-            done_actions: 0,
-            started_actions: 0,
-        } => token,
-        other => panic!("the event was not free: {other:?}"),
+/// The message event with this mid on `psid`'s thread, as the processor names it.
+fn turn(psid: &str, mid: &str) -> TurnKey {
+    TurnKey {
+        thread: ThreadKey::psid(PageId::new(PAGE_A), Psid::new(psid)),
+        event: EventKey::from_readable(format!("message:{mid}")),
+        at: Timestamp::from_millis(now_ms()),
     }
+}
+
+/// The event's entry in its thread's ledger.
+async fn entry(rig: &Rig, psid: &str, mid: &str) -> LedgerEntry {
+    dynamo_store(rig)
+        .ledger_entry(&turn(psid, mid))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no ledger entry for {mid}"))
+}
+
+/// Takes the event as an invocation does, at `at`, and leaves it with no action
+/// started (the invocation dies before its first Graph call).
+async fn claim(rig: &Rig, psid: &str, mid: &str, at: i64) -> ClaimToken {
+    let store = dynamo_store(rig);
+    let at = Timestamp::from_millis(at);
+    let turn = turn(psid, mid);
+    let Opened::Open {
+        thread, version, ..
+    } = store.open_turn(&turn, at).await.unwrap()
+    else {
+        panic!("the event was not free");
+    };
+    let step = Step::Working {
+        done: 0,
+        started: 0,
+    };
+    store
+        .take_turn(&turn, version, &thread, step, at)
+        .await
+        .unwrap()
+        .expect("the thread changed under the claim")
 }
 
 /// A text message from `psid`, as the webhook queues it.
@@ -80,11 +81,8 @@ async fn an_event_left_claimed_by_a_crash_before_any_send_is_answered_once_when_
     let messages = hello(psid, mid);
     // An invocation claimed the event a lease and a second ago and died before
     // calling Graph: the record is IN_PROGRESS and its lease has run out.
-    let crashed = claim(&rig, mid, now_ms() - CLAIM_LEASE_MS - 1_000).await;
-    assert_eq!(
-        attr_s(&event_record(&rig, mid).await, "status"),
-        "IN_PROGRESS"
-    );
+    let crashed = claim(&rig, psid, mid, now_ms() - CLAIM_LEASE_MS - 1_000).await;
+    assert!(!entry(&rig, psid, mid).await.done);
 
     // SQS delivers the message again (its visibility timeout outlasts the lease).
     let response = rig
@@ -101,11 +99,11 @@ async fn an_event_left_claimed_by_a_crash_before_any_send_is_answered_once_when_
     assert_eq!(replies.len(), 1, "{replies:?}");
     assert_eq!(replies[0]["messaging_type"], "RESPONSE");
     assert!(replies[0]["message"]["text"].is_string());
-    let record = event_record(&rig, mid).await;
-    assert_eq!(attr_s(&record, "status"), "DONE");
+    let record = entry(&rig, psid, mid).await;
+    assert!(record.done);
     assert!(
         matches!(
-            recorded_outcome(&record).as_ref().map(only_action),
+            entry_outcome(&record).as_ref().map(only_action),
             Some(Outcome::Sent { .. })
         ),
         "{record:?}"
@@ -113,10 +111,10 @@ async fn an_event_left_claimed_by_a_crash_before_any_send_is_answered_once_when_
 
     // The dead invocation, should it wake up, cannot overwrite what was done.
     let late = dynamo_store(&rig)
-        .complete_event(
-            &message_key(mid),
+        .step_turn(
+            &turn(psid, mid),
             &crashed,
-            "late",
+            Step::Done { outcome: "late" },
             Timestamp::from_millis(now_ms()),
         )
         .await
@@ -130,7 +128,7 @@ async fn an_event_left_claimed_by_a_crash_before_any_send_is_answered_once_when_
     assert!(failed_ids(&again).is_empty());
     assert_eq!(replies_to(&rig, psid).await.len(), 1);
     assert!(matches!(
-        recorded_outcome(&event_record(&rig, mid).await)
+        entry_outcome(&entry(&rig, psid, mid).await)
             .as_ref()
             .map(only_action),
         Some(Outcome::Sent { .. })
@@ -144,7 +142,7 @@ async fn while_another_invocation_holds_the_event_a_delivery_is_handed_back_and_
     let messages = hello(psid, mid);
     // Another invocation claimed it a moment ago and is still at work (or not yet
     // known to be dead): its lease runs for another CLAIM_LEASE_MS.
-    claim(&rig, mid, now_ms()).await;
+    claim(&rig, psid, mid, now_ms()).await;
 
     let response = rig
         .processor
@@ -152,9 +150,9 @@ async fn while_another_invocation_holds_the_event_a_delivery_is_handed_back_and_
         .await;
     assert_eq!(failed_ids(&response), vec!["busy-0".to_owned()]);
     assert!(graph_calls(&rig.graph).await.is_empty());
-    let record = event_record(&rig, mid).await;
-    assert_eq!(attr_s(&record, "status"), "IN_PROGRESS");
-    assert_eq!(recorded_outcome(&record), None);
+    let record = entry(&rig, psid, mid).await;
+    assert!(!record.done);
+    assert_eq!(record.outcome, None);
 
     // The holder never finishes; SQS delivers again after the lease is over (the
     // processor's clock moved past it).
@@ -169,5 +167,5 @@ async fn while_another_invocation_holds_the_event_a_delivery_is_handed_back_and_
         failed_ids(&response)
     );
     assert_eq!(replies_to(&rig, psid).await.len(), 1);
-    assert_eq!(attr_s(&event_record(&rig, mid).await, "status"), "DONE");
+    assert!(entry(&rig, psid, mid).await.done);
 }

@@ -340,3 +340,297 @@ async fn a_token_is_stored_once_whatever_the_timestamp_and_a_half_done_save_fini
     assert!(store.save_token(&token(500), true, now).await.unwrap());
     assert_eq!(store.tokens_of(&thread).await.unwrap().len(), 1);
 }
+
+mod thread_ledger {
+    //! The ledger of a person's events on their thread: one read opens a turn, one
+    //! write at the version read takes it, each later step one write with the claim.
+
+    use super::*;
+    use messenger_store::{
+        ARCHIVE_ABOVE, ClaimToken, Opened, Step, ThreadLedger as _, ThreadState, TurnKey, item_size,
+    };
+
+    fn thread() -> ThreadKey {
+        ThreadKey::psid(
+            PageId::new("100000000000001"),
+            Psid::new("2000000000000001"),
+        )
+    }
+
+    fn turn(mid: &str, ms: i64) -> TurnKey {
+        TurnKey {
+            thread: thread(),
+            event: EventKey::from_readable(format!("message:{mid}")),
+            at: at(ms),
+        }
+    }
+
+    async fn open(store: &DynamoStore, turn: &TurnKey, now: i64) -> Opened {
+        store.open_turn(turn, at(now)).await.unwrap()
+    }
+
+    /// Opens, applies the message, takes with `step`; the claim.
+    async fn take(store: &DynamoStore, turn: &TurnKey, now: i64, step: Step<'_>) -> ClaimToken {
+        let Opened::Open {
+            mut thread,
+            version,
+            ..
+        } = open(store, turn, now).await
+        else {
+            panic!("{} not open", turn.event.as_str());
+        };
+        thread.apply(&ThreadChange::UserInteraction { at: turn.at });
+        store
+            .take_turn(turn, version, &thread, step, at(now))
+            .await
+            .unwrap()
+            .expect("the thread changed under the take")
+    }
+
+    /// The thread's item, raw.
+    async fn item(
+        store: &DynamoStore,
+    ) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+        store
+            .client()
+            .get_item()
+            .table_name(store.table())
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(
+                    "PAGE#100000000000001#USER#2000000000000001".into(),
+                ),
+            )
+            .key(
+                "sk",
+                aws_sdk_dynamodb::types::AttributeValue::S("THREAD".into()),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap_or_default()
+    }
+
+    const WORKING: Step<'static> = Step::Working {
+        done: 0,
+        started: 1,
+    };
+
+    #[tokio::test]
+    async fn a_turn_is_taken_once_with_its_changes_then_is_a_duplicate() {
+        let store = store().await;
+        let t = turn("m_1", 1_000);
+        let token = take(&store, &t, 1_000, WORKING).await;
+        assert_eq!(open(&store, &t, 2_000).await, Opened::Busy);
+        let outcome = r#"{"acted":{"actions":[{"sent":{"message_id":"m_x"}}]}}"#;
+        store
+            .step_turn(&t, &token, Step::Done { outcome }, at(2_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            open(&store, &t, 3_000).await,
+            Opened::Duplicate {
+                outcome: Some(outcome.to_owned())
+            }
+        );
+        // Long after any lease, still a duplicate.
+        assert!(matches!(
+            open(&store, &t, 10 * CLAIM_LEASE_MS).await,
+            Opened::Duplicate { .. }
+        ));
+        assert_eq!(
+            store.thread(&thread()).await.unwrap().last_user_interaction,
+            Some(at(1_000))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_take_at_a_stale_version_is_refused_and_changes_nothing() {
+        let store = store().await;
+        let t = turn("m_1", 1_000);
+        let Opened::Open {
+            thread: read,
+            version,
+            ..
+        } = open(&store, &t, 1_000).await
+        else {
+            panic!("not open");
+        };
+        // Another writer marks the person unreachable after the read.
+        store
+            .update_thread(
+                &thread(),
+                &ThreadChange::Unreachable(messenger_store::Unreachable {
+                    reason: "551".into(),
+                    at: at(1_500),
+                }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .take_turn(&t, version, &read, WORKING, at(1_000))
+                .await
+                .unwrap(),
+            None
+        );
+        // The other writer's change stands, and the event is still free.
+        let state = store.thread(&thread()).await.unwrap();
+        assert_eq!(state.unreachable.map(|u| u.reason), Some("551".to_owned()));
+        assert!(matches!(open(&store, &t, 1_000).await, Opened::Open { .. }));
+    }
+
+    #[tokio::test]
+    async fn an_expired_turn_passes_on_with_its_progress_and_the_dead_claim_is_refused() {
+        let store = store().await;
+        let t = turn("m_1", 1_000);
+        let dead = take(&store, &t, 1_000, WORKING).await;
+        let later = 1_001 + CLAIM_LEASE_MS;
+        let Opened::Open { progress, .. } = open(&store, &t, later).await else {
+            panic!("the lease did not end");
+        };
+        assert_eq!((progress.done_actions, progress.started_actions), (0, 1));
+        let next = take(
+            &store,
+            &t,
+            later,
+            Step::Working {
+                done: 1,
+                started: 1,
+            },
+        )
+        .await;
+        let lost = store
+            .step_turn(&t, &dead, Step::Done { outcome: "{}" }, at(later))
+            .await
+            .unwrap_err();
+        assert_eq!(lost.kind, StoreErrorKind::LostClaim);
+        // The dead claim's release is no error and changes nothing.
+        let release = Step::Released {
+            done: 0,
+            started: 0,
+            reason: "late",
+        };
+        store
+            .step_turn(&t, &dead, release, at(later))
+            .await
+            .unwrap();
+        store
+            .step_turn(&t, &next, Step::Done { outcome: "{}" }, at(later))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_released_turn_is_taken_again_at_once_with_its_last_error() {
+        let store = store().await;
+        let t = turn("m_1", 1_000);
+        let token = take(&store, &t, 1_000, WORKING).await;
+        let release = Step::Released {
+            done: 0,
+            started: 0,
+            reason: "Graph API error 500",
+        };
+        store
+            .step_turn(&t, &token, release, at(1_000))
+            .await
+            .unwrap();
+        let entry = store.ledger_entry(&t).await.unwrap().unwrap();
+        assert_eq!(entry.last_error.as_deref(), Some("Graph API error 500"));
+        let Opened::Open { progress, .. } = open(&store, &t, 1_001).await else {
+            panic!("a released turn is not open");
+        };
+        assert_eq!((progress.done_actions, progress.started_actions), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_long_conversation_keeps_the_thread_under_a_write_unit_and_forgets_no_event() {
+        let store = store().await;
+        // A long entry point, as an ad's ref can be, and a long message id.
+        store
+            .update_thread(
+                &thread(),
+                &ThreadChange::EntryPoint(messenger_store::EntryPoint {
+                    reference: Some("campaign-".repeat(12)),
+                    source: Some("ADS".into()),
+                    at: at(500),
+                }),
+            )
+            .await
+            .unwrap();
+        let sent = format!(
+            r#"{{"acted":{{"actions":[{{"sent":{{"message_id":"m_{}"}}}}]}}}}"#,
+            "x".repeat(90)
+        );
+        let mut largest = 0;
+        for i in 0..40 {
+            let t = turn(&format!("m_{i}"), 1_000 + i * 1_000);
+            let now = 1_000 + i * 1_000;
+            let token = take(&store, &t, now, WORKING).await;
+            largest = largest.max(item_size(&item(&store).await));
+            store
+                .step_turn(&t, &token, Step::Done { outcome: &sent }, at(now))
+                .await
+                .unwrap();
+            largest = largest.max(item_size(&item(&store).await));
+        }
+        assert!(largest < 1024, "the thread's item reached {largest} bytes");
+        assert!(
+            largest > ARCHIVE_ABOVE,
+            "{largest}: the archive was never needed"
+        );
+        let archives = store
+            .client()
+            .query()
+            .table_name(store.table())
+            .key_condition_expression("pk = :pk AND begins_with(sk, :ledger)")
+            .expression_attribute_values(
+                ":pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(
+                    "PAGE#100000000000001#USER#2000000000000001".into(),
+                ),
+            )
+            .expression_attribute_values(
+                ":ledger",
+                aws_sdk_dynamodb::types::AttributeValue::S("LEDGER#".into()),
+            )
+            .send()
+            .await
+            .unwrap()
+            .count;
+        eprintln!("40 events, the thread's item at most {largest} bytes, {archives} archive items");
+        assert!(archives >= 3, "archived {archives} times");
+        // Every event is still known: the archived ones too, after all leases.
+        for i in 0..40 {
+            let t = turn(&format!("m_{i}"), 1_000 + i * 1_000);
+            assert!(
+                matches!(
+                    open(&store, &t, 10 * CLAIM_LEASE_MS).await,
+                    Opened::Duplicate { .. }
+                ),
+                "m_{i} forgotten"
+            );
+        }
+        // Only the newest keeps its outcome.
+        assert_eq!(
+            open(&store, &turn("m_39", 40_000), 10 * CLAIM_LEASE_MS).await,
+            Opened::Duplicate {
+                outcome: Some(sent.clone())
+            }
+        );
+        // An event older than the archived ones that was never processed (a
+        // redriven message) is open, not mistaken for a duplicate.
+        assert!(matches!(
+            open(&store, &turn("m_redriven", 1_500), 10 * CLAIM_LEASE_MS).await,
+            Opened::Open { .. }
+        ));
+        let state: ThreadState = store.thread(&thread()).await.unwrap();
+        assert_eq!(state.last_user_interaction, Some(at(40_000)));
+        assert_eq!(
+            state.entry_point.and_then(|e| e.reference),
+            Some("campaign-".repeat(12))
+        );
+    }
+}

@@ -88,31 +88,35 @@ async fn a_thousand_texts_delivered_three_times_each_in_shuffled_concurrent_batc
     assert_eq!(got, expected);
     assert_eq!(sent.len(), PEOPLE);
 
-    // One processed-event record per event, done, with the reply it sent; and each
-    // thread's last interaction is the person's message.
-    let items = scan_table(&rig).await;
-    let events: Vec<_> = items
+    // One ledger entry per event, on its person's thread, done, with the reply it
+    // sent; and each thread's last interaction is the person's message.
+    let entries = ledger(&rig).await;
+    assert_eq!(entries.len(), PEOPLE);
+    let names: BTreeSet<String> = entries.iter().map(|(_, e)| e.name.clone()).collect();
+    let want_names: BTreeSet<String> = people
         .iter()
-        .filter(|i| attr_s(i, "sk") == "EVENT")
+        .map(|(_, _, mid, _)| {
+            messenger_store::entry_name(&messenger_types::EventKey::from_readable(format!(
+                "message:{mid}"
+            )))
+        })
         .collect();
-    assert_eq!(events.len(), PEOPLE);
-    let keys: BTreeSet<String> = events.iter().map(|e| attr_s(e, "event_key")).collect();
-    let want_keys: BTreeSet<String> = people
-        .iter()
-        .map(|(_, _, mid, _)| format!("message:{mid}"))
-        .collect();
-    assert_eq!(keys, want_keys);
-    for e in &events {
-        assert_eq!(attr_s(e, "status"), "DONE", "{e:?}");
+    assert_eq!(names, want_names);
+    for (pk, e) in &entries {
+        assert!(e.done, "{pk}: {e:?}");
         assert_eq!(
-            recorded_outcome(e).as_ref().map(only_action),
+            entry_outcome(e).as_ref().map(only_action),
             Some(&Outcome::Sent {
                 message_id: Some("m_sent".to_owned())
             }),
-            "{e:?}"
+            "{pk}: {e:?}"
         );
-        assert_eq!(attr_n(e, "done_actions"), Some(1), "{e:?}");
     }
+    let items = scan_table(&rig).await;
+    assert!(
+        !items.iter().any(|i| attr_s(i, "sk") == "EVENT"),
+        "events that name a person keep no item of their own"
+    );
     let threads: BTreeMap<String, Option<i64>> = items
         .iter()
         .filter(|i| attr_s(i, "sk") == "THREAD")

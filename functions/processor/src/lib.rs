@@ -8,16 +8,16 @@
 //! | module | job |
 //! |---|---|
 //! | [`batch`] | one SQS batch: FIFO groups concurrently, each group in order; partial batch failures |
-//! | [`pipeline`] | one event: claim, record, ask the bot, carry out each action at most once, complete |
+//! | [`pipeline`] | one event: a turn on its thread (read, decide, take with the changes, each action at most once, done: 1 read + 2 writes per reply), or a ledger item of its own for events that name no person |
 //! | [`act`] | one action: the send policy, then the Graph call; Graph's refusals reflected on the thread |
 //! | [`notify`] | the `notify` command: fan-out over the topic's tokens, one spend and send per person |
 //! | [`bot`] | the replaceable bot and the default one |
 //! | [`config`] | the environment, the clients, the Lambda function's `run` |
 //!
-//! Each event is claimed in the table before anything is done, and each action the
-//! bot asked for is recorded as done once it is: a redelivered event (Meta's retry,
-//! SQS's at-least-once delivery, a Lambda retry after a timeout) finds its claim
-//! and does nothing twice.
+//! Each event is taken in the table before any call is made, and each action the
+//! bot asked for is recorded as started before its call and as done after it: a
+//! redelivered event (Meta's retry, SQS's at-least-once delivery, a Lambda retry
+//! after a timeout) finds its entry and does nothing twice.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 

@@ -1,31 +1,106 @@
-//! One webhook event, at most once: claim it in the ledger, record what it
-//! changes, ask the bot, carry out each action the bot asked for (each recorded as
-//! started before its call and as done after it), then complete the event with
-//! its typed outcome.
+//! One webhook event, at most once.
+//!
+//! An event that names a person is a turn on their thread: one read gives the
+//! thread and where the event stands in its ledger; the event's changes are
+//! applied to that state and the bot decides on it; one write, made only if the
+//! thread is still as read, takes the event with the thread's new state and
+//! marks the first action started (or the event done when there is nothing to
+//! call); each action after the first is marked started in the write that records
+//! the one before it done, and the last write completes the event with its typed
+//! outcome. A replied text is 1 read and 2 writes, a duplicate 1 read.
+//!
+//! An event that names no person (a Page's policy or roles) keeps a ledger item of
+//! its own: claimed, then the same steps.
 
 use std::time::SystemTime;
 
 use event_queue::EventQueue;
-use messenger_store::{Claim, ClaimToken, Store, ThreadState, TokenStore};
+use messenger_store::{
+    Claim, ClaimToken, Opened, Progress, Step, Store, ThreadKey, ThreadState, TokenStore, TurnKey,
+};
 use messenger_types::{Event, EventKey, PageId, QueuedEvent, Source, Timestamp};
 
-use crate::bot::{Bot, Turn};
+use crate::bot::{Action, Bot, Turn};
+use crate::state::Changes;
 use crate::{
     EventOutcome, MIN_TIME_PER_ACTION, MessageOutcome, Messenger, Outcome, ProcessError, Processor,
     state, time_left,
 };
+
+/// How many times a turn is opened again when the thread changed between the read
+/// and the write that takes the event (another writer: a notification's
+/// reachability, a redelivery): then the message is handed back.
+const TAKE_ATTEMPTS: u32 = 3;
 
 /// The parts of one event's processing that the steps share.
 pub(crate) struct Work<'a> {
     pub(crate) page: &'a PageId,
     pub(crate) event: &'a Event,
     pub(crate) source: Source,
-    pub(crate) key: &'a EventKey,
-    pub(crate) claim: &'a ClaimToken,
-    pub(crate) done_actions: u32,
-    pub(crate) started_actions: u32,
     pub(crate) now: Timestamp,
     pub(crate) deadline: Option<SystemTime>,
+}
+
+/// The ledger entry this worker holds.
+enum Hold<'a> {
+    Turn {
+        turn: &'a TurnKey,
+        claim: ClaimToken,
+    },
+    Alone {
+        key: &'a EventKey,
+        claim: ClaimToken,
+    },
+}
+
+/// Which actions an earlier attempt settled: the first `first - 1` are not called
+/// again (done, or started and perhaps delivered), `first` is the next to call.
+struct Plan {
+    settled: Vec<Outcome>,
+    first: u32,
+}
+
+impl Plan {
+    fn new(progress: Progress) -> Self {
+        let settled_count = progress.done_actions.max(progress.started_actions);
+        let settled = (1..=settled_count)
+            .map(|n| {
+                if n <= progress.done_actions {
+                    Outcome::DoneEarlier
+                } else {
+                    // An earlier attempt made this call and died before recording
+                    // what came of it. It may have reached the person: at most
+                    // once, so it is not repeated.
+                    tracing::warn!(
+                        action = n,
+                        "an interrupted attempt made this call; not repeated"
+                    );
+                    Outcome::NotRepeated
+                }
+            })
+            .collect();
+        Self {
+            settled,
+            first: settled_count + 1,
+        }
+    }
+
+    /// The outcome when nothing is left to call.
+    fn finished(&self, source: Source, actions: usize) -> Option<EventOutcome> {
+        if source == Source::Standby {
+            return Some(EventOutcome::Standby);
+        }
+        if actions == 0 {
+            return Some(EventOutcome::Recorded);
+        }
+        (self.first as usize > actions).then(|| EventOutcome::Acted {
+            actions: self.settled.iter().take(actions).cloned().collect(),
+        })
+    }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processor<S, M, B, Q> {
@@ -43,157 +118,346 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             .or_else(|| event.page_id().map(PageId::new))
             .unwrap_or_else(|| PageId::new("unknown"));
         let key = messenger_types::route(Some(page.as_str()), &queued.event).key;
-        let now = (self.clock)();
-
-        let (claim, done_actions, started_actions) = match self.store.claim_event(&key, now).await?
-        {
-            Claim::Acquired {
-                token,
-                done_actions,
-                started_actions,
-            } => (token, done_actions, started_actions),
-            Claim::Duplicate { .. } => {
-                tracing::info!(event_key = %key, "duplicate event; nothing done");
-                return Ok(MessageOutcome::Duplicate);
-            }
-            Claim::Busy => return Err(ProcessError::Busy),
-        };
-
         let work = Work {
             page: &page,
             event: &event,
             source: queued.source,
-            key: &key,
-            claim: &claim,
-            done_actions,
-            started_actions,
-            now,
+            now: (self.clock)(),
             deadline,
         };
-        match self.run(&work).await {
-            Ok(outcome) => {
-                self.store
-                    .complete_event(&key, &claim, &outcome.to_record(), now)
-                    .await?;
-                tracing::info!(
-                    page_id = %page,
-                    event_kind = event.kind.as_str(),
-                    source = queued.source.as_str(),
-                    %outcome,
-                    "event processed"
-                );
-                // What the model could not read is never silent. Not counted yet:
-                // the EventsUnreadable metric comes with the processor's metrics.
-                for unread in &event.unread {
-                    tracing::warn!(
-                        page_id = %page,
-                        event_kind = event.kind.as_str(),
-                        field = %unread.field,
-                        problem = unread.problem.as_str(),
-                        kind_read = unread.kind_read,
-                        "a field of the event could not be read"
-                    );
-                }
-                Ok(MessageOutcome::Event(outcome))
+        let changes = state::changes(&page, &event, queued.source);
+        let outcome = match &changes.thread {
+            Some(thread) => {
+                let turn = TurnKey {
+                    thread: thread.clone(),
+                    event: key.clone(),
+                    at: event.timestamp.unwrap_or(Timestamp::from_millis(0)),
+                };
+                self.process_turn(&work, &turn, &changes).await?
             }
-            Err(e) => {
-                if let Err(release) = self.store.release_event(&key, &claim, &e.to_string()).await {
-                    tracing::warn!(error = %release, "could not release the event's claim; it frees itself when the lease ends");
-                }
-                Err(e)
-            }
+            None => self.process_alone(&work, &key, &changes).await?,
+        };
+        let Some(outcome) = outcome else {
+            tracing::info!(event_key = %key, "duplicate event; nothing done");
+            return Ok(MessageOutcome::Duplicate);
+        };
+        tracing::info!(
+            page_id = %page,
+            event_kind = event.kind.as_str(),
+            source = queued.source.as_str(),
+            %outcome,
+            "event processed"
+        );
+        // What the model could not read is never silent. Not counted yet: the
+        // EventsUnreadable metric comes with the processor's metrics.
+        for unread in &event.unread {
+            tracing::warn!(
+                page_id = %page,
+                event_kind = event.kind.as_str(),
+                field = %unread.field,
+                problem = unread.problem.as_str(),
+                kind_read = unread.kind_read,
+                "a field of the event could not be read"
+            );
         }
+        Ok(MessageOutcome::Event(outcome))
     }
 
-    async fn run(&self, w: &Work<'_>) -> Result<EventOutcome, ProcessError> {
-        let changes = state::changes(w.page, w.event, w.source);
-        if let Some(thread) = &changes.thread
-            && !changes.thread_changes.is_empty()
-        {
-            self.store
-                .update_thread_all(thread, &changes.thread_changes)
-                .await?;
+    /// An event on its person's thread. `None` for a duplicate.
+    async fn process_turn(
+        &self,
+        w: &Work<'_>,
+        turn: &TurnKey,
+        changes: &Changes,
+    ) -> Result<Option<EventOutcome>, ProcessError> {
+        let mut side_written = false;
+        for _ in 0..TAKE_ATTEMPTS {
+            let (mut thread, progress, version) = match self.store.open_turn(turn, w.now).await? {
+                Opened::Open {
+                    thread,
+                    progress,
+                    version,
+                } => (thread, progress, version),
+                Opened::Duplicate { .. } => return Ok(None),
+                Opened::Busy => return Err(ProcessError::Busy),
+            };
+            if !side_written {
+                self.write_side(w, changes).await?;
+                side_written = true;
+            }
+            for change in &changes.thread_changes {
+                thread.apply(change);
+            }
+            let actions = self.decide(w, Some(&turn.thread), &thread).await;
+            let plan = Plan::new(progress);
+            let finished = plan.finished(w.source, actions.len());
+            let record;
+            let step = match &finished {
+                Some(outcome) => {
+                    record = outcome.to_record();
+                    Step::Done { outcome: &record }
+                }
+                None => {
+                    self.check_time(w)?;
+                    Step::Working {
+                        done: plan.first - 1,
+                        started: plan.first,
+                    }
+                }
+            };
+            let Some(claim) = self
+                .store
+                .take_turn(turn, version, &thread, step, w.now)
+                .await?
+            else {
+                tracing::warn!(event_key = %turn.event, "the thread was written since it was read; reading it again");
+                continue;
+            };
+            if let Some(outcome) = finished {
+                return Ok(Some(outcome));
+            }
+            let hold = Hold::Turn { turn, claim };
+            return self
+                .carry_out(w, &hold, Some(&turn.thread), &mut thread, &actions, plan)
+                .await
+                .map(Some);
         }
+        Err(ProcessError::Busy)
+    }
+
+    /// An event that names no person, on a ledger item of its own. `None` for a
+    /// duplicate.
+    async fn process_alone(
+        &self,
+        w: &Work<'_>,
+        key: &EventKey,
+        changes: &Changes,
+    ) -> Result<Option<EventOutcome>, ProcessError> {
+        let (claim, progress) = match self.store.claim_event(key, w.now).await? {
+            Claim::Acquired {
+                token,
+                done_actions,
+                started_actions,
+            } => (
+                token,
+                Progress {
+                    done_actions,
+                    started_actions,
+                },
+            ),
+            Claim::Duplicate { .. } => return Ok(None),
+            Claim::Busy => return Err(ProcessError::Busy),
+        };
+        let hold = Hold::Alone { key, claim };
+        let mut thread = ThreadState::default();
+        let prepared = async {
+            self.write_side(w, changes).await?;
+            let actions = self.decide(w, None, &thread).await;
+            let plan = Plan::new(progress);
+            if let Some(outcome) = plan.finished(w.source, actions.len()) {
+                self.finish(&hold, &outcome).await?;
+                return Ok(Err(outcome));
+            }
+            self.check_time(w)?;
+            self.advance(&hold, plan.first - 1, plan.first).await?;
+            Ok(Ok((actions, plan)))
+        }
+        .await;
+        let (actions, plan) = match prepared {
+            Ok(Ok(ready)) => ready,
+            Ok(Err(finished)) => return Ok(Some(finished)),
+            Err(e) => {
+                self.release(
+                    w,
+                    &hold,
+                    progress.done_actions,
+                    progress.started_actions,
+                    &e,
+                )
+                .await;
+                return Err(e);
+            }
+        };
+        self.carry_out(w, &hold, None, &mut thread, &actions, plan)
+            .await
+            .map(Some)
+    }
+
+    /// What an event changes outside its thread: the Page's record and the tokens
+    /// an optin gives. Each write is idempotent, so a retry makes them again.
+    async fn write_side(&self, w: &Work<'_>, changes: &Changes) -> Result<(), ProcessError> {
         for change in &changes.page_changes {
             self.store.update_page(w.page, change).await?;
         }
         for (token, active) in &changes.tokens {
             self.store.save_token(token, *active, w.now).await?;
         }
-        if w.source == Source::Standby {
-            return Ok(EventOutcome::Standby);
-        }
-
-        let mut thread = match &changes.thread {
-            Some(key) => self.store.thread(key).await?,
-            None => ThreadState::default(),
-        };
-        let actions = self
-            .bot
-            .decide(&Turn {
-                page: w.page,
-                thread_key: changes.thread.as_ref(),
-                event: w.event,
-                source: w.source,
-                thread: &thread,
-                now: w.now,
-            })
-            .await;
-        if actions.is_empty() {
-            return Ok(EventOutcome::Recorded);
-        }
-
-        let mut outcomes = Vec::with_capacity(actions.len());
-        for (i, action) in actions.iter().enumerate() {
-            let n = u32::try_from(i + 1).unwrap_or(u32::MAX);
-            if n <= w.done_actions {
-                outcomes.push(Outcome::DoneEarlier);
-                continue;
-            }
-            if n <= w.started_actions {
-                // An earlier attempt made this call and died before recording what
-                // came of it. It may have reached the person: at most once, so skip.
-                tracing::warn!(
-                    action = n,
-                    "an interrupted attempt made this call; not repeated"
-                );
-                outcomes.push(Outcome::NotRepeated);
-                self.record_done(w, n).await?;
-                continue;
-            }
-            if w.deadline
-                .is_some_and(|d| time_left(d) < MIN_TIME_PER_ACTION)
-            {
-                return Err(ProcessError::OutOfTime);
-            }
-            self.store.start_action(w.key, w.claim, n).await?;
-            let outcome = match self
-                .act(w, changes.thread.as_ref(), &mut thread, action)
-                .await
-            {
-                Ok(outcome) => outcome,
-                Err(ProcessError::Graph(e)) if !e.outcome_unknown => {
-                    // Meta answered with an error (or the request never left): the
-                    // call did nothing, try again later.
-                    self.store.abandon_action(w.key, w.claim, n).await?;
-                    return Err(ProcessError::Graph(e));
-                }
-                // Anything else leaves the action started: a retry will not repeat it.
-                Err(e) => return Err(e),
-            };
-            outcomes.push(outcome);
-            self.record_done(w, n).await?;
-        }
-        Ok(EventOutcome::Acted { actions: outcomes })
+        Ok(())
     }
 
-    /// Records action `n` as done, trying a few times: once a message has gone out,
-    /// losing this record is what could make a retry send it again.
-    async fn record_done(&self, w: &Work<'_>, n: u32) -> Result<(), ProcessError> {
-        crate::persist("record progress", || {
-            self.store.record_progress(w.key, w.claim, n)
+    async fn decide(
+        &self,
+        w: &Work<'_>,
+        thread_key: Option<&ThreadKey>,
+        thread: &ThreadState,
+    ) -> Vec<Action> {
+        if w.source == Source::Standby {
+            return Vec::new();
+        }
+        self.bot
+            .decide(&Turn {
+                page: w.page,
+                thread_key,
+                event: w.event,
+                source: w.source,
+                thread,
+                now: w.now,
+            })
+            .await
+    }
+
+    fn check_time(&self, w: &Work<'_>) -> Result<(), ProcessError> {
+        if w.deadline
+            .is_some_and(|d| time_left(d) < MIN_TIME_PER_ACTION)
+        {
+            return Err(ProcessError::OutOfTime);
+        }
+        Ok(())
+    }
+
+    /// Carries out the actions from `plan.first` on, the first already marked
+    /// started; each later one is marked started in the write that records the
+    /// one before it done, and the event is completed with its outcome.
+    async fn carry_out(
+        &self,
+        w: &Work<'_>,
+        hold: &Hold<'_>,
+        event_thread: Option<&ThreadKey>,
+        thread: &mut ThreadState,
+        actions: &[Action],
+        plan: Plan,
+    ) -> Result<EventOutcome, ProcessError> {
+        let mut outcomes = plan.settled;
+        outcomes.truncate(actions.len());
+        // What the ledger holds: (done, started).
+        let mut recorded = (plan.first - 1, plan.first);
+        for (i, action) in actions.iter().enumerate().skip(outcomes.len()) {
+            let n = count(i + 1);
+            if n > plan.first {
+                if let Err(e) = self.check_time(w) {
+                    // The action before went out: record it done on the way out.
+                    self.release(w, hold, n - 1, n - 1, &e).await;
+                    return Err(e);
+                }
+                if let Err(e) = self.advance(hold, n - 1, n).await {
+                    self.release(w, hold, recorded.0, recorded.1, &e).await;
+                    return Err(e);
+                }
+                recorded = (n - 1, n);
+            }
+            match self.act(w, event_thread, thread, action).await {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(ProcessError::Graph(e)) if !e.outcome_unknown => {
+                    // Meta answered with an error (or the request never left): the
+                    // call did nothing, try it again later.
+                    let e = ProcessError::Graph(e);
+                    self.release(w, hold, n - 1, n - 1, &e).await;
+                    return Err(e);
+                }
+                // Anything else leaves the action started: a retry will not repeat it.
+                Err(e) => {
+                    self.release(w, hold, recorded.0, recorded.1, &e).await;
+                    return Err(e);
+                }
+            }
+        }
+        let outcome = EventOutcome::Acted { actions: outcomes };
+        if let Err(e) = self.finish(hold, &outcome).await {
+            self.release(w, hold, recorded.0, recorded.1, &e).await;
+            return Err(e);
+        }
+        Ok(outcome)
+    }
+
+    /// Records the first `done` actions done and `started` started. Tried a few
+    /// times: once a message has gone out, losing this record is what could make a
+    /// retry send it again.
+    async fn advance(&self, hold: &Hold<'_>, done: u32, started: u32) -> Result<(), ProcessError> {
+        match hold {
+            Hold::Turn { turn, claim } => crate::persist("record progress", || {
+                self.store
+                    .step_turn(turn, claim, Step::Working { done, started }, (self.clock)())
+            })
+            .await
+            .map_err(Into::into),
+            Hold::Alone { key, claim } => {
+                crate::persist("record progress", || {
+                    self.store.record_progress(key, claim, done)
+                })
+                .await?;
+                if started > done {
+                    self.store.start_action(key, claim, started).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Completes the event with its outcome (tried a few times, as [`Self::advance`]).
+    async fn finish(&self, hold: &Hold<'_>, outcome: &EventOutcome) -> Result<(), ProcessError> {
+        let record = outcome.to_record();
+        let now = (self.clock)();
+        crate::persist("complete the event", || async {
+            match hold {
+                Hold::Turn { turn, claim } => {
+                    self.store
+                        .step_turn(turn, claim, Step::Done { outcome: &record }, now)
+                        .await
+                }
+                Hold::Alone { key, claim } => {
+                    self.store.complete_event(key, claim, &record, now).await
+                }
+            }
         })
         .await
         .map_err(Into::into)
+    }
+
+    /// Gives the event back after `e`, with `done` actions done and `started`
+    /// started, so that the redelivery can take it at once. A failure here is only
+    /// logged: the claim frees itself when its lease ends.
+    async fn release(
+        &self,
+        w: &Work<'_>,
+        hold: &Hold<'_>,
+        done: u32,
+        started: u32,
+        e: &ProcessError,
+    ) {
+        let reason = e.to_string();
+        let result = match hold {
+            Hold::Turn { turn, claim } => {
+                let step = Step::Released {
+                    done,
+                    started,
+                    reason: &reason,
+                };
+                self.store.step_turn(turn, claim, step, w.now).await
+            }
+            Hold::Alone { key, claim } => {
+                let progress = if started == done {
+                    self.store.record_progress(key, claim, done).await
+                } else {
+                    Ok(())
+                };
+                match progress {
+                    Ok(()) => self.store.release_event(key, claim, &reason).await,
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        if let Err(release) = result {
+            tracing::warn!(error = %release, "could not release the event's claim; it frees itself when the lease ends");
+        }
     }
 }

@@ -125,6 +125,42 @@ async fn a_duplicate_delivery_sends_nothing() {
 }
 
 #[tokio::test]
+async fn a_replied_text_is_one_read_and_two_writes_and_a_duplicate_one_read() {
+    let p = processor(DefaultBot);
+    let body = text("2001", "m1", "hello", 1_000);
+    p.process_event(&queued(&body), None).await.unwrap();
+    assert_eq!(p.store.requests(), 3, "open, take (action started), done");
+    p.process_event(&queued(&body), None).await.unwrap();
+    assert_eq!(p.store.requests(), 4, "the duplicate: open only");
+}
+
+#[tokio::test]
+async fn a_thread_written_between_the_read_and_the_take_is_read_again_and_replied_once() {
+    let p = processor(DefaultBot);
+    p.store.interfere_after_open(2);
+    let outcome = p
+        .process_event(&queued(&text("2001", "m1", "hello", 1_000)), None)
+        .await
+        .unwrap();
+    assert!(matches!(acted(outcome)[..], [Outcome::Sent { .. }]));
+    assert_eq!(p.graph.sends().len(), 1);
+    // Three opens, two refused takes, one take, done.
+    assert_eq!(p.store.requests(), 7);
+}
+
+#[tokio::test]
+async fn a_thread_that_keeps_changing_hands_the_message_back_without_sending() {
+    let p = processor(DefaultBot);
+    p.store.interfere_after_open(u32::MAX);
+    assert!(matches!(
+        p.process_event(&queued(&text("2001", "m1", "hello", 1_000)), None)
+            .await,
+        Err(ProcessError::Busy)
+    ));
+    assert!(p.graph.sends().is_empty());
+}
+
+#[tokio::test]
 async fn two_concurrent_deliveries_of_one_event_send_once() {
     let mut p = processor(DefaultBot);
     p.graph = FakeGraph::answering_after(Duration::from_millis(20));
@@ -158,7 +194,7 @@ async fn a_crash_after_the_send_and_before_done_never_sends_twice() {
     let p = processor(DefaultBot);
     let body = text("2001", "m1", "hello", 1_000);
     // The send succeeds; recording it as done fails for good (a crash here).
-    p.store.fail("record_progress", StoreErrorKind::Invalid, 1);
+    p.store.fail("step_turn", StoreErrorKind::Invalid, 1);
     assert!(p.process_event(&queued(&body), None).await.is_err());
     assert_eq!(p.graph.sends().len(), 1);
     // The redelivery finds the action started and not done: not repeated.

@@ -8,7 +8,7 @@
 //! | what an event changes (window, control, entry point, account link, tokens) | [`record`] |
 //! | the 24-hour window, HUMAN_AGENT's 7 days, tags in force and retired, thread control, OTN token state: one check before any call | [`send_policy`] |
 //! | a one-time notification token's life (ACTIVE, USED, EXPIRED, RETIRED) | [`otn`] |
-//! | the event ledger: claim, action started / done, completed; at most once | [`ledger`] |
+//! | the event ledger: claim, action started / done, completed; at most once; on the thread for events that name a person | [`ledger`] |
 //! | Meta's errors and what to do about each | [`graph_error`] |
 //! | what became of an event and of each action, as values | [`outcome`] |
 //! | what the rules need from storage | [`ports`] |
@@ -27,8 +27,10 @@ pub mod testing;
 pub mod thread;
 
 pub use graph_error::{ErrorClass, GraphError};
-pub use ledger::{Claim, ClaimToken};
+pub use ledger::{Claim, ClaimToken, DoneEntry, Opened, Progress, Step, TurnKey, Version};
 pub use outcome::{EventOutcome, Outcome, TokenFate};
-pub use ports::{EventLedger, Store, StoreError, StoreErrorKind, ThreadStore, TokenStore};
+pub use ports::{
+    EventLedger, Store, StoreError, StoreErrorKind, ThreadLedger, ThreadStore, TokenStore,
+};
 pub use send_policy::{Basis, Refusal};
 pub use thread::{Person, ThreadChange, ThreadKey, ThreadState};

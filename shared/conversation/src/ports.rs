@@ -7,7 +7,7 @@ use std::future::Future;
 
 use messenger_types::{EventKey, PageId, Timestamp};
 
-use crate::ledger::{Claim, ClaimToken};
+use crate::ledger::{Claim, ClaimToken, Opened, Step, TurnKey, Version};
 use crate::otn::{NewToken, SpendRefused, StoredToken, SweepPage, TokenRef};
 use crate::thread::{PageChange, PageState, ThreadChange, ThreadKey, ThreadState};
 
@@ -99,6 +99,40 @@ pub trait EventLedger: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// The ledger of events that name a person, kept on their thread: one read opens
+/// the turn, one conditional write takes the event with what it changes, and each
+/// later step is one write made only with the claim.
+pub trait ThreadLedger: Send + Sync {
+    /// Reads the thread and where the event stands on it.
+    fn open_turn(
+        &self,
+        turn: &TurnKey,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Opened, StoreError>> + Send;
+
+    /// Takes the event: writes `thread` (the state read, with the event's changes
+    /// applied) and the entry as `step` says, only if the thread is still at
+    /// `version`. `None` when it was written since: open the turn again.
+    fn take_turn(
+        &self,
+        turn: &TurnKey,
+        version: Version,
+        thread: &ThreadState,
+        step: Step<'_>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<ClaimToken>, StoreError>> + Send;
+
+    /// Writes a later step of a turn this worker holds. A lost claim is an error,
+    /// except for [`Step::Released`], which then changes nothing.
+    fn step_turn(
+        &self,
+        turn: &TurnKey,
+        token: &ClaimToken,
+        step: Step<'_>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// What the table knows of threads and Pages, and the tokens optins store.
 pub trait ThreadStore: Send + Sync {
     fn thread(
@@ -146,11 +180,11 @@ pub trait ThreadStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
-/// The processor's state: the ledger and the threads. Implemented by every type
-/// that implements both.
-pub trait Store: EventLedger + ThreadStore {}
+/// The processor's state: both ledgers and the threads. Implemented by every type
+/// that implements all three.
+pub trait Store: EventLedger + ThreadLedger + ThreadStore {}
 
-impl<T: EventLedger + ThreadStore> Store for T {}
+impl<T: EventLedger + ThreadLedger + ThreadStore> Store for T {}
 
 /// One-time notification tokens: the notify fan-out and the sweeper.
 pub trait TokenStore: Send + Sync {

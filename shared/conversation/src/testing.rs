@@ -10,16 +10,15 @@ use std::sync::{Mutex, MutexGuard};
 
 use messenger_types::{EventKey, PageId, Psid, Timestamp};
 
-use crate::ledger::{CLAIM_LEASE_MS, Claim, ClaimToken};
+use crate::ledger::{CLAIM_LEASE_MS, Claim, ClaimToken, Opened, Progress, Step, TurnKey, Version};
 use crate::otn::{
     NewToken, SpendRefused, StoredToken, SweepPage, TokenKind, TokenRef, TokenStatus, day_number,
     day_string,
 };
-use crate::ports::{EventLedger, StoreError, StoreErrorKind, ThreadStore, TokenStore};
-use crate::thread::{
-    AccountLink, Control, EntryPoint, PageChange, PageState, ThreadChange, ThreadKey, ThreadState,
-    Unreachable,
+use crate::ports::{
+    EventLedger, StoreError, StoreErrorKind, ThreadLedger, ThreadStore, TokenStore,
 };
+use crate::thread::{PageChange, PageState, ThreadChange, ThreadKey, ThreadState};
 
 /// An event's record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,107 +32,6 @@ pub struct EventRecord {
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Default)]
-struct ThreadItem {
-    last_user_ts: Option<Timestamp>,
-    last_message_ts: Option<Timestamp>,
-    control: Option<Control>,
-    entry: Option<EntryPoint>,
-    link: Option<AccountLink>,
-    unreachable_reason: Option<String>,
-    reach_ts: Option<Timestamp>,
-}
-
-impl ThreadItem {
-    fn newer(held: Option<Timestamp>, at: Timestamp) -> bool {
-        held.is_none_or(|held| held < at)
-    }
-
-    /// Applies `change` if it is newer than the field it sets.
-    fn apply(&mut self, change: &ThreadChange) -> bool {
-        match change {
-            ThreadChange::UserInteraction { at } => {
-                let ok = Self::newer(self.last_user_ts, *at);
-                if ok {
-                    self.last_user_ts = Some(*at);
-                }
-                ok
-            }
-            ThreadChange::UserMessage { at } => {
-                let ok = Self::newer(self.last_message_ts, *at);
-                if ok {
-                    self.last_message_ts = Some(*at);
-                }
-                ok
-            }
-            ThreadChange::Control(c) => {
-                let ok = Self::newer(self.control.as_ref().map(|c| c.since), c.since);
-                if ok {
-                    let owner = match (&c.owner, c.ours) {
-                        (Some(owner), _) => Some(owner.clone()),
-                        (None, true) => None,
-                        // Someone else's, unnamed (a standby event): keep the owner we know.
-                        (None, false) => self.control.as_ref().and_then(|c| c.owner.clone()),
-                    };
-                    self.control = Some(Control {
-                        ours: c.ours,
-                        owner,
-                        since: c.since,
-                    });
-                }
-                ok
-            }
-            ThreadChange::EntryPoint(e) => {
-                let ok = Self::newer(self.entry.as_ref().map(|e| e.at), e.at);
-                if ok {
-                    self.entry = Some(e.clone());
-                }
-                ok
-            }
-            ThreadChange::AccountLink(l) => {
-                let ok = Self::newer(self.link.as_ref().map(|l| l.at), l.at);
-                if ok {
-                    self.link = Some(l.clone());
-                }
-                ok
-            }
-            ThreadChange::Unreachable(u) => {
-                let ok = Self::newer(self.reach_ts, u.at);
-                if ok {
-                    self.unreachable_reason = Some(u.reason.clone());
-                    self.reach_ts = Some(u.at);
-                }
-                ok
-            }
-            ThreadChange::Reachable { at } => {
-                let ok = Self::newer(self.reach_ts, *at);
-                if ok {
-                    self.unreachable_reason = None;
-                    self.reach_ts = Some(*at);
-                }
-                ok
-            }
-        }
-    }
-
-    fn state(&self) -> ThreadState {
-        ThreadState {
-            last_user_interaction: self.last_user_ts,
-            last_user_message: self.last_message_ts,
-            control: self.control.clone(),
-            entry_point: self.entry.clone(),
-            account_link: self.link.clone(),
-            unreachable: match (&self.unreachable_reason, self.reach_ts) {
-                (Some(reason), Some(at)) => Some(Unreachable {
-                    reason: reason.clone(),
-                    at,
-                }),
-                _ => None,
-            },
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 struct TokenItem {
     token: StoredToken,
@@ -143,7 +41,11 @@ struct TokenItem {
 #[derive(Debug, Default)]
 struct Inner {
     events: HashMap<String, EventRecord>,
-    threads: HashMap<ThreadKey, ThreadItem>,
+    threads: HashMap<ThreadKey, ThreadState>,
+    /// Every write to a thread moves its version on.
+    versions: HashMap<ThreadKey, u64>,
+    /// The ledger entries kept on threads, by entry name.
+    turns: HashMap<String, EventRecord>,
     pages: HashMap<PageId, (PageState, Option<Timestamp>, Option<Timestamp>)>,
     /// (page, psid, sk) -> token; BTreeMap so that listings are in a stable order.
     tokens: BTreeMap<(String, String, String), TokenItem>,
@@ -152,6 +54,8 @@ struct Inner {
     sweep_cursor: Option<String>,
     requests: u64,
     faults: Vec<(&'static str, StoreErrorKind, u32)>,
+    /// Threads written by "another writer" right after the next `n` turns opened.
+    interfere: u32,
     seq: u64,
 }
 
@@ -198,9 +102,14 @@ impl MemoryStore {
         self.lock().requests
     }
 
-    /// The record of an event, if any.
+    /// The record of an event, if any: its own, or its entry on its thread.
     pub fn event(&self, key: &EventKey) -> Option<EventRecord> {
-        self.lock().events.get(key.as_str()).cloned()
+        let inner = self.lock();
+        inner
+            .events
+            .get(key.as_str())
+            .cloned()
+            .or_else(|| inner.turns.get(&crate::ledger::entry_name(key)).cloned())
     }
 
     /// Every stored token of a person, as stored.
@@ -213,9 +122,18 @@ impl MemoryStore {
             .collect()
     }
 
+    /// After each of the next `times` turns opened, writes the thread as another
+    /// writer would (a notification marking the person unreachable), so that the
+    /// write taking the event finds the thread changed since it was read.
+    pub fn interfere_after_open(&self, times: u32) {
+        self.lock().interfere = times;
+    }
+
     /// Ends every lease now, as if the worker holding it had died long ago.
     pub fn expire_leases(&self) {
-        for record in self.lock().events.values_mut() {
+        let mut inner = self.lock();
+        let Inner { events, turns, .. } = &mut *inner;
+        for record in events.values_mut().chain(turns.values_mut()) {
             record.lease_until = Timestamp::from_millis(i64::MIN);
         }
     }
@@ -367,15 +285,134 @@ impl EventLedger for MemoryStore {
     }
 }
 
+fn held_turn<'a>(
+    inner: &'a mut Inner,
+    turn: &TurnKey,
+    token: &ClaimToken,
+    op: &'static str,
+) -> Result<&'a mut EventRecord, StoreError> {
+    inner
+        .turns
+        .get_mut(&turn.entry())
+        .filter(|r| !r.done && r.claim == token.as_str())
+        .ok_or_else(|| lost_claim(op))
+}
+
+/// Writes `step` into `record`, as the adapter writes it into the entry.
+fn write_step(record: &mut EventRecord, step: Step<'_>, now: Timestamp) {
+    match step {
+        Step::Working { done, started } => {
+            record.done_actions = done;
+            record.started_actions = started;
+            record.lease_until = now.plus_millis(CLAIM_LEASE_MS);
+        }
+        Step::Done { outcome } => {
+            record.done = true;
+            record.outcome = Some(outcome.to_owned());
+        }
+        Step::Released {
+            done,
+            started,
+            reason,
+        } => {
+            record.done_actions = done;
+            record.started_actions = started;
+            record.lease_until = Timestamp::from_millis(0);
+            record.last_error = Some(reason.to_owned());
+        }
+    }
+}
+
+impl ThreadLedger for MemoryStore {
+    async fn open_turn(&self, turn: &TurnKey, now: Timestamp) -> Result<Opened, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "open_turn")?;
+        let progress = match inner.turns.get(&turn.entry()) {
+            Some(record) if record.done => {
+                return Ok(Opened::Duplicate {
+                    outcome: record.outcome.clone(),
+                });
+            }
+            Some(record) if record.lease_until >= now => return Ok(Opened::Busy),
+            Some(record) => Progress {
+                done_actions: record.done_actions,
+                started_actions: record.started_actions,
+            },
+            None => Progress::default(),
+        };
+        let thread = inner.threads.get(&turn.thread).cloned().unwrap_or_default();
+        let number = inner.versions.get(&turn.thread).copied().unwrap_or(0);
+        if inner.interfere > 0 {
+            inner.interfere -= 1;
+            *inner.versions.entry(turn.thread.clone()).or_default() += 1;
+        }
+        Ok(Opened::Open {
+            thread,
+            progress,
+            version: Version {
+                number,
+                ..Version::default()
+            },
+        })
+    }
+
+    async fn take_turn(
+        &self,
+        turn: &TurnKey,
+        version: Version,
+        thread: &ThreadState,
+        step: Step<'_>,
+        now: Timestamp,
+    ) -> Result<Option<ClaimToken>, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "take_turn")?;
+        if inner.versions.get(&turn.thread).copied().unwrap_or(0) != version.number {
+            return Ok(None);
+        }
+        inner.seq += 1;
+        let token = ClaimToken::new(format!("memory-{}", inner.seq));
+        let mut record = inner.turns.remove(&turn.entry()).unwrap_or(EventRecord {
+            done: false,
+            lease_until: now,
+            claim: String::new(),
+            done_actions: 0,
+            started_actions: 0,
+            outcome: None,
+            last_error: None,
+        });
+        record.claim = token.as_str().to_owned();
+        record.lease_until = now.plus_millis(CLAIM_LEASE_MS);
+        write_step(&mut record, step, now);
+        inner.turns.insert(turn.entry(), record);
+        inner.threads.insert(turn.thread.clone(), thread.clone());
+        *inner.versions.entry(turn.thread.clone()).or_default() += 1;
+        Ok(Some(token))
+    }
+
+    async fn step_turn(
+        &self,
+        turn: &TurnKey,
+        token: &ClaimToken,
+        step: Step<'_>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "step_turn")?;
+        match held_turn(&mut inner, turn, token, "step_turn") {
+            Ok(record) => write_step(record, step, now),
+            Err(_) if matches!(step, Step::Released { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        *inner.versions.entry(turn.thread.clone()).or_default() += 1;
+        Ok(())
+    }
+}
+
 impl ThreadStore for MemoryStore {
     async fn thread(&self, key: &ThreadKey) -> Result<ThreadState, StoreError> {
         let mut inner = self.lock();
         self.request(&mut inner, "thread")?;
-        Ok(inner
-            .threads
-            .get(key)
-            .map(ThreadItem::state)
-            .unwrap_or_default())
+        Ok(inner.threads.get(key).cloned().unwrap_or_default())
     }
 
     async fn update_thread(
@@ -385,7 +422,11 @@ impl ThreadStore for MemoryStore {
     ) -> Result<bool, StoreError> {
         let mut inner = self.lock();
         self.request(&mut inner, "update_thread")?;
-        Ok(inner.threads.entry(key.clone()).or_default().apply(change))
+        let applied = inner.threads.entry(key.clone()).or_default().apply(change);
+        if applied {
+            *inner.versions.entry(key.clone()).or_default() += 1;
+        }
+        Ok(applied)
     }
 
     async fn update_thread_all(
@@ -399,6 +440,7 @@ impl ThreadStore for MemoryStore {
         for change in changes {
             thread.apply(change);
         }
+        *inner.versions.entry(key.clone()).or_default() += 1;
         Ok(())
     }
 
@@ -671,6 +713,7 @@ impl TokenStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::thread::Control;
     use futures_executor::block_on;
     use messenger_types::AppId;
 
@@ -722,6 +765,111 @@ mod tests {
         let lost = block_on(store.record_progress(&event, &token, 1)).unwrap_err();
         assert_eq!(lost.kind, StoreErrorKind::LostClaim);
         block_on(store.record_progress(&event, &second, 1)).unwrap();
+    }
+
+    fn turn(mid: &str) -> TurnKey {
+        TurnKey {
+            thread: key(),
+            event: EventKey::from_readable(format!("message:{mid}")),
+            at: Timestamp::from_millis(1_000),
+        }
+    }
+
+    fn open(
+        store: &MemoryStore,
+        turn: &TurnKey,
+        now: Timestamp,
+    ) -> (ThreadState, Progress, Version) {
+        match block_on(store.open_turn(turn, now)).unwrap() {
+            Opened::Open {
+                thread,
+                progress,
+                version,
+            } => (thread, progress, version),
+            other => panic!("not open: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_turn_is_taken_once_at_the_version_read_and_a_done_turn_is_a_duplicate() {
+        let store = MemoryStore::new();
+        let now = Timestamp::from_millis(1_000);
+        let t = turn("m1");
+        let (mut thread, _, version) = open(&store, &t, now);
+        thread.apply(&ThreadChange::UserInteraction { at: now });
+        let working = Step::Working {
+            done: 0,
+            started: 1,
+        };
+        let token = block_on(store.take_turn(&t, version.clone(), &thread, working, now))
+            .unwrap()
+            .unwrap();
+        // A second worker that read the same version loses.
+        assert_eq!(
+            block_on(store.take_turn(&t, version, &thread, working, now)).unwrap(),
+            None
+        );
+        assert_eq!(block_on(store.open_turn(&t, now)).unwrap(), Opened::Busy);
+        block_on(store.step_turn(&t, &token, Step::Done { outcome: "{}" }, now)).unwrap();
+        assert_eq!(
+            block_on(store.open_turn(&t, now)).unwrap(),
+            Opened::Duplicate {
+                outcome: Some("{}".to_owned())
+            }
+        );
+        assert_eq!(
+            block_on(store.thread(&key()))
+                .unwrap()
+                .last_user_interaction,
+            Some(now)
+        );
+    }
+
+    #[test]
+    fn an_expired_turn_passes_on_with_its_progress_and_the_old_claim_is_refused() {
+        let store = MemoryStore::new();
+        let now = Timestamp::from_millis(1_000);
+        let t = turn("m1");
+        let (thread, _, version) = open(&store, &t, now);
+        let first = block_on(store.take_turn(
+            &t,
+            version,
+            &thread,
+            Step::Working {
+                done: 0,
+                started: 1,
+            },
+            now,
+        ))
+        .unwrap()
+        .unwrap();
+        let later = now.plus_millis(CLAIM_LEASE_MS + 1);
+        let (thread, progress, version) = open(&store, &t, later);
+        assert_eq!(
+            progress,
+            Progress {
+                done_actions: 0,
+                started_actions: 1
+            }
+        );
+        let working = Step::Working {
+            done: 1,
+            started: 1,
+        };
+        let second = block_on(store.take_turn(&t, version, &thread, working, later))
+            .unwrap()
+            .unwrap();
+        let lost =
+            block_on(store.step_turn(&t, &first, Step::Done { outcome: "{}" }, later)).unwrap_err();
+        assert_eq!(lost.kind, StoreErrorKind::LostClaim);
+        // Releasing a lost claim changes nothing and is no error.
+        let release = Step::Released {
+            done: 0,
+            started: 0,
+            reason: "late",
+        };
+        block_on(store.step_turn(&t, &first, release, later)).unwrap();
+        block_on(store.step_turn(&t, &second, Step::Done { outcome: "{}" }, later)).unwrap();
     }
 
     #[test]

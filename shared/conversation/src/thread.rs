@@ -43,6 +43,9 @@ pub struct ThreadState {
     pub account_link: Option<AccountLink>,
     /// Set when Meta said the person cannot receive messages (551, 2018108, ...).
     pub unreachable: Option<Unreachable>,
+    /// When the person wrote again after being unreachable: with
+    /// `unreachable.at`, the time reachability last changed.
+    pub reachable_since: Option<Timestamp>,
 }
 
 impl ThreadState {
@@ -50,6 +53,85 @@ impl ThreadState {
     /// the app that receives `messaging` events is the owner.
     pub fn controlled_by_us(&self) -> bool {
         self.control.as_ref().is_none_or(|c| c.ours)
+    }
+
+    /// When reachability last changed, either way.
+    pub fn reachability_at(&self) -> Option<Timestamp> {
+        self.unreachable
+            .as_ref()
+            .map(|u| u.at)
+            .max(self.reachable_since)
+    }
+
+    /// Applies `change` if it is newer than the field it sets; returns whether it
+    /// did. The store's conditional writes follow the same rule.
+    pub fn apply(&mut self, change: &ThreadChange) -> bool {
+        fn newer(held: Option<Timestamp>, at: Timestamp) -> bool {
+            held.is_none_or(|held| held < at)
+        }
+        match change {
+            ThreadChange::UserInteraction { at } => {
+                let ok = newer(self.last_user_interaction, *at);
+                if ok {
+                    self.last_user_interaction = Some(*at);
+                }
+                ok
+            }
+            ThreadChange::UserMessage { at } => {
+                let ok = newer(self.last_user_message, *at);
+                if ok {
+                    self.last_user_message = Some(*at);
+                }
+                ok
+            }
+            ThreadChange::Control(c) => {
+                let ok = newer(self.control.as_ref().map(|c| c.since), c.since);
+                if ok {
+                    let owner = match (&c.owner, c.ours) {
+                        (Some(owner), _) => Some(owner.clone()),
+                        (None, true) => None,
+                        // Someone else's, unnamed (a standby event): keep the owner we know.
+                        (None, false) => self.control.as_ref().and_then(|c| c.owner.clone()),
+                    };
+                    self.control = Some(Control {
+                        ours: c.ours,
+                        owner,
+                        since: c.since,
+                    });
+                }
+                ok
+            }
+            ThreadChange::EntryPoint(e) => {
+                let ok = newer(self.entry_point.as_ref().map(|e| e.at), e.at);
+                if ok {
+                    self.entry_point = Some(e.clone());
+                }
+                ok
+            }
+            ThreadChange::AccountLink(l) => {
+                let ok = newer(self.account_link.as_ref().map(|l| l.at), l.at);
+                if ok {
+                    self.account_link = Some(l.clone());
+                }
+                ok
+            }
+            ThreadChange::Unreachable(u) => {
+                let ok = newer(self.reachability_at(), u.at);
+                if ok {
+                    self.unreachable = Some(u.clone());
+                    self.reachable_since = None;
+                }
+                ok
+            }
+            ThreadChange::Reachable { at } => {
+                let ok = newer(self.reachability_at(), *at);
+                if ok {
+                    self.unreachable = None;
+                    self.reachable_since = Some(*at);
+                }
+                ok
+            }
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub(crate) struct Expr {
     pub(crate) values: HashMap<String, AttributeValue>,
     pub(crate) sets: Vec<String>,
     pub(crate) removes: Vec<String>,
+    pub(crate) adds: Vec<String>,
     pub(crate) condition: Option<String>,
 }
 
@@ -36,6 +37,34 @@ impl Expr {
     pub(crate) fn set(&mut self, attr: &str, v: AttributeValue) -> &mut Self {
         let (n, v) = (self.name(attr), self.value(v));
         self.sets.push(format!("{n} = {v}"));
+        self
+    }
+
+    /// `a.b.c` with a placeholder for every part.
+    pub(crate) fn path(&mut self, parts: &[&str]) -> String {
+        parts
+            .iter()
+            .map(|p| self.name(p))
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    /// Sets the attribute at `path` (see [`Self::path`]).
+    pub(crate) fn set_path(&mut self, path: &str, v: AttributeValue) -> &mut Self {
+        let v = self.value(v);
+        self.sets.push(format!("{path} = {v}"));
+        self
+    }
+
+    pub(crate) fn remove_path(&mut self, path: String) -> &mut Self {
+        self.removes.push(path);
+        self
+    }
+
+    /// Moves the thread's version on: every write to a thread item does.
+    pub(crate) fn bump_version(&mut self) -> &mut Self {
+        let (n, v) = (self.name("ver"), self.value(n(1)));
+        self.adds.push(format!("{n} {v}"));
         self
     }
 
@@ -71,12 +100,17 @@ impl Expr {
     }
 
     pub(crate) fn update_expression(&self) -> String {
-        let mut out = format!("SET {}", self.sets.join(", "));
-        if !self.removes.is_empty() {
-            out.push_str(" REMOVE ");
-            out.push_str(&self.removes.join(", "));
+        let mut clauses = Vec::new();
+        for (verb, parts) in [
+            ("SET", &self.sets),
+            ("REMOVE", &self.removes),
+            ("ADD", &self.adds),
+        ] {
+            if !parts.is_empty() {
+                clauses.push(format!("{verb} {}", parts.join(", ")));
+            }
         }
-        out
+        clauses.join(" ")
     }
 }
 

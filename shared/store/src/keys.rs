@@ -39,6 +39,12 @@ pub(crate) fn token_sk(created_at: Timestamp, token: &str) -> String {
     format!("OTN#{}#{}", padded(created_at), token_id(token))
 }
 
+/// An archive item of a thread's ledger: the newest event time it holds, and the
+/// thread's version when it was written (so that two archives never share a key).
+pub(crate) fn ledger_archive_sk(newest: Timestamp, version: u64) -> String {
+    format!("LEDGER#{}#{version}", padded(newest))
+}
+
 /// The key of the guard item that makes a token unique on its thread whatever
 /// its creation time (the token item's own key starts with that time).
 pub(crate) fn token_guard_sk(token: &str) -> String {

@@ -82,31 +82,7 @@ impl ThreadStore for DynamoStore {
         let item = self
             .get("GetItem(thread)", crate::keys::thread_pk(key), "THREAD")
             .await?;
-        Ok(ThreadState {
-            last_user_interaction: get_ts(&item, "last_user_ts"),
-            last_user_message: get_ts(&item, "last_message_ts"),
-            control: get_ts(&item, "control_ts").map(|since| Control {
-                ours: get_bool(&item, "control_ours").unwrap_or(true),
-                owner: get_s(&item, "control_owner").map(AppId::new),
-                since,
-            }),
-            entry_point: get_ts(&item, "entry_ts").map(|at| EntryPoint {
-                reference: get_s(&item, "entry_ref"),
-                source: get_s(&item, "entry_source"),
-                at,
-            }),
-            account_link: get_ts(&item, "link_ts").map(|at| AccountLink {
-                linked: get_bool(&item, "link_linked").unwrap_or(false),
-                at,
-            }),
-            unreachable: match (
-                get_s(&item, "unreachable_reason"),
-                get_ts(&item, "reach_ts"),
-            ) {
-                (Some(reason), Some(at)) => Some(Unreachable { reason, at }),
-                _ => None,
-            },
-        })
+        Ok(thread_state(&item))
     }
 
     async fn update_thread(
@@ -116,6 +92,7 @@ impl ThreadStore for DynamoStore {
     ) -> Result<bool, StoreError> {
         let mut expr = Expr::default();
         thread_change(&mut expr, change);
+        expr.bump_version();
         Ok(self
             .update(
                 "UpdateItem(thread)",
@@ -263,6 +240,84 @@ impl ThreadStore for DynamoStore {
     }
 }
 
+/// A thread's state from its item.
+pub(crate) fn thread_state(item: &HashMap<String, AttributeValue>) -> ThreadState {
+    let reach_ts = get_ts(item, "reach_ts");
+    let unreachable_reason = get_s(item, "unreachable_reason");
+    ThreadState {
+        last_user_interaction: get_ts(item, "last_user_ts"),
+        last_user_message: get_ts(item, "last_message_ts"),
+        control: get_ts(item, "control_ts").map(|since| Control {
+            ours: get_bool(item, "control_ours").unwrap_or(true),
+            owner: get_s(item, "control_owner").map(AppId::new),
+            since,
+        }),
+        entry_point: get_ts(item, "entry_ts").map(|at| EntryPoint {
+            reference: get_s(item, "entry_ref"),
+            source: get_s(item, "entry_source"),
+            at,
+        }),
+        account_link: get_ts(item, "link_ts").map(|at| AccountLink {
+            linked: get_bool(item, "link_linked").unwrap_or(false),
+            at,
+        }),
+        reachable_since: reach_ts.filter(|_| unreachable_reason.is_none()),
+        unreachable: match (unreachable_reason, reach_ts) {
+            (Some(reason), Some(at)) => Some(Unreachable { reason, at }),
+            _ => None,
+        },
+    }
+}
+
+/// Adds every field of `state` to `expr`, removing those it does not hold: the
+/// thread's item as `state` says, for a write made at the version it was read at.
+pub(crate) fn thread_fields(expr: &mut Expr, state: &ThreadState) {
+    let ts = |t: Option<Timestamp>| t.map(|t| t.as_millis().to_string());
+    let number = |expr: &mut Expr, attr: &str, v: Option<String>| match v {
+        Some(v) => {
+            expr.set(attr, AttributeValue::N(v));
+        }
+        None => {
+            expr.set_opt(attr, None);
+        }
+    };
+    number(expr, "last_user_ts", ts(state.last_user_interaction));
+    number(expr, "last_message_ts", ts(state.last_user_message));
+    let control = state.control.as_ref();
+    number(expr, "control_ts", ts(control.map(|c| c.since)));
+    match control {
+        Some(c) => {
+            expr.set("control_ours", AttributeValue::Bool(c.ours));
+        }
+        None => {
+            expr.set_opt("control_ours", None);
+        }
+    }
+    expr.set_opt(
+        "control_owner",
+        control.and_then(|c| c.owner.as_ref()).map(AppId::as_str),
+    );
+    let entry = state.entry_point.as_ref();
+    number(expr, "entry_ts", ts(entry.map(|e| e.at)));
+    expr.set_opt("entry_ref", entry.and_then(|e| e.reference.as_deref()))
+        .set_opt("entry_source", entry.and_then(|e| e.source.as_deref()));
+    let link = state.account_link.as_ref();
+    number(expr, "link_ts", ts(link.map(|l| l.at)));
+    match link {
+        Some(l) => {
+            expr.set("link_linked", AttributeValue::Bool(l.linked));
+        }
+        None => {
+            expr.set_opt("link_linked", None);
+        }
+    }
+    number(expr, "reach_ts", ts(state.reachability_at()));
+    expr.set_opt(
+        "unreachable_reason",
+        state.unreachable.as_ref().map(|u| u.reason.as_str()),
+    );
+}
+
 /// Adds `change` to `expr`: its fields, and the condition that it is newer than
 /// what the thread holds.
 pub(crate) fn thread_change(expr: &mut Expr, change: &ThreadChange) {
@@ -327,5 +382,6 @@ pub(crate) fn merged_thread_update(changes: &[ThreadChange]) -> Option<Expr> {
         }
     }
     expr.condition = (!conditions.is_empty()).then(|| conditions.join(" AND "));
+    expr.bump_version();
     Some(expr)
 }

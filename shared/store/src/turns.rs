@@ -1,0 +1,428 @@
+//! The ledger of events that name a person, on their thread's item: one
+//! strongly consistent GetItem opens the turn (the thread's state and where the
+//! event stands), one UpdateItem made at the version read takes the event with
+//! the thread's new state, and each later step is one UpdateItem made with the
+//! claim. A replied text is 1 read and 2 writes; a duplicate, 1 read.
+//!
+//! Each event has an attribute of its own on the thread, `e_<entry>` (16 hex
+//! characters of its key's digest), a map:
+//!
+//! | field | while in progress | once processed |
+//! |---|---|---|
+//! | `s` | `P` | `D` |
+//! | `t` | the event's time | the event's time |
+//! | `c`, `l` | the claim and its lease | - |
+//! | `dn`, `st` | actions done, actions started | - |
+//! | `e` | the last passing failure | - |
+//! | `o` | - | the outcome, while the thread's newest |
+//!
+//! The item stays under 1 KB, so each write is one write unit: the write that
+//! takes an event drops the outcome of the previous ones, and once the item
+//! passes [`ARCHIVE_ABOVE`] bytes it moves the processed entries to an archive
+//! item of the thread (`LEDGER#<newest time>#<version>`, the entries' names as a
+//! string set, kept [`EVENT_RECORD_DAYS`] days) and raises `lg_floor`, the time of
+//! the newest archived event. Only an event not newer than `lg_floor` and not on
+//! the thread is looked up in the archive (one Query): an event redelivered or
+//! redriven long after newer ones.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use messenger_types::Timestamp;
+
+use crate::dynamo::DynamoStore;
+use crate::expr::{Expr, get_n, get_ts, n, n_ms, s, ttl_after_days};
+use crate::keys::{ledger_archive_sk, thread_pk};
+use crate::ledger::{lost_claim, new_claim_token};
+use crate::threads::{thread_fields, thread_state};
+use crate::{CLAIM_LEASE_MS, ClaimToken, EVENT_RECORD_DAYS, StoreError, ThreadLedger, ThreadState};
+use conversation::ledger::{DoneEntry, Opened, Progress, Step, TurnKey, Version};
+
+/// Above this estimated size (bytes) the thread's item archives its processed
+/// entries on the next turn, which keeps it under DynamoDB's 1 KB write unit
+/// with one event in progress and the newest outcome.
+pub const ARCHIVE_ABOVE: usize = 640;
+
+/// A passing failure kept on an entry is cut to this many characters.
+const LAST_ERROR_CHARS: usize = 200;
+
+const IN_PROGRESS: &str = "P";
+const DONE: &str = "D";
+
+fn entry_attr(turn: &TurnKey) -> String {
+    format!("e_{}", turn.entry())
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn field<'a>(entry: &'a Item, name: &str) -> Option<&'a AttributeValue> {
+    entry.get(name)
+}
+
+/// The entries on a thread's item: (entry name, its map).
+fn entries(item: &Item) -> impl Iterator<Item = (&str, &Item)> {
+    item.iter().filter_map(|(k, v)| {
+        let name = k.strip_prefix("e_")?;
+        Some((name, v.as_m().ok()?))
+    })
+}
+
+/// DynamoDB's size of an item: names and values, as it bills them (closely
+/// enough to keep the item under a write unit).
+pub fn item_size(item: &Item) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+fn value_size(v: &AttributeValue) -> usize {
+    match v {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => n.trim_start_matches('-').len().div_ceil(2) + 1,
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::Ss(v) => v.iter().map(String::len).sum(),
+        AttributeValue::Ns(v) => v.iter().map(|n| n.len().div_ceil(2) + 1).sum(),
+        AttributeValue::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, v)| 1 + k.len() + value_size(v))
+                .sum::<usize>()
+        }
+        AttributeValue::L(l) => 3 + l.iter().map(|v| 1 + value_size(v)).sum::<usize>(),
+        _ => 0,
+    }
+}
+
+/// An event's entry in its thread's ledger, as the table holds it: for operators'
+/// tools and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// The entry's name ([`TurnKey::entry`]).
+    pub name: String,
+    pub done: bool,
+    /// The event's time.
+    pub at: Option<Timestamp>,
+    /// The outcome as JSON; kept for the thread's newest processed event.
+    pub outcome: Option<String>,
+    /// While in progress: actions done and started, the lease, the last passing failure.
+    pub done_actions: u32,
+    pub started_actions: u32,
+    pub lease_until: Option<Timestamp>,
+    pub last_error: Option<String>,
+}
+
+/// Every ledger entry on a thread's item.
+pub fn ledger_entries(item: &Item) -> Vec<LedgerEntry> {
+    let text = |e: &Item, f: &str| field(e, f).and_then(|v| v.as_s().ok()).cloned();
+    let time = |e: &Item, f: &str| {
+        field(e, f)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .map(Timestamp::from_millis)
+    };
+    let mut out: Vec<LedgerEntry> = entries(item)
+        .map(|(name, e)| LedgerEntry {
+            name: name.to_owned(),
+            done: text(e, "s").as_deref() == Some(DONE),
+            at: time(e, "t"),
+            outcome: text(e, "o"),
+            done_actions: count(e, "dn"),
+            started_actions: count(e, "st"),
+            lease_until: time(e, "l"),
+            last_error: text(e, "e"),
+        })
+        .collect();
+    out.sort_by(|a, b| (a.at, &a.name).cmp(&(b.at, &b.name)));
+    out
+}
+
+impl DynamoStore {
+    /// An event's entry on its thread, if the thread holds it (an archived
+    /// entry is only named in the archive).
+    pub async fn ledger_entry(&self, turn: &TurnKey) -> Result<Option<LedgerEntry>, StoreError> {
+        let item = self
+            .get("GetItem(thread)", thread_pk(&turn.thread), "THREAD")
+            .await?;
+        let name = turn.entry();
+        Ok(ledger_entries(&item).into_iter().find(|e| e.name == name))
+    }
+
+    /// Whether the thread's archive names `entry`.
+    async fn archived(&self, pk: &str, entry: &str) -> Result<bool, StoreError> {
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :ledger)")
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":ledger", s("LEDGER#"))
+                .set_exclusive_start_key(start)
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| crate::error::from_sdk("Query(ledger archive)", e))?;
+            if out.items().iter().any(|item| {
+                item.get("ev")
+                    .and_then(|v| v.as_ss().ok())
+                    .is_some_and(|names| names.iter().any(|n| n == entry))
+            }) {
+                return Ok(true);
+            }
+            match out.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(false),
+            }
+        }
+    }
+
+    /// Writes the archive item that names `done`, before the write that removes
+    /// them from the thread. Writing it twice (a take that lost its version and
+    /// was made again) changes nothing that matters: names are only looked up.
+    async fn archive(&self, pk: &str, version: &Version, now: Timestamp) -> Result<(), StoreError> {
+        let newest = version
+            .done
+            .iter()
+            .map(|d| d.at)
+            .max()
+            .unwrap_or(Timestamp::from_millis(0));
+        let item = HashMap::from([
+            ("pk".to_owned(), s(pk)),
+            (
+                "sk".to_owned(),
+                s(&ledger_archive_sk(newest, version.number)),
+            ),
+            (
+                "ev".to_owned(),
+                AttributeValue::Ss(version.done.iter().map(|d| d.name.clone()).collect()),
+            ),
+            ("ttl".to_owned(), ttl_after_days(now, EVENT_RECORD_DAYS)),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| crate::error::from_sdk("PutItem(ledger archive)", e))?;
+        Ok(())
+    }
+}
+
+/// The entry's map for `step`, written whole.
+fn entry_value(
+    turn: &TurnKey,
+    step: Step<'_>,
+    token: &ClaimToken,
+    now: Timestamp,
+) -> AttributeValue {
+    let mut m: Item = HashMap::from([("t".to_owned(), n_ms(turn.at))]);
+    match step {
+        Step::Done { outcome } => {
+            m.insert("s".to_owned(), s(DONE));
+            m.insert("o".to_owned(), s(outcome));
+        }
+        Step::Working { done, started } => {
+            m.insert("s".to_owned(), s(IN_PROGRESS));
+            m.insert("c".to_owned(), s(token.as_str()));
+            m.insert("l".to_owned(), n_ms(now.plus_millis(CLAIM_LEASE_MS)));
+            m.insert("dn".to_owned(), n(i64::from(done)));
+            m.insert("st".to_owned(), n(i64::from(started)));
+        }
+        Step::Released {
+            done,
+            started,
+            reason,
+        } => {
+            m.insert("s".to_owned(), s(IN_PROGRESS));
+            m.insert("c".to_owned(), s(token.as_str()));
+            m.insert("l".to_owned(), n(0));
+            m.insert("dn".to_owned(), n(i64::from(done)));
+            m.insert("st".to_owned(), n(i64::from(started)));
+            m.insert("e".to_owned(), s(&cut(reason)));
+        }
+    }
+    AttributeValue::M(m)
+}
+
+fn cut(reason: &str) -> String {
+    reason.chars().take(LAST_ERROR_CHARS).collect()
+}
+
+fn count(entry: &Item, name: &str) -> u32 {
+    field(entry, name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(0)
+}
+
+impl ThreadLedger for DynamoStore {
+    async fn open_turn(&self, turn: &TurnKey, now: Timestamp) -> Result<Opened, StoreError> {
+        let pk = thread_pk(&turn.thread);
+        let item = self.get("GetItem(thread)", pk.clone(), "THREAD").await?;
+        let name = turn.entry();
+        let archived_until = get_ts(&item, "lg_floor");
+        let progress = match item.get(&entry_attr(turn)).and_then(|v| v.as_m().ok()) {
+            Some(entry)
+                if field(entry, "s")
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+                    == Some(DONE) =>
+            {
+                return Ok(Opened::Duplicate {
+                    outcome: field(entry, "o").and_then(|v| v.as_s().ok()).cloned(),
+                });
+            }
+            Some(entry) => {
+                let lease = field(entry, "l")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(0);
+                if lease >= now.as_millis() {
+                    return Ok(Opened::Busy);
+                }
+                Progress {
+                    done_actions: count(entry, "dn"),
+                    started_actions: count(entry, "st"),
+                }
+            }
+            None => {
+                if archived_until.is_some_and(|floor| turn.at <= floor)
+                    && self.archived(&pk, &name).await?
+                {
+                    return Ok(Opened::Duplicate { outcome: None });
+                }
+                Progress::default()
+            }
+        };
+        let done: Vec<DoneEntry> = entries(&item)
+            .filter(|(_, e)| {
+                field(e, "s")
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+                    == Some(DONE)
+            })
+            .map(|(name, e)| DoneEntry {
+                name: name.to_owned(),
+                at: field(e, "t")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+                    .map(Timestamp::from_millis)
+                    .unwrap_or(Timestamp::from_millis(0)),
+                has_outcome: e.contains_key("o"),
+            })
+            .collect();
+        let archive = item_size(&item) > ARCHIVE_ABOVE && !done.is_empty();
+        Ok(Opened::Open {
+            thread: thread_state(&item),
+            progress,
+            version: Version {
+                number: get_n(&item, "ver")
+                    .and_then(|v| u64::try_from(v).ok())
+                    .unwrap_or(0),
+                done,
+                archived_until,
+                archive,
+            },
+        })
+    }
+
+    async fn take_turn(
+        &self,
+        turn: &TurnKey,
+        version: Version,
+        thread: &ThreadState,
+        step: Step<'_>,
+        now: Timestamp,
+    ) -> Result<Option<ClaimToken>, StoreError> {
+        let pk = thread_pk(&turn.thread);
+        if version.archive {
+            self.archive(&pk, &version, now).await?;
+        }
+        let token = new_claim_token(now);
+        let mut expr = Expr::default();
+        thread_fields(&mut expr, thread);
+        let entry = expr.name(&entry_attr(turn));
+        let value = entry_value(turn, step, &token, now);
+        expr.set_path(&entry, value);
+        if version.archive {
+            for done in &version.done {
+                let path = expr.name(&format!("e_{}", done.name));
+                expr.remove_path(path);
+            }
+            let newest = version.done.iter().map(|d| d.at).max();
+            if let Some(floor) = newest.max(version.archived_until) {
+                expr.set("lg_floor", n_ms(floor));
+            }
+        } else {
+            // Only the newest processed event keeps its outcome.
+            for done in version.done.iter().filter(|d| d.has_outcome) {
+                let path = expr.path(&[&format!("e_{}", done.name), "o"]);
+                expr.remove_path(path);
+            }
+        }
+        let ver = expr.name("ver");
+        let next = expr.value(n(i64::try_from(version.number + 1).unwrap_or(i64::MAX)));
+        expr.sets.push(format!("{ver} = {next}"));
+        if version.number == 0 {
+            expr.condition(format!("attribute_not_exists({ver})"));
+        } else {
+            let read = expr.value(n(i64::try_from(version.number).unwrap_or(i64::MAX)));
+            expr.condition(format!("{ver} = {read}"));
+        }
+        Ok(self
+            .update("UpdateItem(take)", pk, "THREAD", expr, false)
+            .await?
+            .map(|_| token))
+    }
+
+    async fn step_turn(
+        &self,
+        turn: &TurnKey,
+        token: &ClaimToken,
+        step: Step<'_>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut expr = Expr::default();
+        let entry = expr.name(&entry_attr(turn));
+        let value = entry_value(turn, step, token, now);
+        expr.set_path(&entry, value);
+        expr.bump_version();
+        let claim = expr.path(&[&entry_attr(turn), "c"]);
+        let held = expr.value(s(token.as_str()));
+        expr.condition(format!("{claim} = {held}"));
+        let op = match step {
+            Step::Working { .. } => "UpdateItem(step)",
+            Step::Done { .. } => "UpdateItem(done)",
+            Step::Released { .. } => "UpdateItem(release)",
+        };
+        match self
+            .update(op, thread_pk(&turn.thread), "THREAD", expr, false)
+            .await?
+        {
+            Some(_) => Ok(()),
+            // Someone else has the event: releasing it needs nothing more.
+            None if matches!(step, Step::Released { .. }) => Ok(()),
+            None => Err(lost_claim(op)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_size_counts_names_and_values() {
+        let item: Item = HashMap::from([
+            ("pk".to_owned(), s("abcd")),
+            ("n".to_owned(), n(12345)),
+            (
+                "e_x".to_owned(),
+                AttributeValue::M(HashMap::from([("s".to_owned(), s("D"))])),
+            ),
+        ]);
+        // pk 2 + 4; n 1 + 4; e_x 3 + (3 + 1 + 1 + 1)
+        assert_eq!(item_size(&item), 6 + 5 + 9);
+    }
+}
