@@ -228,11 +228,29 @@ async fn main() {
         })
         .collect();
     let texts = queue_messages(&[(PAGE_A, texts, vec![])]);
+    // One person writing 100 times: the thread's ledger archives its processed
+    // entries now and then, and that write is counted here.
+    let conversation: Vec<serde_json::Value> = (0..100)
+        .map(|i| {
+            text_event(
+                PAGE_A,
+                "2700000000000999",
+                &format!("m_chat_{i}"),
+                "hello again",
+                200_000 - i * 1_000,
+            )
+        })
+        .collect();
+    let conversation = queue_messages(&[(PAGE_A, conversation, vec![])]);
     let (batch50, _) = bench("batch50");
     let batch50 = webhook::accept::split(batch50.as_bytes()).unwrap().messages;
-    let scenarios: [(&str, Vec<webhook::OutgoingMessage>); 3] = [
+    let scenarios: [(&str, Vec<webhook::OutgoingMessage>); 4] = [
         ("text inside the window, one reply sent", texts.clone()),
         ("the same texts delivered again (duplicates)", texts),
+        (
+            "one person's 100 texts in order, one reply each (the ledger's archive included)",
+            conversation,
+        ),
         (
             "batch50.body's 50 events (mixed kinds; outside the window now, no sends)",
             batch50,
