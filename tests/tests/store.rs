@@ -546,6 +546,59 @@ mod thread_ledger {
     }
 
     #[tokio::test]
+    async fn an_event_processed_before_the_ledger_moved_onto_threads_is_still_a_duplicate() {
+        let store = store().await;
+        // The previous version: the thread's item without a version, the event on
+        // an item of its own, done.
+        store
+            .client()
+            .put_item()
+            .table_name(store.table())
+            .item(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(
+                    "PAGE#100000000000001#USER#2000000000000001".into(),
+                ),
+            )
+            .item(
+                "sk",
+                aws_sdk_dynamodb::types::AttributeValue::S("THREAD".into()),
+            )
+            .item(
+                "last_user_ts",
+                aws_sdk_dynamodb::types::AttributeValue::N("1000".into()),
+            )
+            .send()
+            .await
+            .unwrap();
+        let old = turn("m_before", 1_000);
+        let Claim::Acquired { token, .. } = store.claim_event(&old.event, at(1_000)).await.unwrap()
+        else {
+            panic!("not claimed");
+        };
+        store
+            .complete_event(&old.event, &token, "{\"recorded\":null}", at(1_000))
+            .await
+            .unwrap();
+        assert!(matches!(
+            open(&store, &old, 2_000).await,
+            Opened::Duplicate { outcome: Some(_) }
+        ));
+        // A new event on that thread is open, and once a turn has written the thread
+        // its events are looked up on it alone.
+        let new = turn("m_after", 2_000);
+        let token = take(&store, &new, 2_000, WORKING).await;
+        store
+            .step_turn(&new, &token, Step::Done { outcome: "{}" }, at(2_000))
+            .await
+            .unwrap();
+        assert!(matches!(
+            open(&store, &new, 3_000).await,
+            Opened::Duplicate { .. }
+        ));
+    }
+
+    #[tokio::test]
     async fn a_long_conversation_keeps_the_thread_under_a_write_unit_and_forgets_no_event() {
         let store = store().await;
         // A long entry point, as an ad's ref can be, and a long message id.

@@ -24,6 +24,10 @@
 //! the newest archived event. Only an event not newer than `lg_floor` and not on
 //! the thread is looked up in the archive (one Query): an event redelivered or
 //! redriven long after newer ones.
+//!
+//! A thread last written before the ledger moved onto threads (its item has no
+//! `ver`) has its events on items of their own (`EVENT#<digest>`): its first turn
+//! reads the event's item too, so that an upgrade never processes an event twice.
 
 use std::collections::HashMap;
 
@@ -32,7 +36,7 @@ use messenger_types::Timestamp;
 
 use crate::dynamo::DynamoStore;
 use crate::expr::{Expr, get_n, get_ts, n, n_ms, s, ttl_after_days};
-use crate::keys::{ledger_archive_sk, thread_pk};
+use crate::keys::{event_pk, ledger_archive_sk, thread_pk};
 use crate::ledger::{lost_claim, new_claim_token};
 use crate::threads::{thread_fields, thread_state};
 use crate::{CLAIM_LEASE_MS, ClaimToken, EVENT_RECORD_DAYS, StoreError, ThreadLedger, ThreadState};
@@ -209,6 +213,48 @@ impl DynamoStore {
     }
 }
 
+/// What an event's own item (the ledger before it moved onto threads) says.
+enum Legacy {
+    Open(Progress),
+    Done { outcome: Option<String> },
+    Busy,
+}
+
+impl DynamoStore {
+    /// Reads the event's own item, as the ledger kept it before it moved onto
+    /// threads, so that a delivery processed before the upgrade is not processed
+    /// again after it. Read only for a thread no turn has written yet.
+    async fn legacy_entry(&self, turn: &TurnKey, now: Timestamp) -> Result<Legacy, StoreError> {
+        let item = self
+            .get("GetItem(event)", event_pk(&turn.event), "EVENT")
+            .await?;
+        let number = |attr| {
+            get_n(&item, attr)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0)
+        };
+        Ok(
+            match item
+                .get("status")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+            {
+                Some("DONE") => Legacy::Done {
+                    outcome: item.get("outcome").and_then(|v| v.as_s().ok()).cloned(),
+                },
+                Some(_) if get_n(&item, "lease_until").unwrap_or(0) >= now.as_millis() => {
+                    Legacy::Busy
+                }
+                Some(_) => Legacy::Open(Progress {
+                    done_actions: number("done_actions"),
+                    started_actions: number("started_actions"),
+                }),
+                None => Legacy::Open(Progress::default()),
+            },
+        )
+    }
+}
+
 /// The entry's map for `step`, written whole.
 fn entry_value(
     turn: &TurnKey,
@@ -292,7 +338,17 @@ impl ThreadLedger for DynamoStore {
                 {
                     return Ok(Opened::Duplicate { outcome: None });
                 }
-                Progress::default()
+                if !item.is_empty() && !item.contains_key("ver") {
+                    // A thread last written before the ledger moved onto threads:
+                    // its events were recorded on items of their own.
+                    match self.legacy_entry(turn, now).await? {
+                        Legacy::Open(progress) => progress,
+                        Legacy::Done { outcome } => return Ok(Opened::Duplicate { outcome }),
+                        Legacy::Busy => return Ok(Opened::Busy),
+                    }
+                } else {
+                    Progress::default()
+                }
             }
         };
         let done: Vec<DoneEntry> = entries(&item)
