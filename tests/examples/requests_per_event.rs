@@ -70,6 +70,9 @@ impl Intercept for Counter {
             i.return_consumed_capacity = total;
         } else if let Some(i) = input.downcast_mut::<get_item::GetItemInput>() {
             i.return_consumed_capacity = total;
+            if i.consistent_read != Some(true) {
+                self.0.lock().unwrap().entry(EVENTUAL.to_owned()).or_default().0 += 1;
+            }
         } else if let Some(i) = input.downcast_mut::<put_item::PutItemInput>() {
             i.return_consumed_capacity = total;
         } else if let Some(i) = input.downcast_mut::<query::QueryInput>() {
@@ -123,9 +126,11 @@ impl Intercept for Counter {
     }
 }
 
-/// Pseudo-operations: answers that were a failed condition, and the capacity sum.
+/// Pseudo-operations: answers that were a failed condition, the capacity sum.
 const CONDITION_FAILED: &str = "~of which refused by their condition";
 const CAPACITY: &str = "~capacity";
+/// GetItems read eventually consistent: half a read unit each on DynamoDB.
+const EVENTUAL: &str = "~of which eventually consistent";
 
 fn bench(name: &str) -> (String, String) {
     let data =

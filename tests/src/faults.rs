@@ -17,9 +17,9 @@ use std::time::SystemTime;
 use aws_lambda_events::sqs::SqsBatchResponse;
 use event_queue::{EventQueue, FailedEntry, OutgoingMessage, QueueError};
 use messenger_store::{
-    Claim, ClaimToken, EventLedger, NewToken, Opened, PageChange, PageState, SpendRefused, Step,
-    Store, StoreError, StoreErrorKind, StoredToken, SweepPage, ThreadChange, ThreadKey,
-    ThreadLedger, ThreadState, ThreadStore, TokenRef, TokenStore, TurnKey, Version,
+    Claim, ClaimToken, Consistency, EventLedger, NewToken, Opened, PageChange, PageState,
+    SpendRefused, Step, Store, StoreError, StoreErrorKind, StoredToken, SweepPage, ThreadChange,
+    ThreadKey, ThreadLedger, ThreadState, ThreadStore, TokenRef, TokenStore, TurnKey, Version,
 };
 use messenger_types::{EventKey, PageId, Timestamp};
 use serde_json::json;
@@ -283,9 +283,14 @@ impl<S: Store> EventLedger for ThrottlingStore<S> {
 }
 
 impl<S: Store> ThreadLedger for ThrottlingStore<S> {
-    async fn open_turn(&self, turn: &TurnKey, now: Timestamp) -> Result<Opened, StoreError> {
+    async fn open_turn(
+        &self,
+        turn: &TurnKey,
+        now: Timestamp,
+        read: Consistency,
+    ) -> Result<Opened, StoreError> {
         self.check("open_turn", turn.event.as_str())?;
-        self.inner.open_turn(turn, now).await
+        self.inner.open_turn(turn, now, read).await
     }
 
     async fn take_turn(

@@ -8,7 +8,7 @@
 use integration_tests::rig::*;
 use integration_tests::*;
 use messenger_store::{
-    CLAIM_LEASE_MS, ClaimToken, LedgerEntry, Opened, Step, StoreErrorKind, ThreadKey,
+    CLAIM_LEASE_MS, ClaimToken, Consistency, LedgerEntry, Opened, Step, StoreErrorKind, ThreadKey,
     ThreadLedger as _, TurnKey,
 };
 use messenger_types::{EventKey, PageId, Psid, Timestamp};
@@ -40,7 +40,10 @@ async fn claim(rig: &Rig, psid: &str, mid: &str, at: i64) -> ClaimToken {
     let turn = turn(psid, mid);
     let Opened::Open {
         thread, version, ..
-    } = store.open_turn(&turn, at).await.unwrap()
+    } = store
+        .open_turn(&turn, at, Consistency::Strong)
+        .await
+        .unwrap()
     else {
         panic!("the event was not free");
     };

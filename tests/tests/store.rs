@@ -347,7 +347,8 @@ mod thread_ledger {
 
     use super::*;
     use messenger_store::{
-        ARCHIVE_ABOVE, ClaimToken, Opened, Step, ThreadLedger as _, ThreadState, TurnKey, item_size,
+        ARCHIVE_ABOVE, ClaimToken, Consistency, Opened, Step, ThreadLedger as _, ThreadState,
+        TurnKey, item_size,
     };
 
     fn thread() -> ThreadKey {
@@ -366,7 +367,10 @@ mod thread_ledger {
     }
 
     async fn open(store: &DynamoStore, turn: &TurnKey, now: i64) -> Opened {
-        store.open_turn(turn, at(now)).await.unwrap()
+        store
+            .open_turn(turn, at(now), Consistency::Strong)
+            .await
+            .unwrap()
     }
 
     /// Opens, applies the message, takes with `step`; the claim.

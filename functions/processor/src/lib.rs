@@ -181,6 +181,8 @@ pub struct Processor<S, M, B, Q> {
     /// How many FIFO groups of a batch run at once (default
     /// [`MAX_CONCURRENT_GROUPS`]; 1 runs them one after another).
     pub group_concurrency: usize,
+    /// Threads this instance wrote a moment ago (their next turn reads strongly).
+    pub recent_writes: pipeline::RecentWrites,
 }
 
 impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processor<S, M, B, Q> {
@@ -199,6 +201,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             tokens,
             clock: Timestamp::now,
             group_concurrency: MAX_CONCURRENT_GROUPS,
+            recent_writes: pipeline::RecentWrites::default(),
         }
     }
 }

@@ -9,14 +9,25 @@
 //! the one before it done, and the last write completes the event with its typed
 //! outcome. A replied text is 1 read and 2 writes, a duplicate 1 read.
 //!
+//! The opening read is eventually consistent (half a read unit) when nothing is
+//! written before the take: a read that missed a recent write only makes the take
+//! fail its version condition, and the turn is opened again with a strongly
+//! consistent read. It is strongly consistent at once for a thread this instance
+//! wrote in the last [`RECENT_WRITE`] (the next message of a conversation), for an
+//! event that writes tokens or the Page before the take, and after a read that
+//! found the event busy.
+//!
 //! An event that names no person (a Page's policy or roles) keeps a ledger item of
 //! its own: claimed, then the same steps.
 
-use std::time::SystemTime;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
 use event_queue::EventQueue;
 use messenger_store::{
-    Claim, ClaimToken, Opened, Progress, Step, Store, ThreadKey, ThreadState, TokenStore, TurnKey,
+    Claim, ClaimToken, Consistency, Opened, Progress, Step, Store, ThreadKey, ThreadState,
+    TokenStore, TurnKey,
 };
 use messenger_types::{Event, EventKey, PageId, QueuedEvent, Source, Timestamp};
 
@@ -31,6 +42,44 @@ use crate::{
 /// and the write that takes the event (another writer: a notification's
 /// reachability, a redelivery): then the message is handed back.
 const TAKE_ATTEMPTS: u32 = 3;
+
+/// How long after this instance wrote a thread the next turn on it opens with a
+/// strongly consistent read: DynamoDB's replicas usually agree within a second.
+pub const RECENT_WRITE: Duration = Duration::from_secs(1);
+
+/// At most this many threads are remembered as recently written (a batch holds
+/// at most 10 messages; the rest is a bound, not a tuning).
+const RECENT_WRITES_KEPT: usize = 256;
+
+/// The threads this instance wrote in the last [`RECENT_WRITE`].
+#[derive(Debug, Default)]
+pub struct RecentWrites(Mutex<VecDeque<(ThreadKey, Instant)>>);
+
+impl RecentWrites {
+    fn note(&self, thread: &ThreadKey) {
+        let now = Instant::now();
+        let mut recent = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        recent.retain(|(t, at)| t != thread && now.duration_since(*at) < RECENT_WRITE);
+        if recent.len() >= RECENT_WRITES_KEPT {
+            recent.pop_front();
+        }
+        recent.push_back((thread.clone(), now));
+    }
+
+    fn contains(&self, thread: &ThreadKey) -> bool {
+        let now = Instant::now();
+        let recent = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        recent
+            .iter()
+            .any(|(t, at)| t == thread && now.duration_since(*at) < RECENT_WRITE)
+    }
+}
 
 /// The parts of one event's processing that the steps share.
 pub(crate) struct Work<'a> {
@@ -141,6 +190,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             tracing::info!(event_key = %key, "duplicate event; nothing done");
             return Ok(MessageOutcome::Duplicate);
         };
+
         tracing::info!(
             page_id = %page,
             event_kind = event.kind.as_str(),
@@ -170,17 +220,45 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         turn: &TurnKey,
         changes: &Changes,
     ) -> Result<Option<EventOutcome>, ProcessError> {
+        let result = self.take_and_carry_out(w, turn, changes).await;
+        self.recent_writes.note(&turn.thread);
+        result
+    }
+
+    async fn take_and_carry_out(
+        &self,
+        w: &Work<'_>,
+        turn: &TurnKey,
+        changes: &Changes,
+    ) -> Result<Option<EventOutcome>, ProcessError> {
         let mut side_written = false;
-        for _ in 0..TAKE_ATTEMPTS {
-            let (mut thread, progress, version) = match self.store.open_turn(turn, w.now).await? {
+        let mut read = if changes.page_changes.is_empty()
+            && changes.tokens.is_empty()
+            && !self.recent_writes.contains(&turn.thread)
+        {
+            Consistency::Eventual
+        } else {
+            Consistency::Strong
+        };
+        let mut attempts = 0;
+        while attempts < TAKE_ATTEMPTS {
+            let opened = self.store.open_turn(turn, w.now, read).await?;
+            let (mut thread, progress, version) = match opened {
                 Opened::Open {
                     thread,
                     progress,
                     version,
                 } => (thread, progress, version),
+                // A done entry is never undone: even a stale read is right.
                 Opened::Duplicate { .. } => return Ok(None),
+                Opened::Busy if read == Consistency::Eventual => {
+                    // Perhaps finished since: look again before handing it back.
+                    read = Consistency::Strong;
+                    continue;
+                }
                 Opened::Busy => return Err(ProcessError::Busy),
             };
+            attempts += 1;
             if !side_written {
                 self.write_side(w, changes).await?;
                 side_written = true;
@@ -210,7 +288,8 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                 .take_turn(turn, version, &thread, step, w.now)
                 .await?
             else {
-                tracing::warn!(event_key = %turn.event, "the thread was written since it was read; reading it again");
+                tracing::warn!(event_key = %turn.event, ?read, "the thread was written since it was read; reading it again");
+                read = Consistency::Strong;
                 continue;
             };
             if let Some(outcome) = finished {

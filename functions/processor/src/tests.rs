@@ -9,7 +9,7 @@ use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use conversation::testing::MemoryStore;
 use event_queue::testing::MemoryQueue;
 use graph_api::{ErrorClass, GraphError};
-use messenger_store::{Control, StoreErrorKind, ThreadChange, ThreadKey};
+use messenger_store::{Consistency, Control, StoreErrorKind, ThreadChange, ThreadKey};
 use messenger_types::send::{MessageTag, MessagingType, OutgoingMessage};
 use messenger_types::{AppId, PageId, Psid, QueueMessage, QueuedEvent, Timestamp};
 use secrecy::SecretString;
@@ -146,6 +146,51 @@ async fn a_thread_written_between_the_read_and_the_take_is_read_again_and_replie
     assert_eq!(p.graph.sends().len(), 1);
     // Three opens, two refused takes, one take, done.
     assert_eq!(p.store.requests(), 7);
+}
+
+#[tokio::test]
+async fn a_turn_opens_with_an_eventual_read_unless_the_thread_was_just_written_or_the_read_was_stale()
+ {
+    use Consistency::{Eventual, Strong};
+    let p = processor(DefaultBot);
+    p.process_event(&queued(&text("2001", "m1", "hello", 2_000)), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.store.turn_reads(),
+        vec![Eventual],
+        "a thread not written lately"
+    );
+    // The same person's next message, right after: a replica could still miss
+    // the write just made, so the read is strongly consistent.
+    p.process_event(&queued(&text("2001", "m2", "again", 1_000)), None)
+        .await
+        .unwrap();
+    assert_eq!(p.store.turn_reads(), vec![Eventual, Strong]);
+    // Another person, and the first read misses a write (the take is refused at
+    // the version read): read again, strongly, and reply once.
+    p.store.interfere_after_open(1);
+    let outcome = p
+        .process_event(&queued(&text("2002", "m3", "hello", 1_000)), None)
+        .await
+        .unwrap();
+    assert!(matches!(acted(outcome)[..], [Outcome::Sent { .. }]));
+    assert_eq!(
+        p.store.turn_reads(),
+        vec![Eventual, Strong, Eventual, Strong]
+    );
+    assert_eq!(p.graph.sends().len(), 3);
+    // An optin stores its token before the take: never on a read that may be stale.
+    let optin = serde_json::json!({
+        "type": "event", "page_id": PAGE, "source": "messaging", "key": "optin:2003:1",
+        "event": {
+            "sender": {"id": "2003"}, "recipient": {"id": PAGE}, "timestamp": NOW_MS - 1_000,
+            "optin": {"type": "one_time_notif_req", "payload": "shoes", "one_time_notif_token": "test-otn"}
+        }
+    })
+    .to_string();
+    p.process_event(&queued(&optin), None).await.unwrap();
+    assert_eq!(p.store.turn_reads().last(), Some(&Strong));
 }
 
 #[tokio::test]

@@ -58,6 +58,18 @@ pub enum Claim {
     Busy,
 }
 
+/// How fresh the read that opens a turn must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    /// Sees every write acknowledged before it (DynamoDB: one read unit).
+    Strong,
+    /// May miss a write of the last moments (DynamoDB: half a read unit). Safe
+    /// for opening a turn because the write that takes the event is made only at
+    /// the version read: a stale read costs a second read, never a wrong write.
+    /// Not for events with writes of their own before that (tokens, the Page).
+    Eventual,
+}
+
 /// Where an event stands on its thread, read together with the thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(clippy::large_enum_variant)] // one per event, never stored in bulk

@@ -27,7 +27,9 @@ pub mod testing;
 pub mod thread;
 
 pub use graph_error::{ErrorClass, GraphError};
-pub use ledger::{Claim, ClaimToken, DoneEntry, Opened, Progress, Step, TurnKey, Version};
+pub use ledger::{
+    Claim, ClaimToken, Consistency, DoneEntry, Opened, Progress, Step, TurnKey, Version,
+};
 pub use outcome::{EventOutcome, Outcome, TokenFate};
 pub use ports::{
     EventLedger, Store, StoreError, StoreErrorKind, ThreadLedger, ThreadStore, TokenStore,

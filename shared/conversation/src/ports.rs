@@ -7,7 +7,7 @@ use std::future::Future;
 
 use messenger_types::{EventKey, PageId, Timestamp};
 
-use crate::ledger::{Claim, ClaimToken, Opened, Step, TurnKey, Version};
+use crate::ledger::{Claim, ClaimToken, Consistency, Opened, Step, TurnKey, Version};
 use crate::otn::{NewToken, SpendRefused, StoredToken, SweepPage, TokenRef};
 use crate::thread::{PageChange, PageState, ThreadChange, ThreadKey, ThreadState};
 
@@ -103,11 +103,12 @@ pub trait EventLedger: Send + Sync {
 /// the turn, one conditional write takes the event with what it changes, and each
 /// later step is one write made only with the claim.
 pub trait ThreadLedger: Send + Sync {
-    /// Reads the thread and where the event stands on it.
+    /// Reads the thread and where the event stands on it, as fresh as `read` asks.
     fn open_turn(
         &self,
         turn: &TurnKey,
         now: Timestamp,
+        read: Consistency,
     ) -> impl Future<Output = Result<Opened, StoreError>> + Send;
 
     /// Takes the event: writes `thread` (the state read, with the event's changes

@@ -10,7 +10,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use messenger_types::{EventKey, PageId, Psid, Timestamp};
 
-use crate::ledger::{CLAIM_LEASE_MS, Claim, ClaimToken, Opened, Progress, Step, TurnKey, Version};
+use crate::ledger::{
+    CLAIM_LEASE_MS, Claim, ClaimToken, Consistency, Opened, Progress, Step, TurnKey, Version,
+};
 use crate::otn::{
     NewToken, SpendRefused, StoredToken, SweepPage, TokenKind, TokenRef, TokenStatus, day_number,
     day_string,
@@ -56,6 +58,8 @@ struct Inner {
     faults: Vec<(&'static str, StoreErrorKind, u32)>,
     /// Threads written by "another writer" right after the next `n` turns opened.
     interfere: u32,
+    /// How fresh each turn's opening read was asked to be, in order.
+    turn_reads: Vec<Consistency>,
     seq: u64,
 }
 
@@ -100,6 +104,13 @@ impl MemoryStore {
     /// DynamoDB request in the adapter, the token guard's second write aside).
     pub fn requests(&self) -> u64 {
         self.lock().requests
+    }
+
+    /// The consistency each [`ThreadLedger::open_turn`] asked for, in order. The
+    /// store always answers with the latest state; a stale read is played by
+    /// [`MemoryStore::interfere_after_open`] (the version read is then old).
+    pub fn turn_reads(&self) -> Vec<Consistency> {
+        self.lock().turn_reads.clone()
     }
 
     /// The record of an event, if any: its own, or its entry on its thread.
@@ -324,9 +335,15 @@ fn write_step(record: &mut EventRecord, step: Step<'_>, now: Timestamp) {
 }
 
 impl ThreadLedger for MemoryStore {
-    async fn open_turn(&self, turn: &TurnKey, now: Timestamp) -> Result<Opened, StoreError> {
+    async fn open_turn(
+        &self,
+        turn: &TurnKey,
+        now: Timestamp,
+        read: Consistency,
+    ) -> Result<Opened, StoreError> {
         let mut inner = self.lock();
         self.request(&mut inner, "open_turn")?;
+        inner.turn_reads.push(read);
         let progress = match inner.turns.get(&turn.entry()) {
             Some(record) if record.done => {
                 return Ok(Opened::Duplicate {
@@ -780,7 +797,7 @@ mod tests {
         turn: &TurnKey,
         now: Timestamp,
     ) -> (ThreadState, Progress, Version) {
-        match block_on(store.open_turn(turn, now)).unwrap() {
+        match block_on(store.open_turn(turn, now, Consistency::Strong)).unwrap() {
             Opened::Open {
                 thread,
                 progress,
@@ -809,10 +826,13 @@ mod tests {
             block_on(store.take_turn(&t, version, &thread, working, now)).unwrap(),
             None
         );
-        assert_eq!(block_on(store.open_turn(&t, now)).unwrap(), Opened::Busy);
+        assert_eq!(
+            block_on(store.open_turn(&t, now, Consistency::Strong)).unwrap(),
+            Opened::Busy
+        );
         block_on(store.step_turn(&t, &token, Step::Done { outcome: "{}" }, now)).unwrap();
         assert_eq!(
-            block_on(store.open_turn(&t, now)).unwrap(),
+            block_on(store.open_turn(&t, now, Consistency::Strong)).unwrap(),
             Opened::Duplicate {
                 outcome: Some("{}".to_owned())
             }

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use crate::expr::{Expr, s};
 use crate::otn;
-use crate::{StoreError, ThreadKey};
+use crate::{Consistency, StoreError, ThreadKey};
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -164,13 +164,24 @@ impl DynamoStore {
         pk: String,
         sk: &str,
     ) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        self.get_with(op, pk, sk, Consistency::Strong).await
+    }
+
+    /// [`DynamoStore::get`] with the read's consistency chosen.
+    pub(crate) async fn get_with(
+        &self,
+        op: &'static str,
+        pk: String,
+        sk: &str,
+        read: Consistency,
+    ) -> Result<HashMap<String, AttributeValue>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(pk))
             .key("sk", AttributeValue::S(sk.to_owned()))
-            .consistent_read(true)
+            .consistent_read(read == Consistency::Strong)
             .send()
             .await
             .map_err(|e| crate::error::from_sdk(op, e))?;

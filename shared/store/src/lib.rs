@@ -52,8 +52,8 @@ mod tokens;
 mod turns;
 
 pub use conversation::ledger::{
-    CLAIM_LEASE_MS, Claim, ClaimToken, EVENT_RECORD_DAYS, Opened, Progress, Step, TurnKey, Version,
-    entry_name,
+    CLAIM_LEASE_MS, Claim, ClaimToken, Consistency, EVENT_RECORD_DAYS, Opened, Progress, Step,
+    TurnKey, Version, entry_name,
 };
 pub use conversation::otn::{
     NewToken, OTN_LIFETIME_MS, OTN_RECORD_GRACE_DAYS, SpendRefused, StoredToken, SweepPage,

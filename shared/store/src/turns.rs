@@ -40,7 +40,7 @@ use crate::keys::{event_pk, ledger_archive_sk, thread_pk};
 use crate::ledger::{lost_claim, new_claim_token};
 use crate::threads::{thread_fields, thread_state};
 use crate::{CLAIM_LEASE_MS, ClaimToken, EVENT_RECORD_DAYS, StoreError, ThreadLedger, ThreadState};
-use conversation::ledger::{DoneEntry, Opened, Progress, Step, TurnKey, Version};
+use conversation::ledger::{Consistency, DoneEntry, Opened, Progress, Step, TurnKey, Version};
 
 /// Above this estimated size (bytes) the thread's item archives its processed
 /// entries on the next turn, which keeps it under DynamoDB's 1 KB write unit
@@ -303,9 +303,16 @@ fn count(entry: &Item, name: &str) -> u32 {
 }
 
 impl ThreadLedger for DynamoStore {
-    async fn open_turn(&self, turn: &TurnKey, now: Timestamp) -> Result<Opened, StoreError> {
+    async fn open_turn(
+        &self,
+        turn: &TurnKey,
+        now: Timestamp,
+        read: Consistency,
+    ) -> Result<Opened, StoreError> {
         let pk = thread_pk(&turn.thread);
-        let item = self.get("GetItem(thread)", pk.clone(), "THREAD").await?;
+        let item = self
+            .get_with("GetItem(thread)", pk.clone(), "THREAD", read)
+            .await?;
         let name = turn.entry();
         let archived_until = get_ts(&item, "lg_floor");
         let progress = match item.get(&entry_attr(turn)).and_then(|v| v.as_m().ok()) {
