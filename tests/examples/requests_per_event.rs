@@ -71,7 +71,12 @@ impl Intercept for Counter {
         } else if let Some(i) = input.downcast_mut::<get_item::GetItemInput>() {
             i.return_consumed_capacity = total;
             if i.consistent_read != Some(true) {
-                self.0.lock().unwrap().entry(EVENTUAL.to_owned()).or_default().0 += 1;
+                self.0
+                    .lock()
+                    .unwrap()
+                    .entry(EVENTUAL.to_owned())
+                    .or_default()
+                    .0 += 1;
             }
         } else if let Some(i) = input.downcast_mut::<put_item::PutItemInput>() {
             i.return_consumed_capacity = total;
@@ -163,6 +168,8 @@ fn describe(counts: &BTreeMap<String, (u64, f64)>, events: usize) -> (String, u6
 
 #[tokio::main]
 async fn main() {
+    // The handlers' EMF metric documents are kept in memory, off this table.
+    let _metrics = signals::capture();
     let sdk = emulator().await;
     let counter = Counter::default();
 

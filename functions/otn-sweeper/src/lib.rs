@@ -154,6 +154,9 @@ pub async fn sweep<S: TokenStore>(
                 first_page = false;
             }
             report.expired += page.expired;
+            // Counted as they are written, so a sweep that fails later still says
+            // what it expired.
+            signals::count(signals::Metric::TokensExpired, page.expired);
             report.read += page.read;
             match page.next {
                 Some(next) => after = Some(next),
@@ -252,6 +255,7 @@ impl<S: TokenStore> Sweeper<S> {
             ),
             Err(e) => tracing::error!(event_id, error = %e, "otn sweep failed"),
         }
+        signals::flush();
         result
     }
 }

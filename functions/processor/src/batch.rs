@@ -52,6 +52,8 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         for id in failed.into_iter().flatten() {
             response.add_failure(id);
         }
+        // The batch's metrics, once per invocation.
+        signals::flush();
         response
     }
 

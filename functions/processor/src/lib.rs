@@ -25,6 +25,7 @@ pub mod act;
 pub mod batch;
 pub mod bot;
 pub mod config;
+mod counts;
 pub mod notify;
 pub mod pipeline;
 pub mod testing;

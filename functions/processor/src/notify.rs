@@ -213,9 +213,13 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
 
     /// Sends one recipient's notification: check the rules, spend the token, send.
     pub async fn notify_one(&self, one: &NotifyOne) -> Result<MessageOutcome, ProcessError> {
-        self.notify_one_outcome(one)
-            .await
-            .map(MessageOutcome::Notified)
+        let result = self.notify_one_outcome(one).await;
+        match &result {
+            Ok(outcome) => crate::counts::outcome(outcome),
+            Err(ProcessError::Graph(e)) => crate::counts::graph_error(e.class),
+            Err(_) => {}
+        }
+        result.map(MessageOutcome::Notified)
     }
 
     async fn notify_one_outcome(&self, one: &NotifyOne) -> Result<Outcome, ProcessError> {
@@ -283,6 +287,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                 message_id: sent.message_id,
             }),
             Err(e) if e.outcome_unknown => {
+                crate::counts::graph_error(e.class);
                 // The request went out and no answer came: it may have been
                 // delivered. A token is used at most once, so it stays spent.
                 tracing::warn!(page_id = %one.page_id, error = %e, "notification may have gone out; token kept spent");

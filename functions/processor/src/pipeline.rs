@@ -31,11 +31,13 @@ use messenger_store::{
 };
 use messenger_types::{Event, EventKey, PageId, QueuedEvent, Source, Timestamp};
 
+use signals::Metric;
+
 use crate::bot::{Action, Bot, Turn};
 use crate::state::Changes;
 use crate::{
     EventOutcome, MIN_TIME_PER_ACTION, MessageOutcome, Messenger, Outcome, ProcessError, Processor,
-    state, time_left,
+    counts, state, time_left,
 };
 
 /// How many times a turn is opened again when the thread changed between the read
@@ -187,10 +189,14 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             None => self.process_alone(&work, &key, &changes).await?,
         };
         let Some(outcome) = outcome else {
+            signals::count(Metric::DuplicatesSkipped, 1);
             tracing::info!(event_key = %key, "duplicate event; nothing done");
             return Ok(MessageOutcome::Duplicate);
         };
-
+        signals::count(Metric::EventsProcessed, 1);
+        if !event.unread.is_empty() {
+            signals::count(Metric::EventsUnreadable, 1);
+        }
         tracing::info!(
             page_id = %page,
             event_kind = event.kind.as_str(),
@@ -198,8 +204,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             %outcome,
             "event processed"
         );
-        // What the model could not read is never silent. Not counted yet: the
-        // EventsUnreadable metric comes with the processor's metrics.
+        // What the model could not read is never silent: counted above, and named here.
         for unread in &event.unread {
             tracing::warn!(
                 page_id = %page,
@@ -434,7 +439,13 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                 }
                 recorded = (n - 1, n);
             }
-            match self.act(w, event_thread, thread, action).await {
+            let acted = self.act(w, event_thread, thread, action).await;
+            match &acted {
+                Ok(outcome) => counts::outcome(outcome),
+                Err(ProcessError::Graph(e)) => counts::graph_error(e.class),
+                Err(_) => {}
+            }
+            match acted {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(ProcessError::Graph(e)) if !e.outcome_unknown => {
                     // Meta answered with an error (or the request never left): the

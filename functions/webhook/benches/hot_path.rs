@@ -15,6 +15,7 @@ use std::path::Path;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hub_signature::{SignatureHeaders, Verifier};
 use sha2::{Digest, Sha256};
+use signals::Metric;
 use webhook::accept::{EventQueue, FailedEntry, OutgoingMessage, QueueError};
 use webhook::testing::MemoryQuarantine;
 use webhook::{Receiver, RetryPolicy};
@@ -90,6 +91,28 @@ fn hot_path(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // The same path with what the handler adds for metrics: the counts, and the
+    // EMF document written at the end of the invocation (into a sink here; in
+    // Lambda one write to stdout).
+    let mut metrics = c.benchmark_group("webhook_hot_path_with_metrics");
+    for workload in [load("single"), load("batch50")] {
+        let headers = SignatureHeaders {
+            sha256: Some(workload.signature.as_bytes()),
+            sha1: None,
+        };
+        metrics.throughput(Throughput::Elements(workload.events));
+        metrics.bench_function(workload.name, |b| {
+            b.iter(|| {
+                let accepted = rt
+                    .block_on(receiver.accept(headers, black_box(&workload.body)))
+                    .unwrap();
+                signals::count(Metric::EventsAccepted, accepted.enqueued as u64);
+                signals::flush_to(std::io::sink()).unwrap();
+            })
+        });
+    }
+    metrics.finish();
 
     // The parts, to see where the time goes.
     let batch = load("batch50");

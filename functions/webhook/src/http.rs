@@ -8,6 +8,8 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
+use signals::Metric;
+
 use crate::accept::{AcceptError, EventQueue, Quarantine, Receiver};
 
 /// The webhook function: subscription check (GET) and event delivery (POST).
@@ -19,7 +21,14 @@ pub struct Webhook<Q, S> {
 
 impl<Q: EventQueue, S: Quarantine> Webhook<Q, S> {
     /// Answers one request. Never fails: every outcome is an HTTP answer.
+    /// One request. Its metrics are written when it ends (one flush per invocation).
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+        let response = self.route(req).await;
+        signals::flush();
+        response
+    }
+
+    async fn route(&self, req: Request) -> Result<Response<Body>, lambda_http::Error> {
         Ok(match *req.method() {
             Method::GET => self.subscribe(&req),
             Method::POST => self.receive(&req).await,
@@ -71,6 +80,10 @@ impl<Q: EventQueue, S: Quarantine> Webhook<Q, S> {
         };
         match self.receiver.accept(signatures, body).await {
             Ok(accepted) => {
+                signals::count(Metric::EventsAccepted, count(accepted.enqueued));
+                if accepted.quarantined.is_some() {
+                    signals::count(Metric::EventsQuarantined, 1);
+                }
                 tracing::info!(
                     events = accepted.enqueued,
                     quarantined = accepted.quarantined.is_some(),
@@ -79,6 +92,13 @@ impl<Q: EventQueue, S: Quarantine> Webhook<Q, S> {
                 text(StatusCode::OK, "EVENT_RECEIVED")
             }
             Err(err) => {
+                match &err {
+                    AcceptError::Signature(_) => signals::count(Metric::SignatureRejected, 1),
+                    AcceptError::Enqueue { .. } | AcceptError::Quarantine(_) => {
+                        signals::count(Metric::EnqueueFailed, 1);
+                    }
+                    AcceptError::TooLarge { .. } => {}
+                }
                 let status = status_of(&err);
                 if status.is_server_error() {
                     tracing::error!(error = %err, "webhook delivery not accepted; Meta will redeliver");
@@ -100,6 +120,10 @@ pub fn status_of(err: &AcceptError) -> StatusCode {
         // 503 rather than 500: the request was fine, a dependency was not; Meta retries.
         AcceptError::Enqueue { .. } | AcceptError::Quarantine(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
+}
+
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 fn reason_of(status: StatusCode) -> &'static str {

@@ -54,6 +54,11 @@ pub struct Options {
     /// Seconds between two sweeper runs (hourly in AWS).
     #[arg(long, default_value_t = 60)]
     sweep_every: u64,
+    /// Seconds between two one-line summaries of the functions' metrics (counts
+    /// since the start, from the EMF documents they write); 0 prints the documents
+    /// themselves as the functions write them, as Lambda would log them.
+    #[arg(long, default_value_t = 60)]
+    metrics_every: u64,
     /// Where the stack writes stack.env and graph-calls.jsonl.
     #[arg(long, default_value = ".local")]
     state_dir: PathBuf,
@@ -95,6 +100,9 @@ pub async fn run(env: &Env, options: Options) -> Result<()> {
                 .to_string(),
         );
     }
+    // The functions' EMF documents are summed into a line a minute rather than
+    // mixed into this output (with --metrics-every 0 they are printed as written).
+    let metrics = (options.metrics_every > 0).then(signals::capture);
     let webhook = Arc::new(webhook::from_env(&env, &sdk).await?);
     let processor = Arc::new(processor::from_env(&env, &sdk).await?);
     let sweeper = otn_sweeper::from_env(&env, &sdk)?;
@@ -172,14 +180,39 @@ pub async fn run(env: &Env, options: Options) -> Result<()> {
         sweeper,
         Duration::from_secs(options.sweep_every.max(1)),
     ));
+    let summary = tokio::spawn(metrics_summary(
+        metrics,
+        Duration::from_secs(options.metrics_every.max(1)),
+    ));
     tokio::select! {
         r = tokio::signal::ctrl_c() => r?,
         r = http => r?,
         r = trigger => r?,
         r = timer => r?,
+        r = summary => r?,
     }
     println!("stopped");
     Ok(())
+}
+
+/// Prints, every `every`, the metrics counted since the start in one line
+/// (`metrics since start: EventsAccepted 3, EventsProcessed 3, MessagesSent 2, ...`).
+/// Without a capture (the documents go to stdout) it does nothing.
+async fn metrics_summary(capture: Option<signals::Capture>, every: Duration) {
+    let Some(capture) = capture else {
+        return std::future::pending().await;
+    };
+    let mut totals = signals::Totals::default();
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        for document in capture.drain() {
+            totals.add(&document);
+        }
+        println!("metrics since start: {totals}");
+    }
 }
 
 /// Creates what the template creates, on the emulator, named after `name`: the table
