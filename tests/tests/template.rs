@@ -1,10 +1,13 @@
 //! The SAM template as deployed: what every function runs on, that each IAM
 //! statement names only the stack's own resources, the queue settings the processor
-//! relies on, the alarms and the outputs the README sends people to.
+//! relies on, the alarms, the dashboard, the log groups and the outputs the README
+//! sends people to. The functions' own metrics are named through `signals::Metric`,
+//! so a renamed metric fails here instead of leaving an alarm on nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_norway::Value;
+use signals::{Function, Metric};
 
 fn template() -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
@@ -154,34 +157,499 @@ fn the_events_queue_outlives_the_processor_and_dead_letters_after_retries() {
     assert!((min..=max).contains(&parameter["Default"].as_u64().unwrap()));
 }
 
-#[test]
-fn alarms_watch_the_dead_letter_queue_and_the_webhooks_5xx() {
-    let t = template();
-    let alarms: Vec<&Value> = t["Resources"]
+/// The tag of a `!Ref`/`!Sub`/... value (without the `!`) and what it holds.
+fn tagged(value: &Value) -> Option<(String, &Value)> {
+    match value {
+        Value::Tagged(tagged) => Some((
+            tagged.tag.to_string().trim_start_matches('!').to_owned(),
+            &tagged.value,
+        )),
+        _ => None,
+    }
+}
+
+/// True if `value` is exactly `!Ref <name>`.
+fn is_ref(value: &Value, name: &str) -> bool {
+    tagged(value).is_some_and(|(tag, v)| tag == "Ref" && v.as_str() == Some(name))
+}
+
+/// Every logical id named anywhere inside `value`, however deep.
+fn all_references(value: &Value) -> Vec<String> {
+    match value {
+        Value::Tagged(inner) => {
+            let mut found = referenced(value);
+            found.extend(all_references(&inner.value));
+            found
+        }
+        Value::Sequence(items) => items.iter().flat_map(all_references).collect(),
+        Value::Mapping(map) => map.values().flat_map(all_references).collect(),
+        _ => vec![],
+    }
+}
+
+/// The logical ids of the resources of `kind`.
+fn resources_of<'t>(t: &'t Value, kind: &str) -> Vec<(&'t str, &'t Value)> {
+    t["Resources"]
         .as_mapping()
         .unwrap()
-        .values()
-        .filter(|r| r["Type"].as_str() == Some("AWS::CloudWatch::Alarm"))
-        .collect();
-    let watches = |namespace: &str, metric: &str, resource: &str| {
-        alarms.iter().any(|a| {
-            let p = &a["Properties"];
-            p["Namespace"].as_str() == Some(namespace)
-                && p["MetricName"].as_str() == Some(metric)
-                && p["Dimensions"]
-                    .as_sequence()
-                    .unwrap()
-                    .iter()
-                    .any(|d| referenced(&d["Value"]) == vec![resource.to_owned()])
-                && !p["AlarmActions"].is_null()
-        })
-    };
-    assert!(watches(
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(kind))
+        .map(|(id, r)| (id.as_str().unwrap(), r))
+        .collect()
+}
+
+/// The alarms on AWS's own metrics: (alarm, namespace, metric, the resource its
+/// dimension names).
+const AWS_ALARMS: [(&str, &str, &str, &str); 4] = [
+    (
+        "DeadLetterQueueAlarm",
         "AWS/SQS",
         "ApproximateNumberOfMessagesVisible",
-        "EventsDeadLetterQueue"
-    ));
-    assert!(watches("AWS/ApiGateway", "5xx", "WebhookApi"));
+        "EventsDeadLetterQueue",
+    ),
+    (
+        "WebhookServerErrorAlarm",
+        "AWS/ApiGateway",
+        "5xx",
+        "WebhookApi",
+    ),
+    (
+        "ProcessorErrorsAlarm",
+        "AWS/Lambda",
+        "Errors",
+        "ProcessorFunction",
+    ),
+    (
+        "QueueAgeAlarm",
+        "AWS/SQS",
+        "ApproximateAgeOfOldestMessage",
+        "EventsQueue",
+    ),
+];
+
+/// The alarms on the functions' own metrics (shared/signals).
+const SIGNAL_ALARMS: [(&str, Metric); 5] = [
+    ("SignatureRejectedAlarm", Metric::SignatureRejected),
+    ("WebhookSilenceAlarm", Metric::EventsAccepted),
+    (
+        "PageCredentialsInvalidAlarm",
+        Metric::PageCredentialsInvalid,
+    ),
+    ("ParkedEventsAlarm", Metric::EventsParked),
+    ("PageCheckFailuresAlarm", Metric::PagesUnhealthy),
+];
+
+/// The one alarm where missing data (no event at all) is what it watches.
+const SILENCE_ALARM: &str = "WebhookSilenceAlarm";
+
+#[test]
+fn every_alarm_watches_its_metric_in_its_namespace() {
+    let t = template();
+    for (id, namespace, metric, resource) in AWS_ALARMS {
+        let alarm = &t["Resources"][id];
+        assert_eq!(
+            alarm["Type"].as_str(),
+            Some("AWS::CloudWatch::Alarm"),
+            "{id} missing"
+        );
+        let p = &alarm["Properties"];
+        assert_eq!(p["Namespace"].as_str(), Some(namespace), "{id}");
+        assert_eq!(p["MetricName"].as_str(), Some(metric), "{id}");
+        assert!(
+            p["Dimensions"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .any(|d| referenced(&d["Value"]) == vec![resource.to_owned()]),
+            "{id} does not watch {resource}"
+        );
+        assert_eq!(p["TreatMissingData"].as_str(), Some("notBreaching"), "{id}");
+    }
+    for (id, metric) in SIGNAL_ALARMS {
+        let alarm = &t["Resources"][id];
+        assert_eq!(
+            alarm["Type"].as_str(),
+            Some("AWS::CloudWatch::Alarm"),
+            "{id} missing"
+        );
+        let p = &alarm["Properties"];
+        assert!(
+            is_ref(&p["Namespace"], "MetricsNamespace"),
+            "{id}: the functions' metrics are in !Ref MetricsNamespace, found {:?}",
+            p["Namespace"]
+        );
+        assert_eq!(p["MetricName"].as_str(), Some(metric.name()), "{id}");
+        // Exactly the dimensions the function writes, or CloudWatch sees another metric.
+        let dimensions = p["Dimensions"].as_sequence().unwrap();
+        assert_eq!(dimensions.len(), 1, "{id}: {dimensions:?}");
+        assert_eq!(dimensions[0]["Name"].as_str(), Some("Function"), "{id}");
+        assert_eq!(
+            dimensions[0]["Value"].as_str(),
+            Some(metric.function().as_str()),
+            "{id}"
+        );
+        let missing = if id == SILENCE_ALARM {
+            "breaching"
+        } else {
+            "notBreaching"
+        };
+        assert_eq!(p["TreatMissingData"].as_str(), Some(missing), "{id}");
+    }
+}
+
+#[test]
+fn every_alarm_notifies_the_alarm_topic_and_says_what_to_do() {
+    let t = template();
+    let alarms = resources_of(&t, "AWS::CloudWatch::Alarm");
+    let mut listed: Vec<&str> = AWS_ALARMS
+        .iter()
+        .map(|a| a.0)
+        .chain(SIGNAL_ALARMS.iter().map(|a| a.0))
+        .collect();
+    let mut found: Vec<&str> = alarms.iter().map(|(id, _)| *id).collect();
+    listed.sort_unstable();
+    found.sort_unstable();
+    assert_eq!(
+        found, listed,
+        "the template's alarms and the ones these tests (and the README) know differ"
+    );
+    for (id, alarm) in alarms {
+        let p = &alarm["Properties"];
+        for actions in ["AlarmActions", "OKActions"] {
+            assert_eq!(
+                referenced(&p[actions]),
+                vec!["AlarmTopic".to_owned()],
+                "{id}: {actions} must reach the AlarmTopic"
+            );
+        }
+        let description = p["AlarmDescription"]
+            .as_str()
+            .or_else(|| tagged(&p["AlarmDescription"]).and_then(|(_, v)| v.as_str()))
+            .unwrap_or_else(|| panic!("{id} has no AlarmDescription"));
+        // CloudWatch's limit; and long enough to say what it means and what to do.
+        assert!(
+            (80..=1024).contains(&description.len()),
+            "{id}: description of {} characters",
+            description.len()
+        );
+    }
+}
+
+/// The retention periods CloudWatch Logs accepts.
+const RETENTION_DAYS: [u64; 22] = [
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
+
+#[test]
+fn every_function_keeps_logs_for_log_retention_days_is_traced_and_names_its_metrics_namespace() {
+    let t = template();
+    let retention = &t["Parameters"]["LogRetentionDays"];
+    let allowed: Vec<u64> = retention["AllowedValues"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(allowed, RETENTION_DAYS);
+    assert!(RETENTION_DAYS.contains(&retention["Default"].as_u64().unwrap()));
+
+    let namespace = &t["Parameters"]["MetricsNamespace"];
+    assert_eq!(
+        namespace["Default"].as_str(),
+        Some(signals::DEFAULT_NAMESPACE)
+    );
+
+    let globals = &t["Globals"]["Function"];
+    assert_eq!(globals["Tracing"].as_str(), Some("Active"));
+    assert!(
+        is_ref(
+            &globals["Environment"]["Variables"][signals::NAMESPACE_VAR],
+            "MetricsNamespace"
+        ),
+        "Globals must set {} to !Ref MetricsNamespace",
+        signals::NAMESPACE_VAR
+    );
+
+    let functions = resources_of(&t, "AWS::Serverless::Function");
+    assert!(functions.len() >= FUNCTIONS.len());
+    let log_groups = resources_of(&t, "AWS::Logs::LogGroup");
+    for (id, function) in functions {
+        let p = &function["Properties"];
+        // A function's own setting would win over the global one.
+        assert!(
+            p["Tracing"].is_null() || p["Tracing"].as_str() == Some("Active"),
+            "{id} turns tracing off"
+        );
+        let own = &p["Environment"]["Variables"][signals::NAMESPACE_VAR];
+        assert!(
+            own.is_null() || is_ref(own, "MetricsNamespace"),
+            "{id} sets another metrics namespace"
+        );
+        let expected = format!("/aws/lambda/${{{id}}}");
+        let groups: Vec<&Value> = log_groups
+            .iter()
+            .filter(|(_, g)| {
+                tagged(&g["Properties"]["LogGroupName"])
+                    .is_some_and(|(tag, name)| tag == "Sub" && name.as_str() == Some(&expected))
+            })
+            .map(|(_, g)| *g)
+            .collect();
+        assert_eq!(groups.len(), 1, "{id}: no log group named {expected}");
+        assert!(
+            is_ref(
+                &groups[0]["Properties"]["RetentionInDays"],
+                "LogRetentionDays"
+            ),
+            "{id}: its log group's RetentionInDays is not !Ref LogRetentionDays"
+        );
+    }
+}
+
+/// The dashboard's body as JSON (the `${...}` of its `!Sub` are all inside strings).
+fn dashboard(t: &Value) -> serde_json::Value {
+    let (tag, body) = tagged(&t["Resources"]["Dashboard"]["Properties"]["DashboardBody"])
+        .expect("Dashboard's DashboardBody must be a !Sub string");
+    assert_eq!(tag, "Sub");
+    serde_json::from_str(body.as_str().unwrap()).expect("DashboardBody is not JSON")
+}
+
+/// The metric rows of every metric widget, with CloudWatch's "." (same as the
+/// row above) resolved; and the SEARCH expressions.
+fn dashboard_metrics(body: &serde_json::Value) -> (Vec<Vec<serde_json::Value>>, Vec<String>) {
+    let (mut rows, mut searches) = (Vec::new(), Vec::new());
+    for widget in body["widgets"].as_array().unwrap() {
+        let Some(metrics) = widget["properties"]["metrics"].as_array() else {
+            continue;
+        };
+        let mut previous: Vec<serde_json::Value> = Vec::new();
+        for row in metrics {
+            let row = row.as_array().unwrap();
+            if let Some(expression) = row.first().and_then(|r| r["expression"].as_str()) {
+                if expression.starts_with("SEARCH(") {
+                    searches.push(expression.to_owned());
+                }
+                continue;
+            }
+            let resolved: Vec<serde_json::Value> = row
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v.as_str() {
+                    Some(".") => previous[i].clone(),
+                    _ => v.clone(),
+                })
+                .collect();
+            previous.clone_from(&resolved);
+            rows.push(resolved);
+        }
+    }
+    (rows, searches)
+}
+
+/// The `Name` dimension's value in a metric row (`[namespace, metric, name, value, ...]`).
+fn dimension<'r>(row: &'r [serde_json::Value], name: &str) -> Option<&'r str> {
+    let pairs: Vec<&str> = row[2..].iter().map_while(|v| v.as_str()).collect();
+    pairs
+        .chunks(2)
+        .find(|pair| pair[0] == name)
+        .and_then(|pair| pair.get(1).copied())
+}
+
+/// The `{namespace,dimension,...}` of a SEARCH expression (a `${...}` inside it
+/// does not end it).
+fn search_schema(expression: &str) -> &str {
+    let start = expression.find('{').expect("a SEARCH with a schema");
+    let mut at = start + 1;
+    loop {
+        let rest = &expression[at..];
+        if rest.starts_with("${") {
+            at += rest.find('}').unwrap() + 1;
+        } else if rest.starts_with('}') {
+            return &expression[start..=at];
+        } else {
+            at += rest.chars().next().unwrap().len_utf8();
+        }
+    }
+}
+
+/// The values of `key="..."` in a SEARCH expression.
+fn search_term<'e>(expression: &'e str, key: &str) -> Vec<&'e str> {
+    let needle = format!("{key}=\"");
+    expression
+        .match_indices(&needle)
+        .map(|(at, _)| {
+            let rest = &expression[at + needle.len()..];
+            &rest[..rest.find('"').unwrap()]
+        })
+        .collect()
+}
+
+#[test]
+fn the_dashboard_shows_every_function_metric_by_its_contract_name() {
+    let t = template();
+    let body = dashboard(&t);
+    let (rows, searches) = dashboard_metrics(&body);
+    let ours = "${MetricsNamespace}";
+    let named = |name: &str| {
+        Metric::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .unwrap_or_else(|| panic!("the dashboard shows {name}, which no function emits"))
+    };
+    let mut shown = Vec::new();
+    for row in rows.iter().filter(|r| r[0].as_str() == Some(ours)) {
+        let metric = named(row[1].as_str().unwrap());
+        assert_eq!(
+            dimension(row, "Function"),
+            Some(metric.function().as_str()),
+            "{row:?}"
+        );
+        shown.push(metric);
+    }
+    for search in &searches {
+        let schema = search_schema(search);
+        if !schema.contains(ours) {
+            continue;
+        }
+        let names = search_term(search, "MetricName");
+        assert!(!names.is_empty(), "{search} names no metric");
+        for name in names {
+            let metric = named(name);
+            assert_eq!(
+                search_term(search, "Function"),
+                vec![metric.function().as_str()],
+                "{search}"
+            );
+            if let Some(by) = metric.dimension() {
+                assert!(schema.contains(by), "{search}: {name} is counted by {by}");
+            }
+            shown.push(metric);
+        }
+    }
+    for metric in Metric::ALL {
+        // The page check is alarmed on, not charted: it runs hourly over a few Pages.
+        if metric.function() != Function::PageCheck {
+            assert!(
+                shown.contains(&metric),
+                "the dashboard lacks {}",
+                metric.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_dashboard_shows_the_webhook_the_queues_the_processor_and_the_table() {
+    let t = template();
+    let (rows, searches) = dashboard_metrics(&dashboard(&t));
+    let shows = |namespace: &str, metric: &str, resource: &str| {
+        rows.iter().any(|r| {
+            r[0].as_str() == Some(namespace)
+                && r[1].as_str() == Some(metric)
+                && r[2..].iter().filter_map(|v| v.as_str()).any(|v| {
+                    v == format!("${{{resource}}}") || v.starts_with(&format!("${{{resource}."))
+                })
+        }) || searches.iter().any(|s| {
+            s.contains(&format!("{{{namespace},"))
+                && search_term(s, "MetricName").contains(&metric)
+                && s.contains(&format!("${{{resource}}}"))
+        })
+    };
+    for (namespace, metric, resource) in [
+        ("AWS/ApiGateway", "Count", "WebhookApi"),
+        ("AWS/ApiGateway", "Latency", "WebhookApi"),
+        ("AWS/ApiGateway", "4xx", "WebhookApi"),
+        ("AWS/ApiGateway", "5xx", "WebhookApi"),
+        (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            "EventsQueue",
+        ),
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage", "EventsQueue"),
+        (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            "EventsDeadLetterQueue",
+        ),
+        ("AWS/Lambda", "Duration", "ProcessorFunction"),
+        ("AWS/Lambda", "Errors", "ProcessorFunction"),
+        ("AWS/Lambda", "ConcurrentExecutions", "ProcessorFunction"),
+        ("AWS/DynamoDB", "ThrottledRequests", "Table"),
+        ("AWS/DynamoDB", "ReadThrottleEvents", "Table"),
+        ("AWS/DynamoDB", "WriteThrottleEvents", "Table"),
+    ] {
+        assert!(
+            shows(namespace, metric, resource),
+            "the dashboard lacks {namespace} {metric} of {resource}"
+        );
+    }
+    // Every name in the body is the stack's; none is a resource that may not exist.
+    let resources = t["Resources"].as_mapping().unwrap();
+    for name in referenced(&t["Resources"]["Dashboard"]["Properties"]["DashboardBody"]) {
+        if name.starts_with("AWS::") || !t["Parameters"][name.as_str()].is_null() {
+            continue;
+        }
+        let resource = resources
+            .get(name.as_str())
+            .unwrap_or_else(|| panic!("the dashboard names {name}, not in the stack"));
+        assert!(
+            resource["Condition"].is_null(),
+            "the dashboard names {name}, which exists only under a condition"
+        );
+    }
+    assert_eq!(
+        referenced(&t["Outputs"]["DashboardUrl"]["Value"]),
+        vec!["AWS::Region", "AWS::Region", "Dashboard"]
+    );
+}
+
+#[test]
+fn the_silence_alarm_exists_only_when_silence_alarm_hours_is_set() {
+    let t = template();
+    let alarm = &t["Resources"][SILENCE_ALARM];
+    let condition = alarm["Condition"]
+        .as_str()
+        .expect("the silence alarm must have a Condition");
+    // Not(Equals(Ref SilenceAlarmHours, 0)): the alarm exists for any other value.
+    let (not, inner) = tagged(&t["Conditions"][condition])
+        .unwrap_or_else(|| panic!("condition {condition} missing"));
+    assert_eq!(not, "Not");
+    let (equals, operands) = tagged(&inner[0]).expect("Not [!Equals [...]]");
+    assert_eq!(equals, "Equals");
+    let (parameter, off) = (&operands[0], &operands[1]);
+    assert!(is_ref(parameter, "SilenceAlarmHours"), "{parameter:?}");
+    let off = off
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| off.as_u64().map(|n| n.to_string()));
+    assert_eq!(off.as_deref(), Some("0"));
+    let hours = &t["Parameters"]["SilenceAlarmHours"];
+    assert_eq!(hours["Default"].as_u64(), Some(0), "off unless asked for");
+
+    let p = &alarm["Properties"];
+    assert!(is_ref(&p["EvaluationPeriods"], "SilenceAlarmHours"));
+    let period = p["Period"].as_u64().unwrap();
+    assert_eq!(period, 3600, "one period per hour of silence");
+    // CloudWatch evaluates at most 7 days for periods of an hour or more.
+    assert!(hours["MaxValue"].as_u64().unwrap() * period <= 7 * 24 * 3600);
+    assert_eq!(hours["MinValue"].as_u64(), Some(0));
+    assert_eq!(p["ComparisonOperator"].as_str(), Some("LessThanThreshold"));
+    assert_eq!(p["Statistic"].as_str(), Some("Sum"));
+    assert_eq!(p["Threshold"].as_u64(), Some(1));
+
+    // Nothing that exists without the condition names the alarm (a deploy with 0
+    // would fail on the dangling reference).
+    for section in ["Resources", "Outputs"] {
+        for (id, item) in t[section].as_mapping().unwrap() {
+            if item["Condition"].as_str() == Some(condition) {
+                continue;
+            }
+            assert!(
+                !all_references(item).iter().any(|r| r == SILENCE_ALARM),
+                "{section} {id:?} names {SILENCE_ALARM}, which exists only under {condition}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -195,6 +663,7 @@ fn the_outputs_the_readme_names_exist() {
         "QuarantineBucketName",
         "AppSecretArn",
         "AlarmTopicArn",
+        "DashboardUrl",
     ] {
         assert!(!t["Outputs"][output].is_null(), "{output} missing");
         assert!(
