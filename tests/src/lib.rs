@@ -306,3 +306,44 @@ pub fn text_event(page: &str, psid: &str, mid: &str, text: &str, age_ms: i64) ->
         "message": {"mid": mid, "text": text}
     })
 }
+
+/// Checks `detail` against the repository's JSON Schema of `detail_type`
+/// (`schemas/<detail-type in kebab case>.json`) with the `jsonschema` package of
+/// the project's virtualenv (installed with cfn-lint), Draft 2020-12. Panics with
+/// the validator's message when it does not conform.
+pub fn check_detail_schema(detail_type: &str, detail: &serde_json::Value) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let schema = root.join("schemas").join(format!(
+        "{}.json",
+        detail_type.to_lowercase().replace(' ', "-")
+    ));
+    assert!(
+        schema.exists(),
+        "no schema for {detail_type}: {}",
+        schema.display()
+    );
+    let python = root.join(".venv/bin/python");
+    let out = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(
+            "import json, sys, jsonschema\n\
+             schema = json.load(open(sys.argv[1]))\n\
+             jsonschema.Draft202012Validator.check_schema(schema)\n\
+             jsonschema.Draft202012Validator(schema).validate(json.loads(sys.argv[2]))",
+        )
+        .arg(&schema)
+        .arg(detail.to_string())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e} (scripts/test installs it)",
+                python.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "{detail_type} does not match {}: {}\n{detail}",
+        schema.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

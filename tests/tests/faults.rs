@@ -300,7 +300,7 @@ async fn dynamodb_throttling_a_tenth_of_the_calls_fails_only_those_messages_unti
         assert!(
             matches!(
                 only_action(&outcome),
-                Outcome::Sent { message_id: Some(m) } if m == "m_sent"
+                Outcome::Sent { message_id: Some(m), .. } if m == "m_sent"
             ) || only_action(&outcome) == &Outcome::NotRepeated,
             "{outcome:?}"
         );
@@ -380,7 +380,9 @@ async fn graph_5xx_and_613_are_retried_to_one_reply_and_551_is_recorded_once() {
             assert_eq!(
                 only_action(&outcome),
                 &Outcome::Sent {
-                    message_id: Some(format!("m_sent_{psid}_{}", want.len()))
+                    message_id: Some(format!("m_sent_{psid}_{}", want.len())),
+                    messaging_type: Some(messenger_types::send::MessagingType::Response),
+                    tag: None,
                 },
                 "{psid}"
             );

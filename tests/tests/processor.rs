@@ -357,7 +357,7 @@ async fn transient_graph_errors_are_retried_and_end_in_exactly_one_reply() {
         assert_eq!(sends(&rig.graph).await.len(), 1);
         assert!(matches!(
             only_action(&outcome_of(&rig, &mid).await),
-            Outcome::Sent { message_id: Some(m) } if m.starts_with("m_ok")
+            Outcome::Sent { message_id: Some(m), .. } if m.starts_with("m_ok")
         ));
     }
 }

@@ -107,7 +107,9 @@ async fn a_thousand_texts_delivered_three_times_each_in_shuffled_concurrent_batc
         assert_eq!(
             entry_outcome(e).as_ref().map(only_action),
             Some(&Outcome::Sent {
-                message_id: Some("m_sent".to_owned())
+                message_id: Some("m_sent".to_owned()),
+                messaging_type: Some(messenger_types::send::MessagingType::Response),
+                tag: None,
             }),
             "{pk}: {e:?}"
         );

@@ -664,6 +664,7 @@ fn the_outputs_the_readme_names_exist() {
         "AppSecretArn",
         "AlarmTopicArn",
         "DashboardUrl",
+        "EventBusName",
     ] {
         assert!(!t["Outputs"][output].is_null(), "{output} missing");
         assert!(

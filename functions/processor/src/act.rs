@@ -64,6 +64,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                         });
                     }
                 };
+                let sent_tag = tag.as_ref().map(|t| t.as_str().to_owned());
                 let request = SendRequest {
                     recipient,
                     messaging_type,
@@ -73,6 +74,8 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                 match self.graph.send(w.page, token, &request).await {
                     Ok(sent) => Ok(Outcome::Sent {
                         message_id: sent.message_id,
+                        messaging_type,
+                        tag: sent_tag,
                     }),
                     Err(e) => self.graph_failure(w, to, e).await,
                 }

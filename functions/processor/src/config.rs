@@ -18,6 +18,9 @@ pub struct Config {
     pub events_queue_url: String,
     pub graph_base_url: String,
     pub graph_version: String,
+    /// The EventBridge bus that what happens is published on (`EVENT_BUS_NAME`);
+    /// unset, nothing is published (local runs without a bus).
+    pub event_bus_name: Option<String>,
 }
 
 impl Config {
@@ -35,6 +38,9 @@ impl Config {
                 "GRAPH_API_VERSION",
                 graph_api::DEFAULT_VERSION.to_owned(),
             )?,
+            event_bus_name: env
+                .get("EVENT_BUS_NAME")
+                .filter(|name| !name.trim().is_empty()),
         })
     }
 }
@@ -90,5 +96,15 @@ pub async fn from_env_with_bot<B: Bot>(
     })?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table_name);
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.events_queue_url);
-    Ok(Processor::new(store, graph, bot, queue, tokens))
+    let mut processor = Processor::new(store, graph, bot, queue, tokens);
+    match config.event_bus_name {
+        Some(bus) => {
+            processor.bus = Box::new(crate::publish::EventBridgeBus::new(
+                aws_sdk_eventbridge::Client::new(sdk),
+                bus,
+            ));
+        }
+        None => tracing::warn!("EVENT_BUS_NAME is not set: nothing is published"),
+    }
+    Ok(processor)
 }

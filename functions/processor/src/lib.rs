@@ -11,6 +11,7 @@
 //! | [`pipeline`] | one event: a turn on its thread (read, decide, take with the changes, each action at most once, done: 1 read + 2 writes per reply), or a ledger item of its own for events that name no person |
 //! | [`act`] | one action: the send policy, then the Graph call; Graph's refusals reflected on the thread |
 //! | [`notify`] | the `notify` command: fan-out over the topic's tokens, one spend and send per person |
+//! | [`publish`] | events out: what happened, on the stack's EventBridge bus, at least once |
 //! | [`bot`] | the replaceable bot and the default one |
 //! | [`config`] | the environment, the clients, the Lambda function's `run` |
 //!
@@ -28,6 +29,7 @@ pub mod config;
 mod counts;
 pub mod notify;
 pub mod pipeline;
+pub mod publish;
 pub mod testing;
 
 use std::collections::BTreeMap;
@@ -110,6 +112,8 @@ pub enum ProcessError {
     Graph(GraphError),
     #[error("another delivery of this event is being processed")]
     Busy,
+    #[error("processed, but {0}; handed back so that its redelivery publishes them")]
+    Publish(#[from] publish::PublishError),
     #[error("not started: too little time left before the function's deadline")]
     OutOfTime,
 }
@@ -184,6 +188,8 @@ pub struct Processor<S, M, B, Q> {
     pub group_concurrency: usize,
     /// Threads this instance wrote a moment ago (their next turn reads strongly).
     pub recent_writes: pipeline::RecentWrites,
+    /// Where what happened is published ([`publish::NoBus`] by default).
+    pub bus: Box<dyn publish::Bus>,
 }
 
 impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processor<S, M, B, Q> {
@@ -203,6 +209,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             clock: Timestamp::now,
             group_concurrency: MAX_CONCURRENT_GROUPS,
             recent_writes: pipeline::RecentWrites::default(),
+            bus: Box::new(publish::NoBus),
         }
     }
 }

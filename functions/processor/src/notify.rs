@@ -219,6 +219,17 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             Err(ProcessError::Graph(e)) => crate::counts::graph_error(e.class),
             Err(_) => {}
         }
+        if let Ok(outcome) = &result {
+            let thread = messenger_store::ThreadKey::psid(one.page_id.clone(), one.psid.clone());
+            let events: Vec<_> = crate::publish::action_event(&thread, outcome, None)
+                .into_iter()
+                .collect();
+            // Not handed back on failure: the token is spent, so a redelivery would
+            // find it used and publish a refusal instead of what happened.
+            if let Err(error) = crate::publish::publish(&*self.bus, events).await {
+                tracing::error!(page_id = %one.page_id, %error, alert = true, "a notification's outcome could not be published");
+            }
+        }
         result.map(MessageOutcome::Notified)
     }
 
@@ -285,6 +296,8 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         match self.graph.send(&one.page_id, page_token, &request).await {
             Ok(sent) => Ok(Outcome::Sent {
                 message_id: sent.message_id,
+                messaging_type: None,
+                tag: None,
             }),
             Err(e) if e.outcome_unknown => {
                 crate::counts::graph_error(e.class);

@@ -37,7 +37,7 @@ use crate::bot::{Action, Bot, Turn};
 use crate::state::Changes;
 use crate::{
     EventOutcome, MIN_TIME_PER_ACTION, MessageOutcome, Messenger, Outcome, ProcessError, Processor,
-    counts, state, time_left,
+    counts, publish, state, time_left,
 };
 
 /// How many times a turn is opened again when the thread changed between the read
@@ -81,6 +81,14 @@ impl RecentWrites {
             .iter()
             .any(|(t, at)| t == thread && now.duration_since(*at) < RECENT_WRITE)
     }
+}
+
+/// What became of an event this delivery opened.
+enum Found {
+    /// Processed now, with this outcome.
+    Now(EventOutcome),
+    /// Processed before: its recorded outcome, while the record keeps it.
+    Before(Option<String>),
 }
 
 /// The parts of one event's processing that the steps share.
@@ -188,10 +196,24 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             }
             None => self.process_alone(&work, &key, &changes).await?,
         };
-        let Some(outcome) = outcome else {
-            signals::count(Metric::DuplicatesSkipped, 1);
-            tracing::info!(event_key = %key, "duplicate event; nothing done");
-            return Ok(MessageOutcome::Duplicate);
+        let outcome = match outcome {
+            Found::Now(outcome) => outcome,
+            Found::Before(recorded) => {
+                signals::count(Metric::DuplicatesSkipped, 1);
+                tracing::info!(event_key = %key, "duplicate event; nothing done");
+                // Its bus events may not have gone out (a failed publish hands the
+                // message back): publish them again from the record. Consumers
+                // dedupe on the event's key.
+                if let Some(outcome) = recorded
+                    .as_deref()
+                    .and_then(|r| EventOutcome::parse(r).ok())
+                {
+                    let events =
+                        publish::event_events(&page, queued, &event, &key, &changes, &outcome);
+                    publish::publish(&*self.bus, events).await?;
+                }
+                return Ok(MessageOutcome::Duplicate);
+            }
         };
         signals::count(Metric::EventsProcessed, 1);
         if !event.unread.is_empty() {
@@ -215,16 +237,20 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                 "a field of the event could not be read"
             );
         }
+        // Recorded first, published second: a publish that fails hands the message
+        // back, and its redelivery (a duplicate) publishes again.
+        let events = publish::event_events(&page, queued, &event, &key, &changes, &outcome);
+        publish::publish(&*self.bus, events).await?;
         Ok(MessageOutcome::Event(outcome))
     }
 
-    /// An event on its person's thread. `None` for a duplicate.
+    /// An event on its person's thread.
     async fn process_turn(
         &self,
         w: &Work<'_>,
         turn: &TurnKey,
         changes: &Changes,
-    ) -> Result<Option<EventOutcome>, ProcessError> {
+    ) -> Result<Found, ProcessError> {
         let result = self.take_and_carry_out(w, turn, changes).await;
         self.recent_writes.note(&turn.thread);
         result
@@ -235,7 +261,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         w: &Work<'_>,
         turn: &TurnKey,
         changes: &Changes,
-    ) -> Result<Option<EventOutcome>, ProcessError> {
+    ) -> Result<Found, ProcessError> {
         let mut side_written = false;
         let mut read = if changes.page_changes.is_empty()
             && changes.tokens.is_empty()
@@ -255,7 +281,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                     version,
                 } => (thread, progress, version),
                 // A done entry is never undone: even a stale read is right.
-                Opened::Duplicate { .. } => return Ok(None),
+                Opened::Duplicate { outcome } => return Ok(Found::Before(outcome)),
                 Opened::Busy if read == Consistency::Eventual => {
                     // Perhaps finished since: look again before handing it back.
                     read = Consistency::Strong;
@@ -298,25 +324,24 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                 continue;
             };
             if let Some(outcome) = finished {
-                return Ok(Some(outcome));
+                return Ok(Found::Now(outcome));
             }
             let hold = Hold::Turn { turn, claim };
             return self
                 .carry_out(w, &hold, Some(&turn.thread), &mut thread, &actions, plan)
                 .await
-                .map(Some);
+                .map(Found::Now);
         }
         Err(ProcessError::Busy)
     }
 
-    /// An event that names no person, on a ledger item of its own. `None` for a
-    /// duplicate.
+    /// An event that names no person, on a ledger item of its own.
     async fn process_alone(
         &self,
         w: &Work<'_>,
         key: &EventKey,
         changes: &Changes,
-    ) -> Result<Option<EventOutcome>, ProcessError> {
+    ) -> Result<Found, ProcessError> {
         let (claim, progress) = match self.store.claim_event(key, w.now).await? {
             Claim::Acquired {
                 token,
@@ -329,7 +354,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                     started_actions,
                 },
             ),
-            Claim::Duplicate { .. } => return Ok(None),
+            Claim::Duplicate { outcome } => return Ok(Found::Before(outcome)),
             Claim::Busy => return Err(ProcessError::Busy),
         };
         let hold = Hold::Alone { key, claim };
@@ -349,7 +374,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         .await;
         let (actions, plan) = match prepared {
             Ok(Ok(ready)) => ready,
-            Ok(Err(finished)) => return Ok(Some(finished)),
+            Ok(Err(finished)) => return Ok(Found::Now(finished)),
             Err(e) => {
                 self.release(
                     w,
@@ -364,7 +389,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         };
         self.carry_out(w, &hold, None, &mut thread, &actions, plan)
             .await
-            .map(Some)
+            .map(Found::Now)
     }
 
     /// What an event changes outside its thread: the Page's record and the tokens

@@ -95,3 +95,46 @@ impl Messenger for FakeGraph {
         Ok(())
     }
 }
+
+/// An in-memory bus: keeps what is published, and can refuse every entry of the
+/// next `n` calls (as EventBridge answers `FailedEntryCount` on a bad day).
+#[derive(Debug, Default)]
+pub struct MemoryBus {
+    published: Mutex<Vec<crate::publish::BusEvent>>,
+    refuse_calls: Mutex<u32>,
+}
+
+impl MemoryBus {
+    /// Every entry of the next `calls` calls is refused.
+    pub fn refuse_next(&self, calls: u32) {
+        *lock(&self.refuse_calls) = calls;
+    }
+
+    /// What was published, in order.
+    pub fn published(&self) -> Vec<crate::publish::BusEvent> {
+        lock(&self.published).clone()
+    }
+
+    /// The details published under `detail_type`.
+    pub fn details(&self, detail_type: &str) -> Vec<serde_json::Value> {
+        lock(&self.published)
+            .iter()
+            .filter(|e| e.detail_type == detail_type)
+            .map(|e| e.detail.clone())
+            .collect()
+    }
+}
+
+impl crate::publish::Bus for std::sync::Arc<MemoryBus> {
+    fn put<'a>(&'a self, entries: &'a [crate::publish::BusEvent]) -> crate::publish::BusFuture<'a> {
+        Box::pin(async move {
+            let mut refuse = lock(&self.refuse_calls);
+            if *refuse > 0 {
+                *refuse -= 1;
+                return Ok((0..entries.len()).collect());
+            }
+            lock(&self.published).extend(entries.iter().cloned());
+            Ok(Vec::new())
+        })
+    }
+}

@@ -97,7 +97,9 @@ async fn a_text_gets_one_reply_and_its_outcome_is_recorded_typed() {
     assert_eq!(
         acted(outcome),
         vec![Outcome::Sent {
-            message_id: Some("m_1".into())
+            message_id: Some("m_1".into()),
+            messaging_type: Some(MessagingType::Response),
+            tag: None,
         }]
     );
     assert_eq!(p.graph.sends().len(), 1);
@@ -108,7 +110,9 @@ async fn a_text_gets_one_reply_and_its_outcome_is_recorded_typed() {
         EventOutcome::parse(recorded.outcome.as_deref().unwrap()).unwrap(),
         EventOutcome::Acted {
             actions: vec![Outcome::Sent {
-                message_id: Some("m_1".into())
+                message_id: Some("m_1".into()),
+                messaging_type: Some(MessagingType::Response),
+                tag: None,
             }]
         }
     );
@@ -470,4 +474,107 @@ async fn a_failed_message_hands_back_the_rest_of_its_group_only() {
     failed.sort();
     assert_eq!(failed, vec!["sqs-0", "sqs-1"]);
     assert_eq!(p.graph.sends().len(), 1);
+}
+
+fn with_bus<B: Bot>(
+    p: TestProcessor<B>,
+) -> (TestProcessor<B>, std::sync::Arc<crate::testing::MemoryBus>) {
+    let bus = std::sync::Arc::new(crate::testing::MemoryBus::default());
+    let p = Processor {
+        bus: Box::new(bus.clone()),
+        ..p
+    };
+    (p, bus)
+}
+
+#[tokio::test]
+async fn a_replied_text_publishes_the_event_received_and_the_message_sent() {
+    let (p, bus) = with_bus(processor(DefaultBot));
+    let event = queued(&text("2001", "m1", "hello", 1_000));
+    p.process_event(&event, None).await.unwrap();
+    let types: Vec<&str> = bus.published().iter().map(|e| e.detail_type).collect();
+    assert_eq!(types, vec!["Event Received", "Message Sent"]);
+    let received = &bus.details("Event Received")[0];
+    assert_eq!(received["page_id"], PAGE);
+    assert_eq!(received["psid"], "2001");
+    assert_eq!(received["kind"], "message");
+    assert_eq!(received["source"], "messaging");
+    let key = messenger_types::route(Some(PAGE), &event.event).key;
+    assert_eq!(received["key"], key.as_str());
+    assert_eq!(received["timestamp"], NOW_MS - 1_000);
+    assert_eq!(received["event"]["message"]["text"], "hello");
+    let sent = &bus.details("Message Sent")[0];
+    assert_eq!(sent["message_id"], "m_1");
+    assert_eq!(sent["messaging_type"], "RESPONSE");
+    assert_eq!(sent["psid"], "2001");
+    assert_eq!(sent["event_key"], key.as_str());
+    assert!(sent.get("tag").is_none());
+}
+
+#[tokio::test]
+async fn a_refusal_is_published_with_its_reason_code() {
+    let (p, bus) = with_bus(processor(DefaultBot));
+    p.process_event(&queued(&text("2001", "m1", "hello", 25 * 3_600_000)), None)
+        .await
+        .unwrap();
+    assert!(p.graph.sends().is_empty());
+    let refused = bus.details("Send Refused");
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0]["reason"], "outside_window");
+    assert_eq!(refused[0]["psid"], "2001");
+}
+
+#[tokio::test]
+async fn a_bus_that_refuses_loses_no_event_and_the_redelivery_publishes_without_sending_again() {
+    let (p, bus) = with_bus(processor(DefaultBot));
+    // Every round of the first delivery's publish is refused.
+    bus.refuse_next(3);
+    let event = queued(&text("2001", "m1", "hello", 1_000));
+    let first = p.process_event(&event, None).await;
+    assert!(matches!(first, Err(ProcessError::Publish(_))), "{first:?}");
+    assert!(bus.published().is_empty());
+    // The reply went out once and the event is recorded done.
+    assert_eq!(p.graph.sends().len(), 1);
+    let key = messenger_types::route(Some(PAGE), &event.event).key;
+    assert!(p.store.event(&key).unwrap().done);
+    // The message is handed back; its redelivery is a duplicate that publishes.
+    let again = p.process_event(&event, None).await.unwrap();
+    assert_eq!(again, MessageOutcome::Duplicate);
+    assert_eq!(p.graph.sends().len(), 1);
+    let types: Vec<&str> = bus.published().iter().map(|e| e.detail_type).collect();
+    assert_eq!(types, vec!["Event Received", "Message Sent"]);
+    assert_eq!(bus.details("Message Sent")[0]["message_id"], "m_1");
+}
+
+#[tokio::test]
+async fn entries_the_bus_refused_once_are_sent_again_in_the_same_delivery() {
+    let (p, bus) = with_bus(processor(DefaultBot));
+    bus.refuse_next(1);
+    p.process_event(&queued(&text("2001", "m1", "hello", 1_000)), None)
+        .await
+        .unwrap();
+    assert_eq!(bus.published().len(), 2);
+}
+
+#[tokio::test]
+async fn a_handover_publishes_thread_control_changed_and_a_text_does_not() {
+    let (p, bus) = with_bus(processor(DefaultBot));
+    let pass = serde_json::json!({
+        "type": "event", "page_id": PAGE, "source": "messaging", "key": "pass:2001:1",
+        "event": {
+            "sender": {"id": "2001"}, "recipient": {"id": PAGE}, "timestamp": NOW_MS - 1_000,
+            "pass_thread_control": {"new_owner_app_id": "263902037430900", "metadata": "back"}
+        }
+    })
+    .to_string();
+    p.process_event(&queued(&pass), None).await.unwrap();
+    let changed = bus.details("Thread Control Changed");
+    assert_eq!(changed.len(), 1, "{:?}", bus.published());
+    assert_eq!(changed[0]["owner_app_id"], "263902037430900");
+    assert_eq!(changed[0]["ours"], true);
+    assert_eq!(changed[0]["psid"], "2001");
+    p.process_event(&queued(&text("2001", "m2", "hello", 500)), None)
+        .await
+        .unwrap();
+    assert_eq!(bus.details("Thread Control Changed").len(), 1);
 }

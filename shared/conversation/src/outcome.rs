@@ -6,6 +6,7 @@
 use std::fmt;
 
 use messenger_types::AppId;
+use messenger_types::send::MessagingType;
 use serde::{Deserialize, Serialize};
 
 use crate::graph_error::{ErrorClass, GraphError};
@@ -15,8 +16,15 @@ use crate::send_policy::Refusal;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    /// The Send API accepted the message.
-    Sent { message_id: Option<String> },
+    /// The Send API accepted the message, sent as `messaging_type` (none for a
+    /// one-time notification) with `tag`.
+    Sent {
+        message_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        messaging_type: Option<MessagingType>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
     /// Thread control went to another app.
     ControlPassed { app_id: AppId },
     /// The send policy refused it before any network call.
@@ -68,7 +76,7 @@ impl Outcome {
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Sent { message_id } => {
+            Self::Sent { message_id, .. } => {
                 write!(
                     f,
                     "sent {}",
@@ -173,6 +181,13 @@ mod tests {
             actions: vec![
                 Outcome::Sent {
                     message_id: Some("m_1".into()),
+                    messaging_type: Some(MessagingType::MessageTag),
+                    tag: Some("HUMAN_AGENT".into()),
+                },
+                Outcome::Sent {
+                    message_id: None,
+                    messaging_type: None,
+                    tag: None,
                 },
                 Outcome::Refused {
                     reason: Refusal::OutsideWindow {

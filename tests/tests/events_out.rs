@@ -1,0 +1,251 @@
+//! Events out: the processor, wired from the environment as in production
+//! (`EVENT_BUS_NAME`), publishes on an EventBridge bus of the emulator; a rule on
+//! `source` sends everything to an SQS queue, as a business would subscribe.
+//! Every detail read there is checked against its schema in `schemas/`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Mutex;
+
+use aws_config::SdkConfig;
+use integration_tests::rig::{self, DAY, HOUR, PAGE_A, failed_ids, sends};
+use integration_tests::*;
+use processor::publish::{Bus, BusEvent, BusFuture, EventBridgeBus};
+use serde_json::{Value, json};
+
+/// A bus on the emulator with a rule on `source` that sends to a new queue:
+/// (bus name, the queue's URL).
+async fn subscribed_bus(sdk: &SdkConfig) -> (String, String) {
+    let events = aws_sdk_eventbridge::Client::new(sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let bus = unique("bus");
+    events.create_event_bus().name(&bus).send().await.unwrap();
+    let queue = sqs
+        .create_queue()
+        .queue_name(unique("subscriber"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    events
+        .put_rule()
+        .name("everything")
+        .event_bus_name(&bus)
+        .event_pattern(json!({"source": [processor::publish::SOURCE]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule("everything")
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("subscriber")
+                .arn(arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    (bus, queue)
+}
+
+/// Every EventBridge event the subscriber queue holds, read until it is empty.
+async fn received(sdk: &SdkConfig, queue: &str) -> Vec<Value> {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let mut out = Vec::new();
+    loop {
+        let batch = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        let messages = batch.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return out;
+        }
+        for m in messages {
+            out.push(serde_json::from_str(m.body().unwrap()).unwrap());
+            sqs.delete_message()
+                .queue_url(queue)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn of_type<'a>(events: &'a [Value], detail_type: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["detail-type"] == detail_type)
+        .map(|e| &e["detail"])
+        .collect()
+}
+
+/// Every event is the backend's, and its detail matches its schema and carries
+/// no token.
+fn check(events: &[Value]) {
+    for e in events {
+        assert_eq!(e["source"], processor::publish::SOURCE, "{e}");
+        let text = e["detail"].to_string();
+        for secret in [
+            rig::TOKEN_A,
+            rig::TOKEN_B,
+            LOCAL_APP_SECRET,
+            "appsecret_proof",
+        ] {
+            assert!(!text.contains(secret), "{e}");
+        }
+        check_detail_schema(e["detail-type"].as_str().unwrap(), &e["detail"]);
+    }
+}
+
+#[tokio::test]
+async fn a_text_and_its_reply_are_published_to_a_subscribed_queue() {
+    let r = rig::rig().await;
+    let (bus, subscriber) = subscribed_bus(&r.sdk).await;
+    let mut env = rig::env(&r.table, &r.queue, &r.graph);
+    env.insert("EVENT_BUS_NAME".to_owned(), bus);
+    let processor = processor::from_env(&env, &r.sdk).await.unwrap();
+
+    let messages = queue_messages(&[(
+        PAGE_A,
+        vec![
+            text_event(PAGE_A, "2800000000000001", "m_out_1", "hello", 1_000),
+            text_event(PAGE_A, "2800000000000002", "m_out_2", "late", DAY + HOUR),
+        ],
+        vec![],
+    )]);
+    let response = processor.handle(sqs_event("s", &messages), None).await;
+    assert!(failed_ids(&response).is_empty());
+
+    let events = received(&r.sdk, &subscriber).await;
+    check(&events);
+    let received_events = of_type(&events, "Event Received");
+    assert_eq!(received_events.len(), 2, "{events:#?}");
+    let first = received_events
+        .iter()
+        .find(|d| d["psid"] == "2800000000000001")
+        .unwrap();
+    assert_eq!(first["event"]["message"]["mid"], "m_out_1");
+    assert_eq!(first["kind"], "message");
+    let sent = of_type(&events, "Message Sent");
+    assert_eq!(sent.len(), 1, "{events:#?}");
+    assert_eq!(
+        sent[0]["message_id"], "m_sent",
+        "the id the fake Graph answered"
+    );
+    assert_eq!(sent[0]["psid"], "2800000000000001");
+    assert_eq!(sent[0]["messaging_type"], "RESPONSE");
+    let refused = of_type(&events, "Send Refused");
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0]["reason"], "outside_window");
+    assert_eq!(refused[0]["psid"], "2800000000000002");
+    assert_eq!(sends(&r.graph).await.len(), 1);
+}
+
+/// The emulator's bus, refusing every entry of its first `refuse` calls.
+#[derive(Debug)]
+struct Refusing {
+    inner: EventBridgeBus,
+    refuse: Mutex<u32>,
+}
+
+impl Bus for Refusing {
+    fn put<'a>(&'a self, entries: &'a [BusEvent]) -> BusFuture<'a> {
+        let refuse = {
+            let mut left = self.refuse.lock().unwrap();
+            let refuse = *left > 0;
+            *left = left.saturating_sub(1);
+            refuse
+        };
+        if refuse {
+            return Box::pin(async move { Ok((0..entries.len()).collect()) });
+        }
+        self.inner.put(entries)
+    }
+}
+
+#[tokio::test]
+async fn a_bus_refusing_entries_loses_no_event_and_the_reply_is_sent_once() {
+    let r = rig::rig().await;
+    let (bus, subscriber) = subscribed_bus(&r.sdk).await;
+    let env = rig::env(&r.table, &r.queue, &r.graph);
+    let processor = processor::Processor {
+        bus: Box::new(Refusing {
+            inner: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&r.sdk), bus),
+            // The three rounds of the first delivery.
+            refuse: Mutex::new(3),
+        }),
+        ..processor::from_env(&env, &r.sdk).await.unwrap()
+    };
+    let messages = queue_messages(&[(
+        PAGE_A,
+        vec![text_event(
+            PAGE_A,
+            "2800000000000003",
+            "m_out_3",
+            "hello",
+            1_000,
+        )],
+        vec![],
+    )]);
+    let first = processor.handle(sqs_event("s", &messages), None).await;
+    assert_eq!(failed_ids(&first), vec!["s-0".to_owned()], "handed back");
+    assert!(received(&r.sdk, &subscriber).await.is_empty());
+    // SQS delivers it again: the event is done, so nothing is sent again, and
+    // what it published is published now.
+    let second = processor.handle(sqs_event("s", &messages), None).await;
+    assert!(failed_ids(&second).is_empty());
+    let events = received(&r.sdk, &subscriber).await;
+    check(&events);
+    assert_eq!(of_type(&events, "Event Received").len(), 1);
+    assert_eq!(of_type(&events, "Message Sent").len(), 1);
+    assert_eq!(of_type(&events, "Message Sent")[0]["message_id"], "m_sent");
+    assert_eq!(sends(&r.graph).await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_optin_publishes_the_captured_topic_and_never_the_token() {
+    let r = rig::rig().await;
+    let (bus, subscriber) = subscribed_bus(&r.sdk).await;
+    let mut env = rig::env(&r.table, &r.queue, &r.graph);
+    env.insert("EVENT_BUS_NAME".to_owned(), bus);
+    let processor = processor::from_env(&env, &r.sdk).await.unwrap();
+    let optin = json!({
+        "sender": {"id": "2800000000000004"}, "recipient": {"id": PAGE_A}, "timestamp": now_ms() - 1_000,
+        "optin": {"type": "one_time_notif_req", "payload": "shoes", "one_time_notif_token": "test-otn-token-4"}
+    });
+    let messages = queue_messages(&[(PAGE_A, vec![optin], vec![])]);
+    processor.handle(sqs_event("s", &messages), None).await;
+    let events = received(&r.sdk, &subscriber).await;
+    check(&events);
+    let captured = of_type(&events, "Notification Token Captured");
+    assert_eq!(captured.len(), 1, "{events:#?}");
+    assert_eq!(captured[0]["topic"], "shoes");
+    assert_eq!(captured[0]["psid"], "2800000000000004");
+    // Meta's event is published without the token.
+    let received_events = of_type(&events, "Event Received");
+    assert_eq!(received_events[0]["event"]["optin"]["payload"], "shoes");
+    for e in &events {
+        assert!(!e.to_string().contains("test-otn-token-4"), "{e}");
+    }
+}
