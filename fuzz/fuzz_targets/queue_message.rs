@@ -1,6 +1,6 @@
 //! The processor's reader of events-queue bodies (`QueueMessage::from_json`): the
 //! webhook's `event` messages, the business's `notify` commands and the internal
-//! `notify_one` fan-out parts.
+//! `notify_one` fan-out parts, and the commands (`send`, `pass_thread_control`, ...).
 //!
 //! Input: a queue message body (SQS bodies are text: other bytes are skipped).
 //! Checks, besides never panicking:
@@ -98,6 +98,25 @@ fuzz_target!(|data: &[u8]| {
             assert!(json_eq(
                 &Value::Object(again.message),
                 &Value::Object(one.message)
+            ));
+        }
+        QueueMessage::Command(command) => {
+            assert_eq!(named, Some(command.kind()));
+            // The checks before a command is taken answer, whatever it holds.
+            if let Err(e) = command.validate() {
+                assert!(!e.to_string().is_empty());
+            }
+            let written = serde_json::to_string(&command).expect("a command serialises");
+            let Ok(QueueMessage::Command(again)) = QueueMessage::from_json(&written) else {
+                panic!("a written command does not read back: {written}");
+            };
+            assert_eq!(again.command_id(), command.command_id());
+            assert_eq!(again.kind(), command.kind());
+            assert_eq!(again.page_id(), command.page_id());
+            assert_eq!(again.psid(), command.psid());
+            assert!(json_eq(
+                &serde_json::to_value(&again).expect("a command is a value"),
+                &serde_json::to_value(&command).expect("a command is a value")
             ));
         }
     }

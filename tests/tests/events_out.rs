@@ -249,3 +249,129 @@ async fn an_optin_publishes_the_captured_topic_and_never_the_token() {
         assert!(!e.to_string().contains("test-otn-token-4"), "{e}");
     }
 }
+
+/// A command on the events queue, as the business's backend puts it there (in
+/// the thread's group), in the shape the processor's trigger hands over.
+fn command_message(body: Value, psid: &str) -> webhook::OutgoingMessage {
+    webhook::OutgoingMessage {
+        group_id: format!("{PAGE_A}:{psid}"),
+        dedup_id: unique("cmd"),
+        body: body.to_string(),
+        kind: "command",
+    }
+}
+
+#[tokio::test]
+async fn a_send_command_is_sent_once_under_the_policy_and_completed_on_the_bus() {
+    let r = rig::rig().await;
+    let (bus, subscriber) = subscribed_bus(&r.sdk).await;
+    let mut env = rig::env(&r.table, &r.queue, &r.graph);
+    env.insert("EVENT_BUS_NAME".to_owned(), bus);
+    let processor = processor::from_env(&env, &r.sdk).await.unwrap();
+    let psid = "2800000000000005";
+    // The person wrote ten minutes ago; the bot answered.
+    let text = queue_messages(&[(
+        PAGE_A,
+        vec![text_event(
+            PAGE_A,
+            psid,
+            "m_out_5",
+            "where is my order?",
+            600_000,
+        )],
+        vec![],
+    )]);
+    processor.handle(sqs_event("t", &text), None).await;
+    assert_eq!(sends(&r.graph).await.len(), 1);
+    received(&r.sdk, &subscriber).await;
+
+    let send = json!({"type": "send", "command_id": "order-42-shipped", "page_id": PAGE_A,
+        "recipient": {"id": psid}, "message": {"text": "Your order shipped"}, "messaging_type": "RESPONSE"});
+    let first = processor
+        .handle(sqs_event("c", &[command_message(send.clone(), psid)]), None)
+        .await;
+    assert!(failed_ids(&first).is_empty());
+    let calls = sends(&r.graph).await;
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].2["message"]["text"], "Your order shipped");
+    assert_eq!(calls[1].2["messaging_type"], "RESPONSE");
+    let events = received(&r.sdk, &subscriber).await;
+    check(&events);
+    let completed = of_type(&events, "Command Completed");
+    assert_eq!(completed.len(), 1, "{events:#?}");
+    assert_eq!(completed[0]["command_id"], "order-42-shipped");
+    assert_eq!(completed[0]["outcome"]["action"]["outcome"], "sent");
+    let sent = of_type(&events, "Message Sent");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["command_id"], "order-42-shipped");
+
+    // The same command again (the business retried): nothing sent again.
+    processor
+        .handle(sqs_event("d", &[command_message(send, psid)]), None)
+        .await;
+    assert_eq!(sends(&r.graph).await.len(), 2);
+
+    // 25 hours after the person's last message: refused, no call.
+    let old = queue_messages(&[(
+        PAGE_A,
+        vec![text_event(
+            PAGE_A,
+            "2800000000000006",
+            "m_out_6",
+            "hi",
+            DAY + HOUR,
+        )],
+        vec![],
+    )]);
+    processor.handle(sqs_event("o", &old), None).await;
+    received(&r.sdk, &subscriber).await;
+    let late = json!({"type": "send", "command_id": "late-1", "page_id": PAGE_A,
+        "recipient": {"id": "2800000000000006"}, "message": {"text": "Still there?"}});
+    processor
+        .handle(
+            sqs_event("l", &[command_message(late, "2800000000000006")]),
+            None,
+        )
+        .await;
+    assert_eq!(sends(&r.graph).await.len(), 2);
+    let events = received(&r.sdk, &subscriber).await;
+    check(&events);
+    let refused = of_type(&events, "Send Refused");
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0]["reason"], "outside_window");
+    assert_eq!(refused[0]["command_id"], "late-1");
+}
+
+#[tokio::test]
+async fn with_bot_none_a_text_is_published_and_nothing_is_sent() {
+    let r = rig::rig().await;
+    let (bus, subscriber) = subscribed_bus(&r.sdk).await;
+    let mut env = rig::env(&r.table, &r.queue, &r.graph);
+    env.insert("EVENT_BUS_NAME".to_owned(), bus);
+    env.insert("BOT".to_owned(), "none".to_owned());
+    let processor = processor::from_env(&env, &r.sdk).await.unwrap();
+    let messages = queue_messages(&[(
+        PAGE_A,
+        vec![text_event(
+            PAGE_A,
+            "2800000000000007",
+            "m_out_7",
+            "hello",
+            1_000,
+        )],
+        vec![],
+    )]);
+    processor.handle(sqs_event("s", &messages), None).await;
+    assert!(sends(&r.graph).await.is_empty());
+    let events = received(&r.sdk, &subscriber).await;
+    check(&events);
+    assert_eq!(of_type(&events, "Event Received").len(), 1);
+    assert!(of_type(&events, "Message Sent").is_empty());
+
+    env.insert("BOT".to_owned(), "robot".to_owned());
+    let err = processor::from_env(&env, &r.sdk)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("BOT"), "{err}");
+}

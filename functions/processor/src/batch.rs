@@ -104,6 +104,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                 self.fan_out(&command, id, deadline).await
             }
             QueueMessage::NotifyOne(one) => self.notify_one(&one).await,
+            QueueMessage::Command(command) => self.process_command(&command, deadline).await,
         }
     }
 }

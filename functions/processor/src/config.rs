@@ -21,6 +21,9 @@ pub struct Config {
     /// The EventBridge bus that what happens is published on (`EVENT_BUS_NAME`);
     /// unset, nothing is published (local runs without a bus).
     pub event_bus_name: Option<String>,
+    /// `BOT`: `default` (the bot decides) or `none` (it never does: events are
+    /// recorded and published, commands obeyed, nothing else sent).
+    pub bot_on: bool,
 }
 
 impl Config {
@@ -41,6 +44,16 @@ impl Config {
             event_bus_name: env
                 .get("EVENT_BUS_NAME")
                 .filter(|name| !name.trim().is_empty()),
+            bot_on: match env.get("BOT").as_deref().map(str::trim) {
+                None | Some("" | "default") => true,
+                Some("none") => false,
+                Some(_) => {
+                    return Err(ConfigError::Invalid {
+                        var: "BOT",
+                        reason: "must be default or none".to_owned(),
+                    });
+                }
+            },
         })
     }
 }
@@ -97,6 +110,7 @@ pub async fn from_env_with_bot<B: Bot>(
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table_name);
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.events_queue_url);
     let mut processor = Processor::new(store, graph, bot, queue, tokens);
+    processor.bot_on = config.bot_on;
     match config.event_bus_name {
         Some(bus) => {
             processor.bus = Box::new(crate::publish::EventBridgeBus::new(

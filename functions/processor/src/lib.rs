@@ -11,6 +11,7 @@
 //! | [`pipeline`] | one event: a turn on its thread (read, decide, take with the changes, each action at most once, done: 1 read + 2 writes per reply), or a ledger item of its own for events that name no person |
 //! | [`act`] | one action: the send policy, then the Graph call; Graph's refusals reflected on the thread |
 //! | [`notify`] | the `notify` command: fan-out over the topic's tokens, one spend and send per person |
+//! | [`command`] | commands from the business's systems: a turn on the person's thread, with the command's actions and the same policy and ledger |
 //! | [`publish`] | events out: what happened, on the stack's EventBridge bus, at least once |
 //! | [`bot`] | the replaceable bot and the default one |
 //! | [`config`] | the environment, the clients, the Lambda function's `run` |
@@ -25,6 +26,7 @@
 pub mod act;
 pub mod batch;
 pub mod bot;
+pub mod command;
 pub mod config;
 mod counts;
 pub mod notify;
@@ -137,6 +139,10 @@ pub enum MessageOutcome {
     NotifyRefused { reason: String },
     /// One person's notification.
     Notified(Outcome),
+    /// A command, with what came of it.
+    Command(command::CommandOutcome),
+    /// A command done before (its `command_id` was seen): nothing was done.
+    CommandRepeated,
 }
 
 /// Time a message needs at the least: with less left, it is handed back to SQS
@@ -190,6 +196,9 @@ pub struct Processor<S, M, B, Q> {
     pub recent_writes: pipeline::RecentWrites,
     /// Where what happened is published ([`publish::NoBus`] by default).
     pub bus: Box<dyn publish::Bus>,
+    /// `BOT=none` turns the bot off: events are recorded and published, commands
+    /// obeyed, and nothing is sent on the processor's own.
+    pub bot_on: bool,
 }
 
 impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processor<S, M, B, Q> {
@@ -210,6 +219,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             group_concurrency: MAX_CONCURRENT_GROUPS,
             recent_writes: pipeline::RecentWrites::default(),
             bus: Box::new(publish::NoBus),
+            bot_on: true,
         }
     }
 }

@@ -83,8 +83,17 @@ impl RecentWrites {
     }
 }
 
+/// Who decides what a turn does.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Decision<'a> {
+    /// The bot, on the event.
+    Bot,
+    /// A command: these actions.
+    Given(&'a [Action]),
+}
+
 /// What became of an event this delivery opened.
-enum Found {
+pub(crate) enum Found {
     /// Processed now, with this outcome.
     Now(EventOutcome),
     /// Processed before: its recorded outcome, while the record keeps it.
@@ -94,7 +103,8 @@ enum Found {
 /// The parts of one event's processing that the steps share.
 pub(crate) struct Work<'a> {
     pub(crate) page: &'a PageId,
-    pub(crate) event: &'a Event,
+    /// The webhook event; `None` for a command.
+    pub(crate) event: Option<&'a Event>,
     pub(crate) source: Source,
     pub(crate) now: Timestamp,
     pub(crate) deadline: Option<SystemTime>,
@@ -179,7 +189,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         let key = messenger_types::route(Some(page.as_str()), &queued.event).key;
         let work = Work {
             page: &page,
-            event: &event,
+            event: Some(&event),
             source: queued.source,
             now: (self.clock)(),
             deadline,
@@ -192,7 +202,8 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                     event: key.clone(),
                     at: event.timestamp.unwrap_or(Timestamp::from_millis(0)),
                 };
-                self.process_turn(&work, &turn, &changes).await?
+                self.process_turn(&work, &turn, &changes, Decision::Bot)
+                    .await?
             }
             None => self.process_alone(&work, &key, &changes).await?,
         };
@@ -245,13 +256,14 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
     }
 
     /// An event on its person's thread.
-    async fn process_turn(
+    pub(crate) async fn process_turn(
         &self,
         w: &Work<'_>,
         turn: &TurnKey,
         changes: &Changes,
+        decision: Decision<'_>,
     ) -> Result<Found, ProcessError> {
-        let result = self.take_and_carry_out(w, turn, changes).await;
+        let result = self.take_and_carry_out(w, turn, changes, decision).await;
         self.recent_writes.note(&turn.thread);
         result
     }
@@ -261,6 +273,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         w: &Work<'_>,
         turn: &TurnKey,
         changes: &Changes,
+        decision: Decision<'_>,
     ) -> Result<Found, ProcessError> {
         let mut side_written = false;
         let mut read = if changes.page_changes.is_empty()
@@ -297,7 +310,10 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             for change in &changes.thread_changes {
                 thread.apply(change);
             }
-            let actions = self.decide(w, Some(&turn.thread), &thread).await;
+            let actions = match decision {
+                Decision::Bot => self.decide(w, Some(&turn.thread), &thread).await,
+                Decision::Given(actions) => actions.to_vec(),
+            };
             let plan = Plan::new(progress);
             let finished = plan.finished(w.source, actions.len());
             let record;
@@ -410,14 +426,17 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         thread_key: Option<&ThreadKey>,
         thread: &ThreadState,
     ) -> Vec<Action> {
-        if w.source == Source::Standby {
+        let Some(event) = w.event else {
+            return Vec::new();
+        };
+        if w.source == Source::Standby || !self.bot_on {
             return Vec::new();
         }
         self.bot
             .decide(&Turn {
                 page: w.page,
                 thread_key,
-                event: w.event,
+                event,
                 source: w.source,
                 thread,
                 now: w.now,

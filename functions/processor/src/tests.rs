@@ -578,3 +578,176 @@ async fn a_handover_publishes_thread_control_changed_and_a_text_does_not() {
         .unwrap();
     assert_eq!(bus.details("Thread Control Changed").len(), 1);
 }
+
+fn command(json: serde_json::Value) -> messenger_types::Command {
+    match QueueMessage::from_json(&json.to_string()).unwrap() {
+        QueueMessage::Command(c) => c,
+        other => panic!("not a command: {other:?}"),
+    }
+}
+
+fn send_command(id: &str, psid: &str, extra: serde_json::Value) -> messenger_types::Command {
+    let mut body = serde_json::json!({
+        "type": "send", "command_id": id, "page_id": PAGE,
+        "recipient": {"id": psid}, "message": {"text": "Your order shipped"}
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    command(body)
+}
+
+fn completed(outcome: MessageOutcome) -> crate::command::CommandOutcome {
+    match outcome {
+        MessageOutcome::Command(c) => c,
+        other => panic!("not a command outcome: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_send_command_inside_the_window_sends_once_and_a_repeated_id_does_nothing() {
+    use crate::command::CommandOutcome;
+    let (p, bus) = with_bus(processor(DefaultBot));
+    // The person wrote an hour ago (the bot replied).
+    p.process_event(&queued(&text("2001", "m1", "hello", 3_600_000)), None)
+        .await
+        .unwrap();
+    let sends_before = p.graph.sends().len();
+    let c = send_command(
+        "c1",
+        "2001",
+        serde_json::json!({"messaging_type": "RESPONSE"}),
+    );
+    let outcome = completed(p.process_command(&c, None).await.unwrap());
+    assert!(
+        matches!(
+            &outcome,
+            CommandOutcome::Done {
+                action: Outcome::Sent {
+                    messaging_type: Some(MessagingType::Response),
+                    ..
+                }
+            }
+        ),
+        "{outcome:?}"
+    );
+    let sends = p.graph.sends();
+    assert_eq!(sends.len(), sends_before + 1);
+    assert_eq!(
+        serde_json::to_value(&sends[sends_before]).unwrap()["message"]["text"],
+        "Your order shipped"
+    );
+    let done = bus.details("Command Completed");
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0]["command_id"], "c1");
+    assert_eq!(done[0]["type"], "send");
+    assert_eq!(done[0]["outcome"]["outcome"], "done");
+    assert_eq!(done[0]["outcome"]["action"]["outcome"], "sent");
+    let sent: Vec<_> = bus
+        .details("Message Sent")
+        .into_iter()
+        .filter(|d| d.get("command_id").is_some())
+        .collect();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["command_id"], "c1");
+
+    // The same command again: no second call, published again for a consumer
+    // that missed it.
+    let again = p.process_command(&c, None).await.unwrap();
+    assert_eq!(again, MessageOutcome::CommandRepeated);
+    assert_eq!(p.graph.sends().len(), sends_before + 1);
+    assert_eq!(bus.details("Command Completed").len(), 2);
+}
+
+#[tokio::test]
+async fn a_send_command_follows_the_window_and_human_agent_needs_a_human() {
+    use crate::command::CommandOutcome;
+    let p = processor(DefaultBot);
+    // Last message 25 hours ago: outside the window, no call.
+    p.process_event(&queued(&text("2001", "m1", "hello", 25 * 3_600_000)), None)
+        .await
+        .unwrap();
+    let late = completed(
+        p.process_command(&send_command("c1", "2001", serde_json::json!({})), None)
+            .await
+            .unwrap(),
+    );
+    assert!(
+        matches!(&late, CommandOutcome::Done { action: Outcome::Refused { reason } } if reason.code() == "outside_window"),
+        "{late:?}"
+    );
+    // HUMAN_AGENT at 6 days: sent when a person wrote it, refused otherwise.
+    p.process_event(
+        &queued(&text("2002", "m2", "help", 6 * 24 * 3_600_000)),
+        None,
+    )
+    .await
+    .unwrap();
+    let tag = serde_json::json!({"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"});
+    let robot = completed(
+        p.process_command(&send_command("c2", "2002", tag.clone()), None)
+            .await
+            .unwrap(),
+    );
+    assert!(
+        matches!(&robot, CommandOutcome::Done { action: Outcome::Refused { reason } } if reason.code() == "not_human_written"),
+        "{robot:?}"
+    );
+    let mut human = tag;
+    human["human"] = true.into();
+    let agent = completed(
+        p.process_command(&send_command("c3", "2002", human), None)
+            .await
+            .unwrap(),
+    );
+    assert!(
+        matches!(&agent, CommandOutcome::Done { action: Outcome::Sent { tag: Some(t), .. } } if t == "HUMAN_AGENT"),
+        "{agent:?}"
+    );
+    let sends = p.graph.sends();
+    assert_eq!(sends.len(), 1, "only the human agent's message");
+    let body = serde_json::to_value(&sends[0]).unwrap();
+    assert_eq!(body["messaging_type"], "MESSAGE_TAG");
+    assert_eq!(body["tag"], "HUMAN_AGENT");
+}
+
+#[tokio::test]
+async fn commands_not_available_yet_or_invalid_say_so_and_call_nothing() {
+    use crate::command::CommandOutcome;
+    let (p, bus) = with_bus(processor(DefaultBot));
+    let forget = command(
+        serde_json::json!({"type": "forget", "command_id": "f1", "page_id": PAGE, "psid": "2001"}),
+    );
+    assert_eq!(
+        completed(p.process_command(&forget, None).await.unwrap()),
+        CommandOutcome::NotAvailable {
+            what: "forget".to_owned()
+        }
+    );
+    let pass = command(
+        serde_json::json!({"type": "pass_thread_control", "command_id": "p1", "page_id": PAGE, "psid": "2001"}),
+    );
+    assert!(matches!(
+        completed(p.process_command(&pass, None).await.unwrap()),
+        CommandOutcome::Invalid { field, .. } if field == "target_app_id"
+    ));
+    assert!(p.graph.sends().is_empty());
+    assert_eq!(bus.details("Command Completed").len(), 2);
+}
+
+#[tokio::test]
+async fn with_the_bot_off_a_text_is_recorded_and_published_and_nothing_is_sent() {
+    let (mut p, bus) = with_bus(processor(DefaultBot));
+    p.bot_on = false;
+    let outcome = p
+        .process_event(&queued(&text("2001", "m1", "hello", 1_000)), None)
+        .await
+        .unwrap();
+    assert_eq!(outcome, MessageOutcome::Event(EventOutcome::Recorded));
+    assert!(p.graph.sends().is_empty());
+    assert_eq!(bus.details("Event Received").len(), 1);
+    // Commands are still obeyed.
+    let c = send_command("c1", "2001", serde_json::json!({}));
+    p.process_command(&c, None).await.unwrap();
+    assert_eq!(p.graph.sends().len(), 1);
+}

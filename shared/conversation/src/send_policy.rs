@@ -87,6 +87,8 @@ pub enum Refusal {
     NoThreadToPass,
     #[error("one-time notifications are sent by notify commands, not by a bot's reply")]
     OtnOutsideNotify,
+    #[error("HUMAN_AGENT is only for a message a person wrote (`human: true`)")]
+    NotHumanWritten,
 }
 
 impl Refusal {
@@ -107,6 +109,7 @@ impl Refusal {
             Self::NoPageToken { .. } => "no_page_token",
             Self::NoThreadToPass => "no_thread_to_pass",
             Self::OtnOutsideNotify => "otn_outside_notify",
+            Self::NotHumanWritten => "not_human_written",
         }
     }
 }

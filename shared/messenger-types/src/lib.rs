@@ -4,16 +4,19 @@
 //! - [`routing`]: the webhook's zero-copy split of a delivery into events, with each
 //!   event's FIFO group and deduplication key.
 //! - [`queue`]: the bodies of the events queue's messages.
+//! - [`command`]: the commands the business's own systems send.
 //! - [`send`]: Send API requests, answers and Graph errors.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod command;
 pub mod event;
 pub mod ids;
 pub mod queue;
 pub mod routing;
 pub mod send;
 
+pub use command::{Command, CommandId, CommandInvalid};
 pub use event::{Entry, Envelope, Event, EventKind};
 pub use ids::{AppId, LooseId, PageId, Psid, Timestamp, UserRef};
 pub use queue::{

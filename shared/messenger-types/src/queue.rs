@@ -84,6 +84,8 @@ pub enum QueueMessage {
     Event(QueuedEvent),
     Notify(NotifyCommand),
     NotifyOne(NotifyOne),
+    /// A command from the business's own systems (`send`, `pass_thread_control`, ...).
+    Command(crate::command::Command),
 }
 
 /// Why a queue message could not be read. Holds no part of the body.
@@ -133,9 +135,16 @@ impl QueueMessage {
             Some("notify_one") => serde_json::from_str(body)
                 .map(Self::NotifyOne)
                 .map_err(fail),
+            Some(
+                "send"
+                | "pass_thread_control"
+                | "take_thread_control"
+                | "release_thread_control"
+                | "forget",
+            ) => serde_json::from_str(body).map(Self::Command).map_err(fail),
             Some(other) => Err(QueueMessageError {
                 reason: format!(
-                    "unknown \"type\" {:?} (expected \"event\" or \"notify\")",
+                    "unknown \"type\" {:?} (expected \"event\", \"notify\" or a command: \"send\", \"pass_thread_control\", \"take_thread_control\", \"release_thread_control\", \"forget\")",
                     other.chars().take(40).collect::<String>()
                 ),
             }),

@@ -1,0 +1,187 @@
+//! Commands from the business's own systems: each is a turn on the person's
+//! thread, like an event, with the command's action instead of the bot's. The
+//! ledger entry is named by `command:<command_id>`, so a repeated id finds it
+//! done and does nothing twice; the action goes through the same send policy and
+//! at-most-once steps as a bot's; what came of it is recorded on the entry and
+//! published as `Command Completed` (and `Message Sent`, `Send Refused` or
+//! `Send Failed`), with the same at-least-once publishing as events.
+//!
+//! A command's entry is taken as if stamped at time 0, so that a repeated id is
+//! looked for in the thread's ledger archive too however late it comes (one
+//! Query on a thread that has archived entries).
+
+use std::time::SystemTime;
+
+use event_queue::EventQueue;
+use messenger_store::{Store, ThreadKey, TokenStore, TurnKey};
+use messenger_types::send::{MessageTag, MessagingType, OutgoingMessage};
+use messenger_types::{Command, EventKey, Source, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::bot::{Action, Bot};
+use crate::pipeline::{Decision, Found, Work};
+use crate::policy::{Basis, Refusal};
+use crate::publish::{self, BusEvent};
+use crate::{EventOutcome, MessageOutcome, Messenger, Outcome, ProcessError, Processor, state};
+
+/// What came of a command, as recorded and published (`outcome` of
+/// `Command Completed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum CommandOutcome {
+    /// Carried out: what came of its action (sent, refused by the policy, refused
+    /// by Meta, thread control passed).
+    Done { action: Outcome },
+    /// Not taken: `field` is wrong (a check the HTTP route makes before queueing).
+    Invalid { field: String, problem: String },
+    /// Not available in this version (`take_thread_control`,
+    /// `release_thread_control`, `forget`, and `send` with `otn_topic`).
+    NotAvailable { what: String },
+}
+
+impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processor<S, M, B, Q> {
+    /// Carries out one command, at most once per `command_id`.
+    pub async fn process_command(
+        &self,
+        command: &Command,
+        deadline: Option<SystemTime>,
+    ) -> Result<MessageOutcome, ProcessError> {
+        let id = command.command_id();
+        let outcome = match self.command_action(command) {
+            Err(outcome) => outcome,
+            Ok(action) => {
+                let thread = ThreadKey::psid(command.page_id().clone(), command.psid().clone());
+                let turn = TurnKey {
+                    thread: thread.clone(),
+                    event: EventKey::from_readable(format!("command:{id}")),
+                    at: Timestamp::from_millis(0),
+                };
+                let changes = state::Changes {
+                    thread: Some(thread),
+                    ..state::Changes::default()
+                };
+                let work = Work {
+                    page: command.page_id(),
+                    event: None,
+                    source: Source::Messaging,
+                    now: (self.clock)(),
+                    deadline,
+                };
+                let actions = [action];
+                let found = self
+                    .process_turn(&work, &turn, &changes, Decision::Given(&actions))
+                    .await?;
+                match found {
+                    Found::Now(event_outcome) => done(&event_outcome),
+                    Found::Before(recorded) => {
+                        tracing::info!(command_id = %id, "command done before; nothing done");
+                        // Published again from the record: its first publish may
+                        // have failed. Consumers dedupe on command_id.
+                        if let Some(outcome) = recorded
+                            .as_deref()
+                            .and_then(|r| EventOutcome::parse(r).ok())
+                        {
+                            publish::publish(&*self.bus, events(command, &done(&outcome))).await?;
+                        }
+                        return Ok(MessageOutcome::CommandRepeated);
+                    }
+                }
+            }
+        };
+        tracing::info!(command_id = %id, kind = command.kind(), outcome = ?outcome, "command processed");
+        publish::publish(&*self.bus, events(command, &outcome)).await?;
+        Ok(MessageOutcome::Command(outcome))
+    }
+
+    /// The action a command asks for, or why it is not taken.
+    fn command_action(&self, command: &Command) -> Result<Action, CommandOutcome> {
+        if let Err(invalid) = command.validate() {
+            return Err(CommandOutcome::Invalid {
+                field: invalid.field.to_owned(),
+                problem: invalid.problem,
+            });
+        }
+        let not_available = |what: &str| {
+            Err(CommandOutcome::NotAvailable {
+                what: what.to_owned(),
+            })
+        };
+        match command {
+            Command::Send(send) => {
+                if send.otn_topic.is_some() {
+                    return not_available("send with otn_topic");
+                }
+                let basis = match (send.messaging_type, &send.tag) {
+                    (Some(MessagingType::MessageTag), Some(tag)) => {
+                        if *tag == MessageTag::HumanAgent && !send.human {
+                            return Err(CommandOutcome::Done {
+                                action: Outcome::Refused {
+                                    reason: Refusal::NotHumanWritten,
+                                },
+                            });
+                        }
+                        Basis::Tag(tag.clone())
+                    }
+                    (Some(t), _) => Basis::Standard(t),
+                    (None, _) => Basis::Standard(MessagingType::Response),
+                };
+                Ok(Action::Send {
+                    to: ThreadKey::psid(send.page_id.clone(), send.recipient.id.clone()),
+                    message: OutgoingMessage::from_map(send.message.clone()),
+                    basis,
+                })
+            }
+            Command::PassThreadControl(pass) => Ok(Action::PassThreadControl {
+                // validate() made sure it is there.
+                to: pass
+                    .target_app_id
+                    .clone()
+                    .ok_or_else(|| CommandOutcome::Invalid {
+                        field: "target_app_id".to_owned(),
+                        problem: "is required to pass the thread".to_owned(),
+                    })?,
+                metadata: pass.metadata.clone(),
+            }),
+            Command::TakeThreadControl(_) => not_available("take_thread_control"),
+            Command::ReleaseThreadControl(_) => not_available("release_thread_control"),
+            Command::Forget(_) => not_available("forget"),
+        }
+    }
+}
+
+/// A carried-out command's outcome from its turn's.
+fn done(outcome: &EventOutcome) -> CommandOutcome {
+    CommandOutcome::Done {
+        action: outcome
+            .actions()
+            .first()
+            .cloned()
+            .unwrap_or(Outcome::DoneEarlier),
+    }
+}
+
+/// What a command publishes: its action's bus event (with `command_id`) and
+/// `Command Completed`.
+fn events(command: &Command, outcome: &CommandOutcome) -> Vec<BusEvent> {
+    let id = command.command_id().as_str();
+    let mut out = Vec::new();
+    if let CommandOutcome::Done { action } = outcome {
+        let thread = ThreadKey::psid(command.page_id().clone(), command.psid().clone());
+        if let Some(mut event) = publish::action_event(&thread, action, None) {
+            if event.detail_type != "Thread Control Changed" {
+                event.detail["command_id"] = json!(id);
+            }
+            out.push(event);
+        }
+    }
+    out.push(BusEvent {
+        detail_type: "Command Completed",
+        detail: json!({
+            "command_id": id,
+            "type": command.kind(),
+            "outcome": serde_json::to_value(outcome).unwrap_or(Value::Null),
+        }),
+    });
+    out
+}
