@@ -665,6 +665,7 @@ fn the_outputs_the_readme_names_exist() {
         "AlarmTopicArn",
         "DashboardUrl",
         "EventBusName",
+        "CommandsUrl",
     ] {
         assert!(!t["Outputs"][output].is_null(), "{output} missing");
         assert!(

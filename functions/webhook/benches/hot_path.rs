@@ -112,6 +112,14 @@ fn hot_path(c: &mut Criterion) {
             })
         });
     }
+    // The metrics' own cost, alone: one count and one flush, as each invocation does.
+    metrics.throughput(Throughput::Elements(1));
+    metrics.bench_function("count_and_flush_alone", |b| {
+        b.iter(|| {
+            signals::count(Metric::EventsAccepted, black_box(1));
+            signals::flush_to(std::io::sink()).unwrap();
+        })
+    });
     metrics.finish();
 
     // The parts, to see where the time goes.

@@ -8,9 +8,11 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
+use messenger_types::Command;
+use sha2::{Digest, Sha256};
 use signals::Metric;
 
-use crate::accept::{AcceptError, EventQueue, Quarantine, Receiver};
+use crate::accept::{AcceptError, EventQueue, OutgoingMessage, Quarantine, Receiver};
 
 /// The webhook function: subscription check (GET) and event delivery (POST).
 #[derive(Debug)]
@@ -29,6 +31,21 @@ impl<Q: EventQueue, S: Quarantine> Webhook<Q, S> {
     }
 
     async fn route(&self, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+        if req
+            .uri()
+            .path()
+            .trim_end_matches('/')
+            .ends_with("/commands")
+        {
+            return Ok(match *req.method() {
+                Method::POST => self.command(&req).await,
+                _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed").map(|mut r| {
+                    r.headers_mut()
+                        .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+                    r
+                }),
+            }?);
+        }
         Ok(match *req.method() {
             Method::GET => self.subscribe(&req),
             Method::POST => self.receive(&req).await,
@@ -109,6 +126,113 @@ impl<Q: EventQueue, S: Quarantine> Webhook<Q, S> {
             }
         }
     }
+}
+
+impl<Q: EventQueue, S: Quarantine> Webhook<Q, S> {
+    /// `POST /commands`: a command from the business's own systems. The route has
+    /// API Gateway's `AWS_IAM` authorization; the function also refuses a request
+    /// that carries no IAM identity (a route deployed without it, a function URL).
+    /// A valid command is queued in its thread's group, deduplicated by its id
+    /// for SQS's five minutes (the processor's ledger beyond), then 202.
+    async fn command(&self, req: &Request) -> Result<Response<Body>, lambda_http::http::Error> {
+        let Some(caller) = iam_caller(req) else {
+            tracing::warn!("command refused: the request carries no IAM identity");
+            return json(
+                StatusCode::FORBIDDEN,
+                &serde_json::json!({"message": "this route takes only IAM-signed requests (AWS_IAM authorization)"}),
+            );
+        };
+        let body: &[u8] = match req.body() {
+            Body::Text(s) => s.as_bytes(),
+            Body::Binary(b) => b,
+            _ => b"",
+        };
+        if body.len() > MAX_COMMAND_BYTES {
+            return json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &serde_json::json!({"message": format!("a command is at most {MAX_COMMAND_BYTES} bytes")}),
+            );
+        }
+        let command: Command = match serde_json::from_slice(body) {
+            Ok(command) => command,
+            Err(e) => {
+                tracing::info!(caller, error_class = ?e.classify(), "command refused: unreadable");
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    &serde_json::json!({"message": format!("not a command: {e}")}),
+                );
+            }
+        };
+        if let Err(invalid) = command.validate() {
+            tracing::info!(caller, field = invalid.field, "command refused: invalid");
+            return json(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({"message": invalid.to_string(), "field": invalid.field}),
+            );
+        }
+        let id = command.command_id().as_str();
+        let group_id = format!("{}:{}", command.page_id(), command.psid());
+        let dedup_id = hex::encode(Sha256::digest(format!("command:{group_id}:{id}")));
+        let message = OutgoingMessage {
+            group_id,
+            dedup_id,
+            body: serde_json::to_string(&command).unwrap_or_default(),
+            kind: "command",
+        };
+        match self
+            .receiver
+            .queue
+            .send_batch(std::slice::from_ref(&message))
+            .await
+        {
+            Ok(refused) if refused.is_empty() => {
+                tracing::info!(
+                    caller,
+                    command_id = id,
+                    kind = command.kind(),
+                    "command queued"
+                );
+                json(StatusCode::ACCEPTED, &serde_json::json!({"command_id": id}))
+            }
+            Ok(_) | Err(_) => {
+                signals::count(Metric::EnqueueFailed, 1);
+                tracing::error!(caller, command_id = id, "command not queued");
+                json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"message": "the command could not be queued; send it again"}),
+                )
+            }
+        }
+    }
+}
+
+/// The largest command body taken: SQS's message limit.
+pub const MAX_COMMAND_BYTES: usize = 256 * 1024;
+
+/// The IAM identity API Gateway put on the request (`AWS_IAM` authorization):
+/// the caller's ARN, or its account when the ARN is absent.
+fn iam_caller(req: &Request) -> Option<String> {
+    use lambda_http::request::RequestContext;
+    let RequestContext::ApiGatewayV2(ctx) = req.request_context_ref()? else {
+        return None;
+    };
+    let iam = ctx.authorizer.as_ref()?.iam.as_ref()?;
+    iam.user_arn
+        .clone()
+        .or_else(|| iam.caller_id.clone())
+        .or_else(|| iam.account_id.clone())
+        .filter(|c| !c.is_empty())
+}
+
+fn json(
+    status: StatusCode,
+    body: &serde_json::Value,
+) -> Result<Response<Body>, lambda_http::http::Error> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+        .body(Body::Text(body.to_string()))
 }
 
 /// The contract's answer for each way a POST can fail.
