@@ -125,6 +125,7 @@ pub async fn run(env: &Env, options: Options) -> Result<()> {
         "QUARANTINE_BUCKET",
         "GRAPH_API_BASE_URL",
         "SECRET_ARN",
+        "EVENT_BUS_NAME",
     ] {
         if let Some(v) = env.get(key) {
             written.push((key.to_owned(), v));
@@ -153,6 +154,9 @@ pub async fn run(env: &Env, options: Options) -> Result<()> {
         "  webhook      {webhook_url}  (verify token: VERIFY_TOKEN, default local-verify-token)"
     );
     println!("  events queue {queue_url}");
+    if let Some(bus) = env.get("EVENT_BUS_NAME") {
+        println!("  event bus    {bus}  (what is published is printed here)");
+    }
     println!(
         "  table        {}",
         env.get("TABLE_NAME").unwrap_or_default()
@@ -180,6 +184,7 @@ pub async fn run(env: &Env, options: Options) -> Result<()> {
         sweeper,
         Duration::from_secs(options.sweep_every.max(1)),
     ));
+    let tap = tokio::spawn(tap_bus(sdk.clone(), env.get("BUS_TAP_QUEUE_URL")));
     let summary = tokio::spawn(metrics_summary(
         metrics,
         Duration::from_secs(options.metrics_every.max(1)),
@@ -190,6 +195,7 @@ pub async fn run(env: &Env, options: Options) -> Result<()> {
         r = trigger => r?,
         r = timer => r?,
         r = summary => r?,
+        r = tap => r?,
     }
     println!("stopped");
     Ok(())
@@ -269,6 +275,57 @@ pub async fn create_resources(sdk: &SdkConfig, name: &str) -> Result<Vec<(String
         .await
         .map_err(|e| format!("cannot create the events queue: {e}"))?;
 
+    // The stack's bus, with a rule on the backend's source that sends everything
+    // to a queue this command prints from (what a business would subscribe).
+    let events = aws_sdk_eventbridge::Client::new(sdk);
+    let bus = format!("messenger-{name}-events");
+    if events.describe_event_bus().name(&bus).send().await.is_err() {
+        events
+            .create_event_bus()
+            .name(&bus)
+            .send()
+            .await
+            .map_err(|e| format!("cannot create the event bus {bus}: {e}"))?;
+    }
+    let tap = sqs
+        .create_queue()
+        .queue_name(format!("events-{name}-bus-tap"))
+        .send()
+        .await
+        .map_err(|e| format!("cannot create the bus's tap queue: {e}"))?;
+    let tap_url = tap.queue_url().unwrap_or_default().to_owned();
+    let tap_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&tap_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .ok_or("the emulator did not tell the tap queue's ARN")?;
+    events
+        .put_rule()
+        .name("local-tap")
+        .event_bus_name(&bus)
+        .event_pattern(json!({"source": [processor::publish::SOURCE]}).to_string())
+        .send()
+        .await
+        .map_err(|e| format!("cannot create the bus's rule: {e}"))?;
+    events
+        .put_targets()
+        .rule("local-tap")
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("local-tap")
+                .arn(tap_arn)
+                .build()
+                .map_err(|e| format!("cannot target the tap queue: {e}"))?,
+        )
+        .send()
+        .await
+        .map_err(|e| format!("cannot target the tap queue: {e}"))?;
+
     let bucket = format!("messenger-quarantine-{name}").to_lowercase();
     let s3 = webhook::s3_client(sdk);
     if s3.head_bucket().bucket(&bucket).send().await.is_err() {
@@ -286,7 +343,56 @@ pub async fn create_resources(sdk: &SdkConfig, name: &str) -> Result<Vec<(String
         ),
         ("EVENTS_DLQ_URL".to_owned(), dlq_url),
         ("QUARANTINE_BUCKET".to_owned(), bucket),
+        ("EVENT_BUS_NAME".to_owned(), bus),
+        ("BUS_TAP_QUEUE_URL".to_owned(), tap_url),
     ])
+}
+
+/// Prints what the processor publishes on the bus, one line per event
+/// (`published Message Sent {...}`), read from the tap queue.
+async fn tap_bus(sdk: SdkConfig, queue_url: Option<String>) {
+    let Some(queue_url) = queue_url else {
+        return std::future::pending().await;
+    };
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await;
+        let Ok(received) = received else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        for message in received.messages() {
+            if let Some(body) = message.body()
+                && let Ok(event) = serde_json::from_str::<serde_json::Value>(body)
+            {
+                let detail = event["detail"].to_string();
+                let shown: String = detail.chars().take(300).collect();
+                let more = if shown.len() < detail.len() {
+                    " ..."
+                } else {
+                    ""
+                };
+                println!(
+                    "published {}: {shown}{more}",
+                    event["detail-type"].as_str().unwrap_or("?")
+                );
+            }
+            if let Some(handle) = message.receipt_handle() {
+                let _ = sqs
+                    .delete_message()
+                    .queue_url(&queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await;
+            }
+        }
+    }
 }
 
 /// Serves HTTP/1.1 on `listener`, one task per connection.
