@@ -194,7 +194,12 @@ pub fn count(metric: Metric, n: u64) {
     if n == 0 || collector().is_none() {
         return;
     }
-    metrics::counter!(metric.name(), "Function" => metric.function().as_str()).increment(n);
+    // The handle is registered once; each count is then one atomic add.
+    static COUNTERS: [OnceLock<metrics::Counter>; Metric::ALL.len()] =
+        [const { OnceLock::new() }; Metric::ALL.len()];
+    COUNTERS[metric as usize]
+        .get_or_init(|| metrics::counter!(metric.name(), "Function" => metric.function().as_str()))
+        .increment(n);
 }
 
 /// Counts `n` occurrences of `metric` under `value` of its second dimension

@@ -91,6 +91,10 @@ fn counts_are_flushed_once_as_emf_documents_with_the_function_and_the_named_dime
 
 #[test]
 fn every_metric_has_a_distinct_name_and_only_two_have_a_second_dimension() {
+    // `count` keeps each metric's handle at its declaration index.
+    for (i, metric) in Metric::ALL.iter().enumerate() {
+        assert_eq!(*metric as usize, i, "{metric:?}");
+    }
     let mut names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
     names.sort_unstable();
     names.dedup();
