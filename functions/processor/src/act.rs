@@ -129,7 +129,67 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                     Err(e) => self.graph_failure(w, key, e).await,
                 }
             }
+            Action::TakeThreadControl { metadata } => {
+                self.change_control(w, event_thread, thread, Some(metadata.as_deref()))
+                    .await
+            }
+            Action::ReleaseThreadControl => {
+                self.change_control(w, event_thread, thread, None).await
+            }
         }
+    }
+
+    /// Takes the thread (`take` is `Some(metadata)`) or releases it (`None`), and
+    /// records who controls it once Meta confirmed.
+    async fn change_control(
+        &self,
+        w: &Work<'_>,
+        event_thread: Option<&ThreadKey>,
+        thread: &mut ThreadState,
+        take: Option<Option<&str>>,
+    ) -> Result<Outcome, ProcessError> {
+        let Some((key, psid)) = event_thread.and_then(|key| match &key.person {
+            Person::Psid(psid) => Some((key, psid)),
+            Person::UserRef(_) => None,
+        }) else {
+            return Ok(Outcome::Refused {
+                reason: Refusal::NoThreadToPass,
+            });
+        };
+        let Some(token) = self.tokens.get(w.page) else {
+            tracing::error!(page_id = %w.page, "no Page access token for this Page");
+            return Ok(Outcome::Refused {
+                reason: Refusal::NoPageToken {
+                    page: w.page.clone(),
+                },
+            });
+        };
+        let answered = match take {
+            Some(metadata) => {
+                self.graph
+                    .take_thread_control(w.page, token, psid, metadata)
+                    .await
+            }
+            None => self.graph.release_thread_control(w.page, token, psid).await,
+        };
+        if let Err(e) = answered {
+            return self.graph_failure(w, key, e).await;
+        }
+        // Taken: ours. Released: nobody's (idle) until Meta routes the thread again.
+        let control = Control {
+            ours: take.is_some(),
+            owner: None,
+            since: (self.clock)(),
+        };
+        thread.control = Some(control.clone());
+        self.store
+            .update_thread(key, &ThreadChange::Control(control))
+            .await?;
+        Ok(if take.is_some() {
+            Outcome::ControlTaken
+        } else {
+            Outcome::ControlReleased
+        })
     }
 
     /// A Graph error: retried when Meta says it may pass, otherwise recorded (and

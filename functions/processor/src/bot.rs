@@ -55,6 +55,10 @@ pub enum Action {
     /// Hand the thread to another app (e.g. the Page Inbox); the bot stays silent
     /// on it until control comes back.
     PassThreadControl { to: AppId, metadata: Option<String> },
+    /// Take the thread back from the app that holds it.
+    TakeThreadControl { metadata: Option<String> },
+    /// Give the thread up: it goes idle (Conversation Routing).
+    ReleaseThreadControl,
 }
 
 /// The replaceable decision-maker. The function runs the bot it is given to

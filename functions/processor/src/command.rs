@@ -35,8 +35,7 @@ pub enum CommandOutcome {
     Done { action: Outcome },
     /// Not taken: `field` is wrong (a check the HTTP route makes before queueing).
     Invalid { field: String, problem: String },
-    /// Not available in this version (`take_thread_control`,
-    /// `release_thread_control`, `forget`, and `send` with `otn_topic`).
+    /// Not available in this version (`forget`, and `send` with `otn_topic`).
     NotAvailable { what: String },
 }
 
@@ -143,8 +142,10 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                     })?,
                 metadata: pass.metadata.clone(),
             }),
-            Command::TakeThreadControl(_) => not_available("take_thread_control"),
-            Command::ReleaseThreadControl(_) => not_available("release_thread_control"),
+            Command::TakeThreadControl(take) => Ok(Action::TakeThreadControl {
+                metadata: take.metadata.clone(),
+            }),
+            Command::ReleaseThreadControl(_) => Ok(Action::ReleaseThreadControl),
             Command::Forget(_) => not_available("forget"),
         }
     }

@@ -15,6 +15,8 @@ pub(crate) fn outcome(outcome: &Outcome) {
         Outcome::Refused { reason } => count_by(Metric::SendsRefused, reason.code(), 1),
         Outcome::GraphRefused { class, .. } => graph_error(*class),
         Outcome::ControlPassed { .. }
+        | Outcome::ControlTaken
+        | Outcome::ControlReleased
         | Outcome::MaybeSent
         | Outcome::DoneEarlier
         | Outcome::NotRepeated => {}

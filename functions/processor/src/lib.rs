@@ -73,6 +73,21 @@ pub trait Messenger: Send + Sync {
         to: &AppId,
         metadata: Option<&str>,
     ) -> impl Future<Output = Result<(), GraphError>> + Send;
+
+    fn take_thread_control(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+        psid: &Psid,
+        metadata: Option<&str>,
+    ) -> impl Future<Output = Result<(), GraphError>> + Send;
+
+    fn release_thread_control(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+        psid: &Psid,
+    ) -> impl Future<Output = Result<(), GraphError>> + Send;
 }
 
 impl Messenger for GraphClient {
@@ -94,6 +109,25 @@ impl Messenger for GraphClient {
         metadata: Option<&str>,
     ) -> Result<(), GraphError> {
         GraphClient::pass_thread_control(self, page, token, psid, to, metadata).await
+    }
+
+    async fn take_thread_control(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+        psid: &Psid,
+        metadata: Option<&str>,
+    ) -> Result<(), GraphError> {
+        GraphClient::take_thread_control(self, page, token, psid, metadata).await
+    }
+
+    async fn release_thread_control(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+        psid: &Psid,
+    ) -> Result<(), GraphError> {
+        GraphClient::release_thread_control(self, page, token, psid).await
     }
 }
 

@@ -229,6 +229,7 @@ pub fn event_events(
                     thread,
                     control.owner.as_ref().map(|a| a.as_str()),
                     control.ours,
+                    false,
                 ));
             }
         }
@@ -247,14 +248,14 @@ pub fn event_events(
     out
 }
 
-fn control_changed(thread: &ThreadKey, owner: Option<&str>, ours: bool) -> BusEvent {
+fn control_changed(thread: &ThreadKey, owner: Option<&str>, ours: bool, idle: bool) -> BusEvent {
     let mut detail = json!({
         "page_id": thread.page.as_str(),
         "owner_app_id": owner,
         "ours": ours,
-        // Idle threads come with Conversation Routing; until then a thread always
-        // has an owner.
-        "idle": false,
+        // Idle after this app released the thread; control expiring after 24 h
+        // of inactivity comes with Conversation Routing.
+        "idle": idle,
     });
     person(&mut detail, thread);
     BusEvent {
@@ -305,8 +306,10 @@ pub fn action_event(
             "Send Failed"
         }
         Outcome::ControlPassed { app_id } => {
-            return Some(control_changed(thread, Some(app_id.as_str()), false));
+            return Some(control_changed(thread, Some(app_id.as_str()), false, false));
         }
+        Outcome::ControlTaken => return Some(control_changed(thread, None, true, false)),
+        Outcome::ControlReleased => return Some(control_changed(thread, None, false, true)),
         Outcome::MaybeSent | Outcome::DoneEarlier | Outcome::NotRepeated => return None,
     };
     Some(BusEvent {

@@ -22,6 +22,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct FakeGraph {
     sends: Mutex<Vec<SendRequest>>,
     passes: Mutex<Vec<(Psid, AppId)>>,
+    controls: Mutex<Vec<(&'static str, Psid)>>,
     failures: Mutex<Vec<GraphError>>,
     delay: Duration,
     in_flight: AtomicUsize,
@@ -45,6 +46,11 @@ impl FakeGraph {
     /// Every message sent, in the order the calls ended.
     pub fn sends(&self) -> Vec<SendRequest> {
         lock(&self.sends).clone()
+    }
+
+    /// Every take and release of thread control: ("take" | "release", PSID).
+    pub fn controls(&self) -> Vec<(&'static str, Psid)> {
+        lock(&self.controls).clone()
     }
 
     /// Makes the next call fail with `e` (several: the last one given first).
@@ -92,6 +98,29 @@ impl Messenger for FakeGraph {
     ) -> Result<(), GraphError> {
         self.call().await?;
         lock(&self.passes).push((psid.clone(), to.clone()));
+        Ok(())
+    }
+
+    async fn take_thread_control(
+        &self,
+        _page: &PageId,
+        _token: &SecretString,
+        psid: &Psid,
+        _metadata: Option<&str>,
+    ) -> Result<(), GraphError> {
+        self.call().await?;
+        lock(&self.controls).push(("take", psid.clone()));
+        Ok(())
+    }
+
+    async fn release_thread_control(
+        &self,
+        _page: &PageId,
+        _token: &SecretString,
+        psid: &Psid,
+    ) -> Result<(), GraphError> {
+        self.call().await?;
+        lock(&self.controls).push(("release", psid.clone()));
         Ok(())
     }
 }

@@ -751,3 +751,62 @@ async fn with_the_bot_off_a_text_is_recorded_and_published_and_nothing_is_sent()
     p.process_command(&c, None).await.unwrap();
     assert_eq!(p.graph.sends().len(), 1);
 }
+
+#[tokio::test]
+async fn take_and_release_commands_call_graph_record_control_and_publish_it() {
+    use crate::command::CommandOutcome;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    // A clock that moves, so that the release is later than the take.
+    fn ticking() -> Timestamp {
+        static NOW: AtomicI64 = AtomicI64::new(NOW_MS);
+        Timestamp::from_millis(NOW.fetch_add(1, Ordering::SeqCst))
+    }
+    let (mut p, bus) = with_bus(processor(DefaultBot));
+    p.clock = ticking;
+    let take = command(
+        serde_json::json!({"type": "take_thread_control", "command_id": "t1", "page_id": PAGE, "psid": "2001"}),
+    );
+    assert_eq!(
+        completed(p.process_command(&take, None).await.unwrap()),
+        CommandOutcome::Done {
+            action: Outcome::ControlTaken
+        }
+    );
+    let release = command(
+        serde_json::json!({"type": "release_thread_control", "command_id": "r1", "page_id": PAGE, "psid": "2001"}),
+    );
+    assert_eq!(
+        completed(p.process_command(&release, None).await.unwrap()),
+        CommandOutcome::Done {
+            action: Outcome::ControlReleased
+        }
+    );
+    assert_eq!(
+        p.graph.controls(),
+        vec![
+            ("take", messenger_types::Psid::new("2001")),
+            ("release", messenger_types::Psid::new("2001"))
+        ]
+    );
+    let changed = bus.details("Thread Control Changed");
+    assert_eq!(changed.len(), 2);
+    assert_eq!(
+        (&changed[0]["ours"], &changed[0]["idle"]),
+        (&true.into(), &false.into())
+    );
+    assert_eq!(
+        (&changed[1]["ours"], &changed[1]["idle"]),
+        (&false.into(), &true.into())
+    );
+    // Released: the bot does not answer the thread until Meta routes it back.
+    let thread = messenger_store::ThreadStore::thread(
+        &p.store,
+        &ThreadKey::psid(PageId::new(PAGE), messenger_types::Psid::new("2001")),
+    )
+    .await
+    .unwrap();
+    assert!(!thread.controlled_by_us());
+    // Repeated: nothing called again.
+    p.process_command(&release, None).await.unwrap();
+    assert_eq!(p.graph.controls().len(), 2);
+}

@@ -27,6 +27,10 @@ pub enum Outcome {
     },
     /// Thread control went to another app.
     ControlPassed { app_id: AppId },
+    /// This app took the thread.
+    ControlTaken,
+    /// This app released the thread: it is idle.
+    ControlReleased,
     /// The send policy refused it before any network call.
     Refused { reason: Refusal },
     /// Meta refused it for good (not retried). For a one-time notification,
@@ -64,6 +68,8 @@ impl Outcome {
         match self {
             Self::Sent { .. } => "sent",
             Self::ControlPassed { .. } => "control_passed",
+            Self::ControlTaken => "control_taken",
+            Self::ControlReleased => "control_released",
             Self::Refused { .. } => "refused",
             Self::GraphRefused { .. } => "graph_refused",
             Self::MaybeSent => "maybe_sent",
@@ -84,6 +90,8 @@ impl fmt::Display for Outcome {
                 )
             }
             Self::ControlPassed { app_id } => write!(f, "passed thread control to app {app_id}"),
+            Self::ControlTaken => f.write_str("took thread control"),
+            Self::ControlReleased => f.write_str("released thread control (idle)"),
             Self::Refused { reason } => write!(f, "refused ({}): {reason}", reason.code()),
             Self::GraphRefused {
                 class,

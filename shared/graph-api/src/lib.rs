@@ -223,6 +223,19 @@ impl GraphClient {
             .await
     }
 
+    /// `POST /{page-id}/release_thread_control`: this app gives the thread up; it
+    /// goes idle (Conversation Routing; no webhook is sent).
+    pub async fn release_thread_control(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+        psid: &Psid,
+    ) -> Result<(), GraphError> {
+        let body = json!({ "recipient": { "id": psid } });
+        self.post_for_success(page, token, "release_thread_control", &[], Some(&body))
+            .await
+    }
+
     /// `GET /{page-id}/thread_owner?recipient=PSID`: the app that owns the thread,
     /// or None when Meta names none.
     pub async fn thread_owner(

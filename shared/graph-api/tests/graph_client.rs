@@ -587,6 +587,27 @@ async fn take_thread_control_omits_absent_metadata() {
 }
 
 #[tokio::test]
+async fn release_thread_control_names_the_recipient_only() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v23.0/{PAGE}/release_thread_control")))
+        .and(header(
+            "authorization",
+            format!("Bearer {PAGE_TOKEN}").as_str(),
+        ))
+        .and(query_param("appsecret_proof", expected_proof()))
+        .and(body_json(json!({"recipient": {"id": PSID}})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    client(&server)
+        .release_thread_control(&page(), &token(), &Psid::new(PSID))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn a_handover_answered_with_success_false_fails() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))

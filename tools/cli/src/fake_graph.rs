@@ -96,6 +96,8 @@ async fn answer(recorder: &Recorder, req: Request<Incoming>) -> Response<Full<By
             "POST",
             "pass_thread_control"
             | "take_thread_control"
+            | "release_thread_control"
+            | "extend_thread_control"
             | "request_thread_control"
             | "subscribed_apps",
         ) => (StatusCode::OK, json!({"success": true})),
