@@ -32,6 +32,7 @@ mod counts;
 pub mod notify;
 pub mod pipeline;
 pub mod publish;
+pub mod recent;
 pub mod testing;
 
 use std::collections::BTreeMap;
@@ -227,7 +228,7 @@ pub struct Processor<S, M, B, Q> {
     /// [`MAX_CONCURRENT_GROUPS`]; 1 runs them one after another).
     pub group_concurrency: usize,
     /// Threads this instance wrote a moment ago (their next turn reads strongly).
-    pub recent_writes: pipeline::RecentWrites,
+    pub recent_writes: recent::RecentWrites,
     /// Where what happened is published ([`publish::NoBus`] by default).
     pub bus: Box<dyn publish::Bus>,
     /// `BOT=none` turns the bot off: events are recorded and published, commands
@@ -251,7 +252,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             tokens,
             clock: Timestamp::now,
             group_concurrency: MAX_CONCURRENT_GROUPS,
-            recent_writes: pipeline::RecentWrites::default(),
+            recent_writes: recent::RecentWrites::default(),
             bus: Box::new(publish::NoBus),
             bot_on: true,
         }

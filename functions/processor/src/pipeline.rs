@@ -13,16 +13,14 @@
 //! written before the take: a read that missed a recent write only makes the take
 //! fail its version condition, and the turn is opened again with a strongly
 //! consistent read. It is strongly consistent at once for a thread this instance
-//! wrote in the last [`RECENT_WRITE`] (the next message of a conversation), for an
+//! wrote in the last [`RECENT_WRITE`](crate::recent::RECENT_WRITE) (the next message of a conversation), for an
 //! event that writes tokens or the Page before the take, and after a read that
 //! found the event busy.
 //!
 //! An event that names no person (a Page's policy or roles) keeps a ledger item of
 //! its own: claimed, then the same steps.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use event_queue::EventQueue;
 use messenger_store::{
@@ -44,44 +42,6 @@ use crate::{
 /// and the write that takes the event (another writer: a notification's
 /// reachability, a redelivery): then the message is handed back.
 const TAKE_ATTEMPTS: u32 = 3;
-
-/// How long after this instance wrote a thread the next turn on it opens with a
-/// strongly consistent read: DynamoDB's replicas usually agree within a second.
-pub const RECENT_WRITE: Duration = Duration::from_secs(1);
-
-/// At most this many threads are remembered as recently written (a batch holds
-/// at most 10 messages; the rest is a bound, not a tuning).
-const RECENT_WRITES_KEPT: usize = 256;
-
-/// The threads this instance wrote in the last [`RECENT_WRITE`].
-#[derive(Debug, Default)]
-pub struct RecentWrites(Mutex<VecDeque<(ThreadKey, Instant)>>);
-
-impl RecentWrites {
-    fn note(&self, thread: &ThreadKey) {
-        let now = Instant::now();
-        let mut recent = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        recent.retain(|(t, at)| t != thread && now.duration_since(*at) < RECENT_WRITE);
-        if recent.len() >= RECENT_WRITES_KEPT {
-            recent.pop_front();
-        }
-        recent.push_back((thread.clone(), now));
-    }
-
-    fn contains(&self, thread: &ThreadKey) -> bool {
-        let now = Instant::now();
-        let recent = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        recent
-            .iter()
-            .any(|(t, at)| t == thread && now.duration_since(*at) < RECENT_WRITE)
-    }
-}
 
 /// Who decides what a turn does.
 #[derive(Debug, Clone, Copy)]
