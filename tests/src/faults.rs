@@ -365,6 +365,16 @@ impl<S: TokenStore> TokenStore for ThrottlingStore<S> {
         self.inner.active_tokens(page, topic, after, limit).await
     }
 
+    async fn person_tokens(
+        &self,
+        page: &PageId,
+        psid: &messenger_types::Psid,
+        topic: &str,
+    ) -> Result<Vec<TokenRef>, StoreError> {
+        self.check("person_tokens", topic)?;
+        self.inner.person_tokens(page, psid, topic).await
+    }
+
     async fn spend_token(
         &self,
         at: &TokenRef,

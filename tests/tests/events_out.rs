@@ -343,6 +343,67 @@ async fn a_send_command_is_sent_once_under_the_policy_and_completed_on_the_bus()
 }
 
 #[tokio::test]
+async fn a_send_with_otn_topic_spends_the_held_token_once() {
+    let r = rig::rig().await;
+    let (bus, subscriber) = subscribed_bus(&r.sdk).await;
+    let mut env = rig::env(&r.table, &r.queue, &r.graph);
+    env.insert("EVENT_BUS_NAME".to_owned(), bus);
+    let processor = processor::from_env(&env, &r.sdk).await.unwrap();
+    let psid = "2800000000000008";
+    // The person tapped "Notify me" for shoes three days ago: the window is closed.
+    let optin = json!({
+        "sender": {"id": psid}, "recipient": {"id": PAGE_A}, "timestamp": now_ms() - 3 * DAY,
+        "optin": {"type": "one_time_notif_req", "payload": "shoes", "one_time_notif_token": "test-otn-token-8"}
+    });
+    let messages = queue_messages(&[(PAGE_A, vec![optin], vec![])]);
+    processor.handle(sqs_event("s", &messages), None).await;
+    received(&r.sdk, &subscriber).await;
+    let before = sends(&r.graph).await.len();
+
+    let send = json!({"type": "send", "command_id": "shoes-back-8", "page_id": PAGE_A,
+        "recipient": {"id": psid}, "message": {"text": "Back in stock"}, "otn_topic": "shoes"});
+    let first = processor
+        .handle(sqs_event("c", &[command_message(send.clone(), psid)]), None)
+        .await;
+    assert!(failed_ids(&first).is_empty());
+    let calls = sends(&r.graph).await;
+    assert_eq!(calls.len(), before + 1);
+    assert_eq!(
+        calls[before].2["recipient"]["one_time_notif_token"],
+        "test-otn-token-8"
+    );
+    assert_eq!(calls[before].2["message"]["text"], "Back in stock");
+    let tokens = integration_tests::otn::tokens_of(&r, PAGE_A, psid).await;
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(tokens[0].status, messenger_store::TokenStatus::Used);
+    let events = received(&r.sdk, &subscriber).await;
+    check(&events);
+    let sent = of_type(&events, "Message Sent");
+    assert_eq!(sent.len(), 1, "{events:#?}");
+    assert_eq!(sent[0]["command_id"], "shoes-back-8");
+    assert_eq!(sent[0]["messaging_type"], Value::Null);
+    let completed = of_type(&events, "Command Completed");
+    assert_eq!(completed[0]["outcome"]["action"]["outcome"], "sent");
+
+    // Again: nothing sent; with a new id: no token left, refused without a call.
+    processor
+        .handle(sqs_event("d", &[command_message(send, psid)]), None)
+        .await;
+    let again = json!({"type": "send", "command_id": "shoes-back-9", "page_id": PAGE_A,
+        "recipient": {"id": psid}, "message": {"text": "Back in stock"}, "otn_topic": "shoes"});
+    processor
+        .handle(sqs_event("e", &[command_message(again, psid)]), None)
+        .await;
+    assert_eq!(sends(&r.graph).await.len(), before + 1);
+    let events = received(&r.sdk, &subscriber).await;
+    check(&events);
+    let refused = of_type(&events, "Send Refused");
+    assert_eq!(refused.len(), 1, "{events:#?}");
+    assert_eq!(refused[0]["reason"], "no_token_for_topic");
+    assert_eq!(refused[0]["command_id"], "shoes-back-9");
+}
+
+#[tokio::test]
 async fn with_bot_none_a_text_is_published_and_nothing_is_sent() {
     let r = rig::rig().await;
     let (bus, subscriber) = subscribed_bus(&r.sdk).await;

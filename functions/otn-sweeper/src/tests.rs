@@ -89,6 +89,15 @@ impl TokenStore for FakeIndex {
         unimplemented!("the sweeper does not fan out")
     }
 
+    async fn person_tokens(
+        &self,
+        _: &PageId,
+        _: &messenger_types::Psid,
+        _: &str,
+    ) -> Result<Vec<TokenRef>, StoreError> {
+        unimplemented!("the sweeper does not send")
+    }
+
     async fn spend_token(
         &self,
         _: &TokenRef,

@@ -7,11 +7,12 @@ use graph_api::{ErrorClass, GraphError};
 use messenger_store::{
     Control, Person, Store, ThreadChange, ThreadKey, ThreadState, TokenStore, Unreachable,
 };
-use messenger_types::send::{MessagingType, Recipient, SendRequest};
+use messenger_types::Timestamp;
+use messenger_types::send::{MessagingType, OutgoingMessage, Recipient, SendRequest};
 
 use crate::bot::{Action, Bot};
 use crate::pipeline::Work;
-use crate::policy::{self, Basis, Planned, Refusal};
+use crate::policy::{self, Basis, Planned, Refusal, TokenState};
 use crate::{Messenger, Outcome, ProcessError, Processor};
 
 impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processor<S, M, B, Q> {
@@ -136,7 +137,76 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             Action::ReleaseThreadControl => {
                 self.change_control(w, event_thread, thread, None).await
             }
+            Action::Notify { topic, message } => {
+                self.notify_with_token(w, event_thread, thread, topic, message)
+                    .await
+            }
         }
+    }
+
+    /// Sends with the person's oldest token of `topic` that can still be spent.
+    /// The turn's step is marked started before this runs, so a crash after the
+    /// spend never spends a second token for the same action.
+    async fn notify_with_token(
+        &self,
+        w: &Work<'_>,
+        event_thread: Option<&ThreadKey>,
+        thread: &ThreadState,
+        topic: &str,
+        message: &OutgoingMessage,
+    ) -> Result<Outcome, ProcessError> {
+        let Some(psid) = event_thread.and_then(|key| match &key.person {
+            Person::Psid(psid) => Some(psid),
+            Person::UserRef(_) => None,
+        }) else {
+            return Ok(Outcome::Refused {
+                reason: Refusal::NoTokenForTopic {
+                    topic: topic.to_owned(),
+                },
+            });
+        };
+        // The token's own state is what the spend checks, in the write that claims it.
+        let basis = Basis::OneTimeToken(TokenState {
+            used: false,
+            expires_at: Timestamp::from_millis(i64::MAX),
+        });
+        if let Err(reason) = policy::check(&Planned {
+            now: w.now,
+            sending_page: w.page,
+            recipient_page: w.page,
+            thread,
+            basis: &basis,
+        }) {
+            tracing::warn!(page_id = %w.page, reason = reason.code(), "notification refused by policy; token kept");
+            return Ok(Outcome::Refused { reason });
+        }
+        let Some(page_token) = self.tokens.get(w.page) else {
+            tracing::error!(page_id = %w.page, "no Page access token for this Page");
+            return Ok(Outcome::Refused {
+                reason: Refusal::NoPageToken {
+                    page: w.page.clone(),
+                },
+            });
+        };
+        for at in self.store.person_tokens(w.page, psid, topic).await? {
+            let spend = crate::notify::spend_id(&at.sk);
+            match self
+                .spend_and_send(&at, &spend, page_token, message.clone(), w.now)
+                .await?
+            {
+                Ok(outcome) => return Ok(outcome),
+                // Spent or expired since it was read: the next one.
+                Err(refused) => {
+                    tracing::info!(page_id = %w.page, ?refused, "token not spendable; trying the next")
+                }
+            }
+        }
+        tracing::info!(page_id = %w.page, "no token of the topic to send with");
+        Ok(Outcome::Refused {
+            reason: Refusal::NoTokenForTopic {
+                topic: topic.to_owned(),
+            },
+        })
     }
 
     /// Takes the thread (`take` is `Some(metadata)`) or releases it (`None`), and

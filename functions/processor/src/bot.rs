@@ -59,6 +59,13 @@ pub enum Action {
     TakeThreadControl { metadata: Option<String> },
     /// Give the thread up: it goes idle (Conversation Routing).
     ReleaseThreadControl,
+    /// Send `message` to the event's person with their oldest one-time
+    /// notification token of `topic`, spending it (refused with
+    /// `no_token_for_topic` when they hold none).
+    Notify {
+        topic: String,
+        message: OutgoingMessage,
+    },
 }
 
 /// The replaceable decision-maker. The function runs the bot it is given to

@@ -35,7 +35,7 @@ pub enum CommandOutcome {
     Done { action: Outcome },
     /// Not taken: `field` is wrong (a check the HTTP route makes before queueing).
     Invalid { field: String, problem: String },
-    /// Not available in this version (`forget`, and `send` with `otn_topic`).
+    /// Not available in this version (`forget`, until erasure lands).
     NotAvailable { what: String },
 }
 
@@ -108,8 +108,11 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         };
         match command {
             Command::Send(send) => {
-                if send.otn_topic.is_some() {
-                    return not_available("send with otn_topic");
+                if let Some(topic) = &send.otn_topic {
+                    return Ok(Action::Notify {
+                        topic: topic.clone(),
+                        message: OutgoingMessage::from_map(send.message.clone()),
+                    });
                 }
                 let basis = match (send.messaging_type, &send.tag) {
                     (Some(MessagingType::MessageTag), Some(tag)) => {

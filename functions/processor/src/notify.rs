@@ -62,7 +62,7 @@ pub fn check_message(message: &serde_json::Map<String, serde_json::Value>) -> Re
 
 /// A name for one spend of a token, unique to this attempt: an unspend (or a retire)
 /// only ever undoes its own spend, never one a duplicate copy made meanwhile.
-fn spend_id(notify_id: &str) -> String {
+pub(crate) fn spend_id(notify_id: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEQ: AtomicU64 = AtomicU64::new(0);
     format!(
@@ -275,8 +275,12 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         }
 
         let spend = spend_id(&one.notify_id);
-        let token = match self.store.spend_token(&at, &spend, now).await? {
-            Ok(token) => token,
+        let message = Message::from_map(one.message.clone());
+        match self
+            .spend_and_send(&at, &spend, page_token, message, now)
+            .await?
+        {
+            Ok(outcome) => Ok(outcome),
             Err(refused) => {
                 let reason = match refused {
                     SpendRefused::Unknown => Refusal::TokenUnknown,
@@ -286,45 +290,61 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                     },
                 };
                 tracing::info!(page_id = %one.page_id, reason = reason.code(), "notification not sent");
-                return Ok(Outcome::Refused { reason });
+                Ok(Outcome::Refused { reason })
             }
+        }
+    }
+
+    /// Spends the token at `at` and sends `message` with it. A send that certainly
+    /// did not go out and is not the token's fault gives the token back; one Meta
+    /// refused because of the token retires it; one whose answer was lost keeps it
+    /// spent. `Err(SpendRefused)` inside: the token could not be spent (nothing sent).
+    pub(crate) async fn spend_and_send(
+        &self,
+        at: &TokenRef,
+        spend: &str,
+        page_token: &secrecy::SecretString,
+        message: Message,
+        now: messenger_types::Timestamp,
+    ) -> Result<Result<Outcome, SpendRefused>, ProcessError> {
+        let page = &at.page;
+        let token = match self.store.spend_token(at, spend, now).await? {
+            Ok(token) => token,
+            Err(refused) => return Ok(Err(refused)),
         };
-        let request = SendRequest::one_time_notification(
-            token.token.clone(),
-            Message::from_map(one.message.clone()),
-        );
-        match self.graph.send(&one.page_id, page_token, &request).await {
-            Ok(sent) => Ok(Outcome::Sent {
+        let request = SendRequest::one_time_notification(token.token.clone(), message);
+        match self.graph.send(page, page_token, &request).await {
+            Ok(sent) => Ok(Ok(Outcome::Sent {
                 message_id: sent.message_id,
                 messaging_type: None,
                 tag: None,
-            }),
+            })),
             Err(e) if e.outcome_unknown => {
                 crate::counts::graph_error(e.class);
                 // The request went out and no answer came: it may have been
                 // delivered. A token is used at most once, so it stays spent.
-                tracing::warn!(page_id = %one.page_id, error = %e, "notification may have gone out; token kept spent");
-                Ok(Outcome::MaybeSent)
+                tracing::warn!(page_id = %page, error = %e, "notification may have gone out; token kept spent");
+                Ok(Ok(Outcome::MaybeSent))
             }
             Err(e) if e.is_retryable() || keeps_the_token(&e) => {
                 // Meta answered (or the request never left): nothing went out, and
                 // the token is not at fault, so it stays usable.
                 // Losing this write would burn the token with nothing sent.
                 crate::persist("give the token back", || {
-                    self.store.unspend_token(&token, &spend)
+                    self.store.unspend_token(&token, spend)
                 })
                 .await
-                .inspect_err(|error| tracing::error!(page_id = %one.page_id, %error, alert = true, "a token spent for a send that did not go out could not be given back"))?;
+                .inspect_err(|error| tracing::error!(page_id = %page, %error, alert = true, "a token spent for a send that did not go out could not be given back"))?;
                 if e.is_retryable() {
                     return Err(ProcessError::Graph(e));
                 }
-                tracing::error!(page_id = %one.page_id, error = %e, alert = true, "Meta refused the Page's notification; token kept");
-                Ok(with_token(&e, TokenFate::Kept))
+                tracing::error!(page_id = %page, error = %e, alert = true, "Meta refused the Page's notification; token kept");
+                Ok(Ok(with_token(&e, TokenFate::Kept)))
             }
             Err(e) => {
-                self.store.retire_token(&at, &spend, &e.to_string()).await?;
-                tracing::warn!(page_id = %one.page_id, error = %e, "Meta refused the notification; token retired");
-                Ok(with_token(&e, TokenFate::Retired))
+                self.store.retire_token(at, spend, &e.to_string()).await?;
+                tracing::warn!(page_id = %page, error = %e, "Meta refused the notification; token retired");
+                Ok(Ok(with_token(&e, TokenFate::Retired)))
             }
         }
     }

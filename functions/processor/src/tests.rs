@@ -711,6 +711,171 @@ async fn a_send_command_follows_the_window_and_human_agent_needs_a_human() {
     assert_eq!(body["tag"], "HUMAN_AGENT");
 }
 
+fn otn_optin(psid: &str, topic: &str, token: &str, age_ms: i64) -> String {
+    serde_json::json!({
+        "type": "event", "page_id": PAGE, "source": "messaging",
+        "key": format!("optin:{psid}:{token}"),
+        "event": {
+            "sender": {"id": psid}, "recipient": {"id": PAGE}, "timestamp": NOW_MS - age_ms,
+            "optin": {"type": "one_time_notif_req", "payload": topic, "one_time_notif_token": token}
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_send_with_otn_topic_spends_the_persons_oldest_token_once_per_command_id() {
+    use crate::command::CommandOutcome;
+    use messenger_store::TokenStatus;
+    let (p, bus) = with_bus(processor(DefaultBot));
+    // Two optins for "shoes", three and two days ago: the window is long closed.
+    const DAY: i64 = 86_400_000;
+    for (token, age) in [("otn-older", 3 * DAY), ("otn-newer", 2 * DAY)] {
+        p.process_event(&queued(&otn_optin("2003", "shoes", token, age)), None)
+            .await
+            .unwrap();
+    }
+    let sends_before = p.graph.sends().len();
+    let with_topic = serde_json::json!({"otn_topic": "shoes"});
+    let first = send_command("n1", "2003", with_topic.clone());
+    assert!(matches!(
+        completed(p.process_command(&first, None).await.unwrap()),
+        CommandOutcome::Done {
+            action: Outcome::Sent {
+                messaging_type: None,
+                ..
+            }
+        }
+    ));
+    let sends = p.graph.sends();
+    assert_eq!(sends.len(), sends_before + 1);
+    let sent = serde_json::to_value(&sends[sends_before]).unwrap();
+    assert_eq!(sent["recipient"]["one_time_notif_token"], "otn-older");
+    assert_eq!(sent["message"]["text"], "Your order shipped");
+    let status = |token: &str| {
+        p.store
+            .tokens_of(&PageId::new(PAGE), &messenger_types::Psid::new("2003"))
+            .into_iter()
+            .find(|t| t.token == token)
+            .map(|t| t.status)
+    };
+    assert_eq!(status("otn-older"), Some(TokenStatus::Used));
+    assert_eq!(status("otn-newer"), Some(TokenStatus::Active));
+
+    // The same command again spends nothing more.
+    assert_eq!(
+        p.process_command(&first, None).await.unwrap(),
+        MessageOutcome::CommandRepeated
+    );
+    assert_eq!(p.graph.sends().len(), sends_before + 1);
+    assert_eq!(status("otn-newer"), Some(TokenStatus::Active));
+
+    // A second command takes the other token; a third finds none.
+    p.process_command(&send_command("n2", "2003", with_topic.clone()), None)
+        .await
+        .unwrap();
+    assert_eq!(status("otn-newer"), Some(TokenStatus::Used));
+    let third = completed(
+        p.process_command(&send_command("n3", "2003", with_topic), None)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        third,
+        CommandOutcome::Done {
+            action: Outcome::Refused {
+                reason: crate::policy::Refusal::NoTokenForTopic {
+                    topic: "shoes".to_owned()
+                }
+            }
+        }
+    );
+    assert_eq!(p.graph.sends().len(), sends_before + 2);
+    // Another topic's or another person's tokens are never used.
+    p.process_event(
+        &queued(&otn_optin("2004", "shoes", "otn-other-person", DAY)),
+        None,
+    )
+    .await
+    .unwrap();
+    let other_topic = send_command("n4", "2003", serde_json::json!({"otn_topic": "boots"}));
+    assert!(matches!(
+        completed(p.process_command(&other_topic, None).await.unwrap()),
+        CommandOutcome::Done {
+            action: Outcome::Refused { .. }
+        }
+    ));
+    // (The bot's confirmations of the old optins were refused outside the window.)
+    let refused: Vec<_> = bus
+        .details("Send Refused")
+        .into_iter()
+        .filter(|d| d.get("command_id").is_some())
+        .map(|d| (d["command_id"].clone(), d["reason"].clone()))
+        .collect();
+    assert_eq!(
+        refused,
+        vec![
+            (
+                serde_json::json!("n3"),
+                serde_json::json!("no_token_for_topic")
+            ),
+            (
+                serde_json::json!("n4"),
+                serde_json::json!("no_token_for_topic")
+            )
+        ]
+    );
+    let sent_with_token: Vec<_> = bus
+        .details("Message Sent")
+        .into_iter()
+        .filter(|d| d.get("command_id").is_some())
+        .collect();
+    // n1 published twice (its repeat publishes again from the record), n2 once.
+    let ids: std::collections::BTreeSet<_> = sent_with_token
+        .iter()
+        .map(|d| d["command_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["n1", "n2"].into());
+    assert!(
+        sent_with_token
+            .iter()
+            .all(|d| d["messaging_type"].is_null())
+    );
+}
+
+#[tokio::test]
+async fn a_token_send_meta_fails_for_a_moment_gives_the_token_back_and_the_redelivery_sends_once() {
+    let p = processor(DefaultBot);
+    p.process_event(
+        &queued(&otn_optin("2003", "shoes", "otn-only", 86_400_000)),
+        None,
+    )
+    .await
+    .unwrap();
+    let sends_before = p.graph.sends().len();
+    p.graph.fail_next(GraphError::new(
+        ErrorClass::Transient,
+        "service unavailable",
+    ));
+    let c = send_command("n1", "2003", serde_json::json!({"otn_topic": "shoes"}));
+    assert!(matches!(
+        p.process_command(&c, None).await,
+        Err(ProcessError::Graph(_))
+    ));
+    // Nothing went out, and the token was given back for the redelivery.
+    assert_eq!(p.graph.sends().len(), sends_before);
+    p.store.expire_leases();
+    p.process_command(&c, None).await.unwrap();
+    let sends = p.graph.sends();
+    assert_eq!(sends.len(), sends_before + 1);
+    assert_eq!(
+        serde_json::to_value(&sends[sends_before]).unwrap()["recipient"]["one_time_notif_token"],
+        "otn-only"
+    );
+    p.process_command(&c, None).await.unwrap();
+    assert_eq!(p.graph.sends().len(), sends_before + 1);
+}
+
 #[tokio::test]
 async fn commands_not_available_yet_or_invalid_say_so_and_call_nothing() {
     use crate::command::CommandOutcome;

@@ -236,6 +236,9 @@ mod tests {
             Refusal::NoThreadToPass,
             Refusal::OtnOutsideNotify,
             Refusal::NotThreadOwner { owner: None },
+            Refusal::NoTokenForTopic {
+                topic: "shoes".to_owned(),
+            },
         ] {
             let json = serde_json::to_value(&reason).unwrap();
             assert_eq!(json["code"], reason.code());

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::future::Future;
 
-use messenger_types::{EventKey, PageId, Timestamp};
+use messenger_types::{EventKey, PageId, Psid, Timestamp};
 
 use crate::ledger::{Claim, ClaimToken, Consistency, Opened, Step, TurnKey, Version};
 use crate::otn::{NewToken, SpendRefused, StoredToken, SweepPage, TokenRef};
@@ -199,6 +199,16 @@ pub trait TokenStore: Send + Sync {
         after: Option<&str>,
         limit: i32,
     ) -> impl Future<Output = Result<(Vec<TokenRef>, Option<String>), StoreError>> + Send;
+
+    /// The ACTIVE tokens one person of a Page holds for a topic, oldest first, read
+    /// consistently from the person's own items (a `send` with `otn_topic` spends
+    /// the first that can still be spent).
+    fn person_tokens(
+        &self,
+        page: &PageId,
+        psid: &Psid,
+        topic: &str,
+    ) -> impl Future<Output = Result<Vec<TokenRef>, StoreError>> + Send;
 
     /// Spends a token: ACTIVE and unexpired becomes USED, in one conditional write,
     /// so that under any concurrency one caller gets it. `spend_id` names this spend.

@@ -89,6 +89,8 @@ pub enum Refusal {
     OtnOutsideNotify,
     #[error("HUMAN_AGENT is only for a message a person wrote (`human: true`)")]
     NotHumanWritten,
+    #[error("the person holds no usable one-time notification token of topic {topic:?}")]
+    NoTokenForTopic { topic: String },
 }
 
 impl Refusal {
@@ -110,6 +112,7 @@ impl Refusal {
             Self::NoThreadToPass => "no_thread_to_pass",
             Self::OtnOutsideNotify => "otn_outside_notify",
             Self::NotHumanWritten => "not_human_written",
+            Self::NoTokenForTopic { .. } => "no_token_for_topic",
         }
     }
 }

@@ -609,6 +609,28 @@ impl TokenStore for MemoryStore {
         ))
     }
 
+    async fn person_tokens(
+        &self,
+        page: &PageId,
+        psid: &Psid,
+        topic: &str,
+    ) -> Result<Vec<TokenRef>, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "person_tokens")?;
+        // Keyed by Page, person and sort key: oldest first, as on the table.
+        Ok(inner
+            .tokens
+            .values()
+            .filter(|t| {
+                &t.token.page == page
+                    && &t.token.psid == psid
+                    && t.token.topic == topic
+                    && t.token.status == TokenStatus::Active
+            })
+            .map(|t| token_ref(&t.token))
+            .collect())
+    }
+
     async fn spend_token(
         &self,
         at: &TokenRef,

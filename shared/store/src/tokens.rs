@@ -122,6 +122,26 @@ impl TokenStore for DynamoStore {
         Ok((refs, encode_cursor(out.last_evaluated_key())))
     }
 
+    async fn person_tokens(
+        &self,
+        page: &PageId,
+        psid: &messenger_types::Psid,
+        topic: &str,
+    ) -> Result<Vec<TokenRef>, StoreError> {
+        let thread = crate::ThreadKey::psid(page.clone(), psid.clone());
+        Ok(self
+            .tokens_of(&thread)
+            .await?
+            .into_iter()
+            .filter(|t| t.status == TokenStatus::Active && t.topic == topic)
+            .map(|t| TokenRef {
+                page: t.page,
+                psid: t.psid,
+                sk: t.sk,
+            })
+            .collect())
+    }
+
     async fn spend_token(
         &self,
         at: &TokenRef,
