@@ -9,7 +9,6 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 use messenger_types::Command;
-use sha2::{Digest, Sha256};
 use signals::Metric;
 
 use crate::accept::{AcceptError, EventQueue, OutgoingMessage, Quarantine, Receiver};
@@ -171,11 +170,9 @@ impl<Q: EventQueue, S: Quarantine> Webhook<Q, S> {
             );
         }
         let id = command.command_id().as_str();
-        let group_id = format!("{}:{}", command.page_id(), command.psid());
-        let dedup_id = hex::encode(Sha256::digest(format!("command:{group_id}:{id}")));
         let message = OutgoingMessage {
-            group_id,
-            dedup_id,
+            group_id: command.queue_group(),
+            dedup_id: command.dedup_id(),
             body: serde_json::to_string(&command).unwrap_or_default(),
             kind: "command",
         };

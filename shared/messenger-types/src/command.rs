@@ -164,6 +164,24 @@ impl Command {
         }
     }
 
+    /// The FIFO group it is queued in: its thread's, so it keeps its place in the
+    /// conversation.
+    pub fn queue_group(&self) -> String {
+        crate::routing::thread_group(self.page_id().as_str(), self.psid().as_str())
+    }
+
+    /// The queue's deduplication id: the same `command_id` for the same thread
+    /// within SQS's five minutes is queued once (the processor's ledger does the
+    /// rest).
+    pub fn dedup_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(format!(
+            "command:{}:{}",
+            self.queue_group(),
+            self.command_id()
+        )))
+    }
+
     /// What the queue and the HTTP route check before taking a command: Meta's
     /// limits on the message, a tag only with `MESSAGE_TAG` (and one in force),
     /// a target for a pass. The policy checks the rest (the window, `human`).

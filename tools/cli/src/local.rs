@@ -170,7 +170,7 @@ pub async fn run(env: &Env, options: Options) -> Result<()> {
         "  settings for scripts/cli written to {}",
         stack_env.display()
     );
-    println!("Try: scripts/cli send message \"hello\"    (Ctrl-C stops the stack)");
+    println!("Try: scripts/cli simulate message \"hello\"    (Ctrl-C stops the stack)");
 
     let http = {
         let webhook = webhook.clone();

@@ -3,9 +3,11 @@
 //! `messenger local` runs the whole backend on one machine against the AWS emulator
 //! (or real AWS): the webhook on a local HTTP port, the events queue fed to the
 //! processor the way Lambda's SQS trigger does it, the OTN sweeper on a timer, and a
-//! fake Graph API that prints and records every call. The other commands send signed
-//! sample events to a webhook and operate a deployed (or local) stack.
+//! fake Graph API that prints and records every call. `simulate` sends signed
+//! sample events to a webhook; `send` and `events tail` do what a business's own
+//! systems do; the rest operate a deployed (or local) stack.
 
+mod business;
 mod fake_graph;
 mod local;
 mod ops;
@@ -50,9 +52,16 @@ enum Command {
         #[arg(long, default_value = ".local/graph-calls.jsonl")]
         record: PathBuf,
     },
-    /// Send a signed sample delivery to the webhook (WEBHOOK_URL).
+    /// Play a person writing to the Page: a signed sample delivery to the webhook
+    /// (WEBHOOK_URL).
     #[command(subcommand)]
-    Send(samples::Sample),
+    Simulate(samples::Sample),
+    /// Send one message to one person through the backend's rules (a `send`
+    /// command on EVENTS_QUEUE_URL, in the person's thread group).
+    Send(business::SendArgs),
+    /// What the backend publishes on its EventBridge bus (EVENT_BUS_NAME).
+    #[command(subcommand)]
+    Events(business::EventsCommand),
     /// Put a notify command on the events queue (EVENTS_QUEUE_URL).
     Notify {
         #[arg(long, env = "PAGE_ID", default_value = samples::LOCAL_PAGE)]
@@ -109,7 +118,9 @@ async fn run(command: Command) -> Result<()> {
             tokio::signal::ctrl_c().await?;
             Ok(())
         }
-        Command::Send(sample) => samples::send(&env, sample).await,
+        Command::Simulate(sample) => samples::send(&env, sample).await,
+        Command::Send(args) => business::send(&env, &settings::sdk().await, &args).await,
+        Command::Events(command) => business::events(&env, &settings::sdk().await, command).await,
         Command::Notify { page, topic, text } => {
             let sdk = settings::sdk().await;
             ops::notify(&env, &sdk, &page, &topic, &text).await
