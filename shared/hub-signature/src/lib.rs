@@ -6,6 +6,9 @@
 //! non-ASCII as `\u00e4` and may escape `/` as `\/`, so verifying a re-serialised
 //! body fails. Always verify the raw bytes, before parsing them.
 //!
+//! The Data Deletion and Deauthorize callbacks carry no such header but a
+//! `signed_request` form field instead: see [`signed_request`].
+//!
 //! ```
 //! use hub_signature::{Verifier, SignatureHeaders, Algorithm};
 //! let verifier = Verifier::new(b"app-secret");
@@ -22,6 +25,8 @@ use std::fmt;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::Sha256;
+
+pub mod signed_request;
 
 /// The header carrying HMAC-SHA256, as Meta names it.
 pub const SHA256_HEADER: &str = "x-hub-signature-256";
