@@ -305,6 +305,11 @@ impl<S: Store> ThreadLedger for ThrottlingStore<S> {
         self.inner.take_turn(turn, version, thread, step, now).await
     }
 
+    async fn forget_person(&self, thread: &ThreadKey, at: Timestamp) -> Result<usize, StoreError> {
+        self.check("forget_person", "forget")?;
+        self.inner.forget_person(thread, at).await
+    }
+
     async fn step_turn(
         &self,
         turn: &TurnKey,

@@ -8,6 +8,7 @@
 use std::sync::Mutex;
 
 use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::rig::{self, DAY, HOUR, PAGE_A, failed_ids, sends};
 use integration_tests::*;
 use processor::publish::{Bus, BusEvent, BusFuture, EventBridgeBus};
@@ -401,6 +402,144 @@ async fn a_send_with_otn_topic_spends_the_held_token_once() {
     assert_eq!(refused.len(), 1, "{events:#?}");
     assert_eq!(refused[0]["reason"], "no_token_for_topic");
     assert_eq!(refused[0]["command_id"], "shoes-back-9");
+}
+
+/// An item written out with its attributes (and those of nested maps) in order.
+fn canonical(item: &std::collections::HashMap<String, AttributeValue>) -> String {
+    fn value(v: &AttributeValue) -> String {
+        match v {
+            AttributeValue::M(m) => canonical(m),
+            AttributeValue::L(l) => format!("{:?}", l.iter().map(value).collect::<Vec<_>>()),
+            other => format!("{other:?}"),
+        }
+    }
+    let sorted: std::collections::BTreeMap<&String, String> =
+        item.iter().map(|(k, v)| (k, value(v))).collect();
+    format!("{sorted:?}")
+}
+
+/// Every item of the table, each attribute value written out (nested maps,
+/// lists and sets included), to look for an id in any of them.
+async fn every_item(sdk: &SdkConfig, table: &str) -> Vec<String> {
+    let client = aws_sdk_dynamodb::Client::new(sdk);
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        out.extend(page.items().iter().map(canonical));
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return out;
+        }
+    }
+}
+
+#[tokio::test]
+async fn forget_erases_every_trace_of_the_person_and_nothing_of_anyone_else() {
+    let r = rig::rig().await;
+    let (bus, subscriber) = subscribed_bus(&r.sdk).await;
+    let mut env = rig::env(&r.table, &r.queue, &r.graph);
+    env.insert("EVENT_BUS_NAME".to_owned(), bus);
+    let processor = processor::from_env(&env, &r.sdk).await.unwrap();
+    let (psid, other) = ("2800000000000011", "2800000000000012");
+    // A conversation long enough to have archived part of its ledger, an optin
+    // with its token (in both indexes), and another person of the same Page.
+    let mut events: Vec<Value> = (0..40)
+        .map(|i| {
+            text_event(
+                PAGE_A,
+                psid,
+                &format!("m_forget_{i}_{}", "x".repeat(60)),
+                "hello",
+                600_000 - i * 1_000,
+            )
+        })
+        .collect();
+    events.push(json!({
+        "sender": {"id": psid}, "recipient": {"id": PAGE_A}, "timestamp": now_ms() - 100_000,
+        "optin": {"type": "one_time_notif_req", "payload": "shoes", "one_time_notif_token": "test-otn-token-11"}
+    }));
+    let first = queue_messages(&[(PAGE_A, events, vec![])]);
+    for (i, batch) in first.chunks(10).enumerate() {
+        processor
+            .handle(sqs_event(&format!("a{i}"), batch), None)
+            .await;
+    }
+    let other_text = queue_messages(&[(
+        PAGE_A,
+        vec![text_event(PAGE_A, other, "m_forget_other", "hi", 60_000)],
+        vec![],
+    )]);
+    processor.handle(sqs_event("b", &other_text), None).await;
+    let before = every_item(&r.sdk, &r.table).await;
+    assert!(
+        before.iter().filter(|i| i.contains(psid)).count() >= 3,
+        "the thread, an archive, the token"
+    );
+    let others_before: Vec<&String> = before.iter().filter(|i| i.contains(other)).collect();
+    assert!(!others_before.is_empty());
+    received(&r.sdk, &subscriber).await;
+
+    let forget =
+        json!({"type": "forget", "command_id": "gdpr-11", "page_id": PAGE_A, "psid": psid});
+    let done = processor
+        .handle(
+            sqs_event("f", &[command_message(forget.clone(), psid)]),
+            None,
+        )
+        .await;
+    assert!(failed_ids(&done).is_empty());
+    let after = every_item(&r.sdk, &r.table).await;
+    let left: Vec<&String> = after.iter().filter(|i| i.contains(psid)).collect();
+    assert!(left.is_empty(), "items still holding the PSID: {left:#?}");
+    let others_after: Vec<&String> = after.iter().filter(|i| i.contains(other)).collect();
+    assert_eq!(
+        others_after, others_before,
+        "another person's items changed"
+    );
+    let events = received(&r.sdk, &subscriber).await;
+    check(&events);
+    let forgotten = of_type(&events, "Person Forgotten");
+    assert_eq!(forgotten.len(), 1, "{events:#?}");
+    assert_eq!(forgotten[0]["psid"], psid);
+    let completed = of_type(&events, "Command Completed");
+    assert_eq!(completed[0]["outcome"]["outcome"], "forgotten");
+    let code = completed[0]["outcome"]["confirmation_code"].clone();
+    assert_eq!(forgotten[0]["confirmation_code"], code);
+
+    // A redrive of the person's old messages recreates nothing and sends nothing.
+    let sends_before = sends(&r.graph).await.len();
+    processor.handle(sqs_event("r", &first[..10]), None).await;
+    assert_eq!(sends(&r.graph).await.len(), sends_before);
+    let after_redrive = every_item(&r.sdk, &r.table).await;
+    assert!(after_redrive.iter().all(|i| !i.contains(psid)));
+
+    // Forget again: a success with nothing to do, the same code.
+    processor
+        .handle(sqs_event("g", &[command_message(forget, psid)]), None)
+        .await;
+    let events = received(&r.sdk, &subscriber).await;
+    check(&events);
+    let completed = of_type(&events, "Command Completed");
+    assert_eq!(completed[0]["outcome"]["erased"], 0);
+    assert_eq!(completed[0]["outcome"]["confirmation_code"], code);
+
+    // The person writes again: a new thread, answered; an old copy still does nothing.
+    let again = queue_messages(&[(
+        PAGE_A,
+        vec![text_event(PAGE_A, psid, "m_forget_new", "back", 0)],
+        vec![],
+    )]);
+    processor.handle(sqs_event("n", &again), None).await;
+    assert_eq!(sends(&r.graph).await.len(), sends_before + 1);
+    processor.handle(sqs_event("o", &first[..1]), None).await;
+    assert_eq!(sends(&r.graph).await.len(), sends_before + 1);
 }
 
 #[tokio::test]

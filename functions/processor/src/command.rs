@@ -14,6 +14,7 @@ use std::time::SystemTime;
 
 use event_queue::EventQueue;
 use messenger_store::{Store, ThreadKey, TokenStore, TurnKey};
+use messenger_types::command::ThreadCommand;
 use messenger_types::send::{MessageTag, MessagingType, OutgoingMessage};
 use messenger_types::{Command, EventKey, Source, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -35,8 +36,15 @@ pub enum CommandOutcome {
     Done { action: Outcome },
     /// Not taken: `field` is wrong (a check the HTTP route makes before queueing).
     Invalid { field: String, problem: String },
-    /// Not available in this version (`forget`, until erasure lands).
+    /// Not available in this version.
     NotAvailable { what: String },
+    /// `forget`: everything kept about the person erased (`erased` items; 0 when
+    /// a forget before had already erased it all). The code is the same for every
+    /// repeat of the command.
+    Forgotten {
+        erased: usize,
+        confirmation_code: String,
+    },
 }
 
 impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processor<S, M, B, Q> {
@@ -47,6 +55,11 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         deadline: Option<SystemTime>,
     ) -> Result<MessageOutcome, ProcessError> {
         let id = command.command_id();
+        if let Command::Forget(forget) = command
+            && command.validate().is_ok()
+        {
+            return self.forget(command, forget).await;
+        }
         let outcome = match self.command_action(command) {
             Err(outcome) => outcome,
             Ok(action) => {
@@ -149,9 +162,51 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                 metadata: take.metadata.clone(),
             }),
             Command::ReleaseThreadControl(_) => Ok(Action::ReleaseThreadControl),
-            Command::Forget(_) => not_available("forget"),
+            // Carried out by `forget` (not a turn: it erases the ledger too).
+            Command::Forget(_) => not_available("forget as an action"),
         }
     }
+
+    /// Erases everything kept about one person of one Page, then publishes
+    /// `Person Forgotten` and `Command Completed`. Not a turn on the thread (the
+    /// erasure takes the thread's ledger with it), so a repeated `command_id` runs
+    /// again, finds nothing and succeeds with the same confirmation code.
+    async fn forget(
+        &self,
+        command: &Command,
+        forget: &ThreadCommand,
+    ) -> Result<MessageOutcome, ProcessError> {
+        let thread = ThreadKey::psid(forget.page_id.clone(), forget.psid.clone());
+        let erased = self.store.forget_person(&thread, (self.clock)()).await?;
+        let confirmation_code = confirmation_code(forget);
+        tracing::info!(command_id = %forget.command_id, erased, %confirmation_code, "person forgotten");
+        let outcome = CommandOutcome::Forgotten {
+            erased,
+            confirmation_code: confirmation_code.clone(),
+        };
+        let mut out = vec![BusEvent {
+            detail_type: "Person Forgotten",
+            detail: json!({
+                "page_id": forget.page_id.as_str(),
+                "psid": forget.psid.as_str(),
+                "confirmation_code": confirmation_code,
+            }),
+        }];
+        out.extend(events(command, &outcome));
+        publish::publish(&*self.bus, out).await?;
+        Ok(MessageOutcome::Command(outcome))
+    }
+}
+
+/// A forget's confirmation code: derived from the command (the same for every
+/// repeat), and revealing nothing of the person.
+fn confirmation_code(forget: &ThreadCommand) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!(
+        "forget\0{}\0{}\0{}",
+        forget.page_id, forget.psid, forget.command_id
+    ));
+    hex::encode(&digest[..8])
 }
 
 /// A carried-out command's outcome from its turn's.

@@ -9,7 +9,9 @@ use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use conversation::testing::MemoryStore;
 use event_queue::testing::MemoryQueue;
 use graph_api::{ErrorClass, GraphError};
-use messenger_store::{Consistency, Control, StoreErrorKind, ThreadChange, ThreadKey};
+use messenger_store::{
+    Consistency, Control, StoreErrorKind, ThreadChange, ThreadKey, ThreadState, ThreadStore,
+};
 use messenger_types::send::{MessageTag, MessagingType, OutgoingMessage};
 use messenger_types::{AppId, PageId, Psid, QueueMessage, QueuedEvent, Timestamp};
 use secrecy::SecretString;
@@ -877,18 +879,9 @@ async fn a_token_send_meta_fails_for_a_moment_gives_the_token_back_and_the_redel
 }
 
 #[tokio::test]
-async fn commands_not_available_yet_or_invalid_say_so_and_call_nothing() {
+async fn an_invalid_command_says_which_field_and_calls_nothing() {
     use crate::command::CommandOutcome;
     let (p, bus) = with_bus(processor(DefaultBot));
-    let forget = command(
-        serde_json::json!({"type": "forget", "command_id": "f1", "page_id": PAGE, "psid": "2001"}),
-    );
-    assert_eq!(
-        completed(p.process_command(&forget, None).await.unwrap()),
-        CommandOutcome::NotAvailable {
-            what: "forget".to_owned()
-        }
-    );
     let pass = command(
         serde_json::json!({"type": "pass_thread_control", "command_id": "p1", "page_id": PAGE, "psid": "2001"}),
     );
@@ -897,7 +890,92 @@ async fn commands_not_available_yet_or_invalid_say_so_and_call_nothing() {
         CommandOutcome::Invalid { field, .. } if field == "target_app_id"
     ));
     assert!(p.graph.sends().is_empty());
-    assert_eq!(bus.details("Command Completed").len(), 2);
+    assert_eq!(bus.details("Command Completed").len(), 1);
+}
+
+#[tokio::test]
+async fn forget_erases_the_person_and_a_copy_of_an_older_event_recreates_nothing() {
+    use crate::command::CommandOutcome;
+    let (p, bus) = with_bus(processor(DefaultBot));
+    let hello = text("2001", "m1", "hello", 60_000);
+    p.process_event(&queued(&hello), None).await.unwrap();
+    p.process_event(
+        &queued(&otn_optin("2001", "shoes", "otn-2001", 30_000)),
+        None,
+    )
+    .await
+    .unwrap();
+    p.process_event(&queued(&text("2002", "m2", "hi", 60_000)), None)
+        .await
+        .unwrap();
+    let page = PageId::new(PAGE);
+    let person = |psid: &str| {
+        messenger_store::ThreadKey::psid(page.clone(), messenger_types::Psid::new(psid))
+    };
+    let other_before = p.store.thread(&person("2002")).await.unwrap();
+    let sends_before = p.graph.sends().len();
+
+    let forget = command(
+        serde_json::json!({"type": "forget", "command_id": "gdpr-1", "page_id": PAGE, "psid": "2001"}),
+    );
+    let CommandOutcome::Forgotten {
+        erased,
+        confirmation_code,
+    } = completed(p.process_command(&forget, None).await.unwrap())
+    else {
+        panic!("not forgotten");
+    };
+    // The thread, its two ledger entries and the token.
+    assert_eq!(erased, 4);
+    assert_eq!(
+        p.store.thread(&person("2001")).await.unwrap(),
+        ThreadState::default()
+    );
+    assert!(
+        p.store
+            .tokens_of(&page, &messenger_types::Psid::new("2001"))
+            .is_empty()
+    );
+    assert_eq!(p.store.thread(&person("2002")).await.unwrap(), other_before);
+
+    // A copy of the person's earlier message (a redrive) is a duplicate: no
+    // reply, no thread.
+    assert_eq!(
+        p.process_event(&queued(&hello), None).await.unwrap(),
+        MessageOutcome::Duplicate
+    );
+    assert_eq!(p.graph.sends().len(), sends_before);
+    assert_eq!(
+        p.store.thread(&person("2001")).await.unwrap(),
+        ThreadState::default()
+    );
+
+    // Forget again: nothing to erase, the same code.
+    assert_eq!(
+        completed(p.process_command(&forget, None).await.unwrap()),
+        CommandOutcome::Forgotten {
+            erased: 0,
+            confirmation_code: confirmation_code.clone()
+        }
+    );
+    let forgotten = bus.details("Person Forgotten");
+    assert_eq!(forgotten.len(), 2);
+    assert_eq!(forgotten[0]["psid"], "2001");
+    assert_eq!(
+        forgotten[1]["confirmation_code"],
+        confirmation_code.as_str()
+    );
+
+    // The person writes again: a new conversation, and old copies still do nothing.
+    p.process_event(&queued(&text("2001", "m3", "back again", -1_000)), None)
+        .await
+        .unwrap();
+    assert_eq!(p.graph.sends().len(), sends_before + 1);
+    assert_eq!(
+        p.process_event(&queued(&hello), None).await.unwrap(),
+        MessageOutcome::Duplicate
+    );
+    assert_eq!(p.graph.sends().len(), sends_before + 1);
 }
 
 #[tokio::test]

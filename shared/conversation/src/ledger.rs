@@ -113,6 +113,10 @@ pub struct Version {
     pub archived_until: Option<Timestamp>,
     /// Whether the write that takes the event archives the `done` entries.
     pub archive: bool,
+    /// The person was forgotten at this time: an event not newer is a copy of one
+    /// from before (a redelivery, a redrive) and is not processed again. Kept on a
+    /// thread that is created again after the forget.
+    pub forgotten_until: Option<Timestamp>,
 }
 
 /// A processed event's entry on its thread.

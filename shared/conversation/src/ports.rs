@@ -123,6 +123,19 @@ pub trait ThreadLedger: Send + Sync {
         now: Timestamp,
     ) -> impl Future<Output = Result<Option<ClaimToken>, StoreError>> + Send;
 
+    /// Erases everything kept about one person of a Page: the thread with its
+    /// ledger and its archive, and their notification tokens (spent or not). It
+    /// first leaves a mark keyed by a digest of the thread's key (never the
+    /// person's id) that turns an event not newer than `at` into a duplicate, so a
+    /// copy of an event from before the forget (an SQS redelivery, a redrive from
+    /// the dead-letter queue) recreates nothing. Returns how many items were
+    /// erased: 0 when nothing was kept (a repeated forget).
+    fn forget_person(
+        &self,
+        thread: &ThreadKey,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
     /// Writes a later step of a turn this worker holds. A lost claim is an error,
     /// except for [`Step::Released`], which then changes nothing.
     fn step_turn(

@@ -48,6 +48,10 @@ struct Inner {
     versions: HashMap<ThreadKey, u64>,
     /// The ledger entries kept on threads, by entry name.
     turns: HashMap<String, EventRecord>,
+    /// The thread each entry is on.
+    turn_threads: HashMap<String, ThreadKey>,
+    /// People forgotten, and when: events not newer are duplicates.
+    forgotten: HashMap<ThreadKey, Timestamp>,
     pages: HashMap<PageId, (PageState, Option<Timestamp>, Option<Timestamp>)>,
     /// (page, psid, sk) -> token; BTreeMap so that listings are in a stable order.
     tokens: BTreeMap<(String, String, String), TokenItem>,
@@ -355,7 +359,14 @@ impl ThreadLedger for MemoryStore {
                 done_actions: record.done_actions,
                 started_actions: record.started_actions,
             },
-            None => Progress::default(),
+            None => {
+                // Commands are stamped at time 0 and are never a copy of an event.
+                let forgotten = inner.forgotten.get(&turn.thread).copied();
+                if turn.at.as_millis() > 0 && forgotten.is_some_and(|f| turn.at <= f) {
+                    return Ok(Opened::Duplicate { outcome: None });
+                }
+                Progress::default()
+            }
         };
         let thread = inner.threads.get(&turn.thread).cloned().unwrap_or_default();
         let number = inner.versions.get(&turn.thread).copied().unwrap_or(0);
@@ -401,9 +412,42 @@ impl ThreadLedger for MemoryStore {
         record.lease_until = now.plus_millis(CLAIM_LEASE_MS);
         write_step(&mut record, step, now);
         inner.turns.insert(turn.entry(), record);
+        inner.turn_threads.insert(turn.entry(), turn.thread.clone());
         inner.threads.insert(turn.thread.clone(), thread.clone());
         *inner.versions.entry(turn.thread.clone()).or_default() += 1;
         Ok(Some(token))
+    }
+
+    async fn forget_person(&self, thread: &ThreadKey, at: Timestamp) -> Result<usize, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "forget_person")?;
+        let mark = inner.forgotten.entry(thread.clone()).or_insert(at);
+        *mark = (*mark).max(at);
+        let mut erased = usize::from(inner.threads.remove(thread).is_some());
+        let entries: Vec<String> = inner
+            .turn_threads
+            .iter()
+            .filter(|(_, t)| *t == thread)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in entries {
+            inner.turn_threads.remove(&name);
+            erased += usize::from(inner.turns.remove(&name).is_some());
+        }
+        if let crate::thread::Person::Psid(psid) = &thread.person {
+            let page = thread.page.as_str();
+            let before = inner.tokens.len();
+            inner
+                .tokens
+                .retain(|(p, person, _), _| !(p == page && person == psid.as_str()));
+            erased += before - inner.tokens.len();
+            inner
+                .guards
+                .retain(|(p, person, _), _| !(p == page && person == psid.as_str()));
+        }
+        // Every write to a thread moves its version on, an erasure too.
+        *inner.versions.entry(thread.clone()).or_default() += 1;
+        Ok(erased)
     }
 
     async fn step_turn(

@@ -39,7 +39,9 @@ use crate::expr::{Expr, get_n, get_ts, n, n_ms, s, ttl_after_days};
 use crate::keys::{event_pk, ledger_archive_sk, thread_pk};
 use crate::ledger::{lost_claim, new_claim_token};
 use crate::threads::{thread_fields, thread_state};
-use crate::{CLAIM_LEASE_MS, ClaimToken, EVENT_RECORD_DAYS, StoreError, ThreadLedger, ThreadState};
+use crate::{
+    CLAIM_LEASE_MS, ClaimToken, EVENT_RECORD_DAYS, StoreError, ThreadKey, ThreadLedger, ThreadState,
+};
 use conversation::ledger::{Consistency, DoneEntry, Opened, Progress, Step, TurnKey, Version};
 
 /// Above this estimated size (bytes) the thread's item archives its processed
@@ -58,6 +60,37 @@ fn entry_attr(turn: &TurnKey) -> String {
 }
 
 type Item = HashMap<String, AttributeValue>;
+
+const FORGOTTEN_SK: &str = "FORGOTTEN";
+
+/// The forget mark's key: a digest of the thread's key, so that the mark holds
+/// no id of the person.
+fn forgotten_pk(thread: &ThreadKey) -> String {
+    use sha2::{Digest, Sha256};
+    format!(
+        "FORGOTTEN#{}",
+        hex::encode(Sha256::digest(thread_pk(thread).as_bytes()))
+    )
+}
+
+impl DynamoStore {
+    /// When the person of this thread was forgotten, if they were.
+    async fn forgotten_at(
+        &self,
+        thread: &ThreadKey,
+        read: Consistency,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        let mark = self
+            .get_with(
+                "GetItem(forget-mark)",
+                forgotten_pk(thread),
+                FORGOTTEN_SK,
+                read,
+            )
+            .await?;
+        Ok(get_ts(&mark, "at"))
+    }
+}
 
 fn field<'a>(entry: &'a Item, name: &str) -> Option<&'a AttributeValue> {
     entry.get(name)
@@ -315,6 +348,14 @@ impl ThreadLedger for DynamoStore {
             .await?;
         let name = turn.entry();
         let archived_until = get_ts(&item, "lg_floor");
+        // A person forgotten: the mark, read only when there is no thread (as
+        // fresh as the turn's read); a thread created again after the forget
+        // carries it as `fg`.
+        let forgotten = if item.is_empty() {
+            self.forgotten_at(&turn.thread, read).await?
+        } else {
+            get_ts(&item, "fg")
+        };
         let progress = match item.get(&entry_attr(turn)).and_then(|v| v.as_m().ok()) {
             Some(entry)
                 if field(entry, "s")
@@ -340,6 +381,10 @@ impl ThreadLedger for DynamoStore {
                 }
             }
             None => {
+                // Commands are stamped at time 0 and are never a copy of an event.
+                if turn.at.as_millis() > 0 && forgotten.is_some_and(|f| turn.at <= f) {
+                    return Ok(Opened::Duplicate { outcome: None });
+                }
                 if archived_until.is_some_and(|floor| turn.at <= floor)
                     && self.archived(&pk, &name).await?
                 {
@@ -386,8 +431,66 @@ impl ThreadLedger for DynamoStore {
                 done,
                 archived_until,
                 archive,
+                forgotten_until: forgotten,
             },
         })
+    }
+
+    async fn forget_person(&self, thread: &ThreadKey, at: Timestamp) -> Result<usize, StoreError> {
+        // The mark first: from here on, a copy of an older event recreates nothing.
+        let mut expr = Expr::default();
+        expr.set("at", n_ms(at))
+            .set("ttl", ttl_after_days(at, EVENT_RECORD_DAYS));
+        let at_name = expr.name("at");
+        let at_value = expr.value(n_ms(at));
+        expr.condition(format!(
+            "attribute_not_exists({at_name}) OR {at_name} < {at_value}"
+        ));
+        self.update(
+            "UpdateItem(forget-mark)",
+            forgotten_pk(thread),
+            FORGOTTEN_SK,
+            expr,
+            false,
+        )
+        .await?;
+        // Then every item under the person's key: the thread, its ledger's
+        // archive, the notification tokens.
+        let pk = thread_pk(thread);
+        let mut erased = 0;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(&pk))
+                .projection_expression("pk, sk")
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| crate::error::from_sdk("Query(forget)", e))?;
+            for item in out.items() {
+                let Some(sk) = item.get("sk").cloned() else {
+                    continue;
+                };
+                self.client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .key("pk", s(&pk))
+                    .key("sk", sk)
+                    .send()
+                    .await
+                    .map_err(|e| crate::error::from_sdk("DeleteItem(forget)", e))?;
+                erased += 1;
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(erased);
+            }
+        }
     }
 
     async fn take_turn(
@@ -423,6 +526,11 @@ impl ThreadLedger for DynamoStore {
                 let path = expr.path(&[&format!("e_{}", done.name), "o"]);
                 expr.remove_path(path);
             }
+        }
+        if version.number == 0
+            && let Some(forgotten) = version.forgotten_until
+        {
+            expr.set("fg", n_ms(forgotten));
         }
         let ver = expr.name("ver");
         let next = expr.value(n(i64::try_from(version.number + 1).unwrap_or(i64::MAX)));

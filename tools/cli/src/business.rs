@@ -76,25 +76,74 @@ impl SendArgs {
     }
 }
 
+/// `messenger forget`: erase everything kept about one person of one Page.
+#[derive(Debug, clap::Args)]
+pub struct ForgetArgs {
+    #[arg(long, env = "PAGE_ID")]
+    page: String,
+    /// The person (their page-scoped id).
+    #[arg(long)]
+    psid: String,
+    /// The command's id; a fresh one by default.
+    #[arg(long)]
+    id: Option<String>,
+}
+
+impl ForgetArgs {
+    pub fn command(&self) -> Result<Command> {
+        let command: Command = serde_json::from_value(json!({
+            "type": "forget",
+            "command_id": self.id.clone().unwrap_or_else(|| format!("cli-{}", fresh_id())),
+            "page_id": self.page,
+            "psid": self.psid,
+        }))
+        .map_err(|e| format!("not a valid command: {e}"))?;
+        command
+            .validate()
+            .map_err(|invalid| format!("not a valid command: {invalid}"))?;
+        Ok(command)
+    }
+}
+
+/// Queues a `forget` in the person's thread group: it runs after whatever of the
+/// person's events is already queued, and erases what they left.
+pub async fn forget(env: &Env, sdk: &SdkConfig, args: &ForgetArgs) -> Result<()> {
+    let command = args.command()?;
+    queue(env, sdk, &command).await?;
+    println!(
+        "queued forget {} for {} of Page {}: Person Forgotten (with its confirmation code) is published once it is done (messenger events tail)",
+        command.command_id(),
+        args.psid,
+        args.page
+    );
+    Ok(())
+}
+
 /// Queues the send in the person's thread group, as `POST /commands` does.
 pub async fn send(env: &Env, sdk: &SdkConfig, args: &SendArgs) -> Result<()> {
     let command = args.command()?;
-    let queue = env.require("EVENTS_QUEUE_URL", FROM_OUTPUTS)?;
-    aws_sdk_sqs::Client::new(sdk)
-        .send_message()
-        .queue_url(&queue)
-        .message_group_id(command.queue_group())
-        .message_deduplication_id(command.dedup_id())
-        .message_body(serde_json::to_string(&command)?)
-        .send()
-        .await
-        .map_err(|e| format!("cannot queue the command: {}", describe(&e)))?;
+    queue(env, sdk, &command).await?;
     println!(
         "queued send {} to {} of Page {}: its outcome is published as Command Completed (messenger events tail)",
         command.command_id(),
         args.psid,
         args.page
     );
+    Ok(())
+}
+
+/// Puts a command on the events queue in its thread's group.
+async fn queue(env: &Env, sdk: &SdkConfig, command: &Command) -> Result<()> {
+    let queue = env.require("EVENTS_QUEUE_URL", FROM_OUTPUTS)?;
+    aws_sdk_sqs::Client::new(sdk)
+        .send_message()
+        .queue_url(&queue)
+        .message_group_id(command.queue_group())
+        .message_deduplication_id(command.dedup_id())
+        .message_body(serde_json::to_string(command)?)
+        .send()
+        .await
+        .map_err(|e| format!("cannot queue the command: {}", describe(&e)))?;
     Ok(())
 }
 

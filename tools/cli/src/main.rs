@@ -59,6 +59,9 @@ enum Command {
     /// Send one message to one person through the backend's rules (a `send`
     /// command on EVENTS_QUEUE_URL, in the person's thread group).
     Send(business::SendArgs),
+    /// Erase everything kept about one person of one Page (a `forget` command on
+    /// EVENTS_QUEUE_URL, after whatever of theirs is already queued).
+    Forget(business::ForgetArgs),
     /// What the backend publishes on its EventBridge bus (EVENT_BUS_NAME).
     #[command(subcommand)]
     Events(business::EventsCommand),
@@ -120,6 +123,7 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Simulate(sample) => samples::send(&env, sample).await,
         Command::Send(args) => business::send(&env, &settings::sdk().await, &args).await,
+        Command::Forget(args) => business::forget(&env, &settings::sdk().await, &args).await,
         Command::Events(command) => business::events(&env, &settings::sdk().await, command).await,
         Command::Notify { page, topic, text } => {
             let sdk = settings::sdk().await;
