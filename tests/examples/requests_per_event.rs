@@ -189,6 +189,7 @@ async fn main() {
         );
         let hook = webhook::Webhook {
             verify_token: wired.verify_token,
+            deletion: wired.deletion,
             receiver: webhook::Receiver {
                 queue: webhook::SqsQueue::new(sqs, &queue),
                 ..wired.receiver

@@ -360,6 +360,7 @@ async fn every_kind_of_bad_input_gets_its_documented_answer_and_loses_nothing_va
         let (status, on_queue) = if memory {
             let hook = webhook::Webhook {
                 verify_token: wired.verify_token,
+                deletion: wired.deletion,
                 receiver: webhook::Receiver {
                     verifier: wired.receiver.verifier,
                     max_body_bytes: wired.receiver.max_body_bytes,

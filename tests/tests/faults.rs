@@ -43,6 +43,7 @@ async fn sqs_refusing_a_tenth_of_the_entries_loses_nothing_the_webhook_acknowled
         .unwrap();
     let hook = webhook::Webhook {
         verify_token: wired.verify_token,
+        deletion: wired.deletion,
         receiver: webhook::Receiver {
             verifier: wired.receiver.verifier,
             max_body_bytes: wired.receiver.max_body_bytes,

@@ -666,6 +666,8 @@ fn the_outputs_the_readme_names_exist() {
         "DashboardUrl",
         "EventBusName",
         "CommandsUrl",
+        "DataDeletionUrl",
+        "DeauthorizeUrl",
     ] {
         assert!(!t["Outputs"][output].is_null(), "{output} missing");
         assert!(
@@ -677,6 +679,56 @@ fn the_outputs_the_readme_names_exist() {
             "the README does not mention the {output} output"
         );
     }
+}
+
+/// Every route of the HTTP API, with its method and authorization: Meta's
+/// routes open (their requests are signed by Meta), the commands IAM-only.
+#[test]
+fn the_http_api_routes_are_the_contracts_with_their_methods_and_auth() {
+    let t = template();
+    let events = t["Resources"]["WebhookFunction"]["Properties"]["Events"]
+        .as_mapping()
+        .unwrap();
+    let mut routes: Vec<(String, String, String)> = events
+        .values()
+        .filter(|e| e["Type"].as_str() == Some("HttpApi"))
+        .map(|e| {
+            let p = &e["Properties"];
+            (
+                p["Path"].as_str().unwrap().to_owned(),
+                p["Method"].as_str().unwrap().to_owned(),
+                p["Auth"]["Authorizer"]
+                    .as_str()
+                    .unwrap_or("NONE")
+                    .to_owned(),
+            )
+        })
+        .collect();
+    routes.sort();
+    let expected: Vec<(String, String, String)> = [
+        ("/commands", "POST", "AWS_IAM"),
+        ("/data-deletion", "GET", "NONE"),
+        ("/data-deletion", "POST", "NONE"),
+        ("/deauthorize", "POST", "NONE"),
+        ("/webhook", "GET", "NONE"),
+        ("/webhook", "POST", "NONE"),
+    ]
+    .iter()
+    .map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned()))
+    .collect();
+    assert_eq!(routes, expected);
+    // The webhook's table access is limited to the deletion records.
+    let statements = t["Resources"]["WebhookFunction"]["Properties"]["Policies"][0]["Statement"]
+        .as_sequence()
+        .unwrap();
+    let table = statements
+        .iter()
+        .find(|s| s["Sid"].as_str() == Some("RecordDeletionRequests"))
+        .unwrap();
+    assert_eq!(
+        table["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"][0].as_str(),
+        Some("DELETION#*")
+    );
 }
 
 /// The README's bot example is the one compiled as the doc test of `Bot`.

@@ -488,3 +488,184 @@ async fn aws_sdk_secretsmanager_arn(sdk: &SdkConfig, document: &str) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// An HTTP API request to the data deletion or deauthorize route.
+fn callback_request(method: &str, path: &str, query: &str, form: &str) -> lambda_http::Request {
+    let mut event = event_json("webhook-post.json");
+    event["routeKey"] = format!("{method} {path}").into();
+    event["rawPath"] = path.into();
+    event["rawQueryString"] = query.into();
+    event["requestContext"]["http"]["method"] = method.into();
+    event["requestContext"]["http"]["path"] = path.into();
+    event["requestContext"]["routeKey"] = format!("{method} {path}").into();
+    event["headers"] = json!({
+        "host": "abcdefghij.execute-api.us-east-1.amazonaws.com",
+        "content-type": "application/x-www-form-urlencoded"
+    });
+    if !query.is_empty() {
+        let params: serde_json::Map<String, serde_json::Value> = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.into()))
+            .collect();
+        event["queryStringParameters"] = params.into();
+    }
+    event["body"] = form.into();
+    request(&event)
+}
+
+/// How many deletion records the table holds.
+async fn deletion_records(sdk: &SdkConfig, table: &str) -> usize {
+    aws_sdk_dynamodb::Client::new(sdk)
+        .scan()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .iter()
+        .filter(|i| {
+            i.get("pk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|pk| pk.starts_with("DELETION#"))
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_signed_data_deletion_request_is_recorded_and_its_status_page_answers() {
+    use hub_signature::signed_request::sign;
+    let sdk = emulator().await;
+    let queue = fifo_queue(&sdk).await;
+    let bucket = bucket(&sdk).await;
+    let table = table(&sdk).await;
+    let mut env = webhook_env(&queue, &bucket);
+    env.insert("TABLE_NAME".to_owned(), table.clone());
+    let hook = webhook_for(&sdk, &env).await;
+    let expires = now_ms() / 1000 + 3600;
+    let payload = format!(
+        r#"{{"algorithm":"HMAC-SHA256","expires":{expires},"issued_at":{},"user_id":"1234567890"}}"#,
+        expires - 3600
+    );
+    let signed = sign(&payload, LOCAL_APP_SECRET.as_bytes());
+    let answer = |form: String| {
+        let hook = &hook;
+        async move {
+            let r = hook
+                .handle(callback_request("POST", "/data-deletion", "", &form))
+                .await
+                .unwrap();
+            (r.status(), body_text(&r))
+        }
+    };
+
+    // Refused, and nothing recorded: each a 403 (signature) or a 400.
+    let (sig, body) = signed.split_once('.').unwrap();
+    let tampered = format!("{sig}.{}", &body[..body.len() - 2]);
+    let other_secret = sign(&payload, b"not-the-app-secret");
+    let sha1 = sign(
+        &payload.replace("HMAC-SHA256", "HMAC-SHA1"),
+        LOCAL_APP_SECRET.as_bytes(),
+    );
+    let padded = format!("{signed}=");
+    let expired = sign(
+        &payload.replace(&expires.to_string(), "1000"),
+        LOCAL_APP_SECRET.as_bytes(),
+    );
+    let huge = "A".repeat(1024 * 1024);
+    for (form, status) in [
+        (format!("signed_request={tampered}"), StatusCode::FORBIDDEN),
+        (
+            format!("signed_request={other_secret}"),
+            StatusCode::FORBIDDEN,
+        ),
+        (format!("signed_request={sha1}"), StatusCode::BAD_REQUEST),
+        (format!("signed_request={padded}"), StatusCode::BAD_REQUEST),
+        (format!("signed_request={expired}"), StatusCode::BAD_REQUEST),
+        (format!("signed_request={huge}"), StatusCode::BAD_REQUEST),
+        ("user_id=1234567890".to_owned(), StatusCode::BAD_REQUEST),
+    ] {
+        let (got, text) = answer(form.clone()).await;
+        assert_eq!(got, status, "{}: {text}", &form[..form.len().min(60)]);
+        assert!(!text.contains(LOCAL_APP_SECRET), "{text}");
+    }
+    assert_eq!(deletion_records(&sdk, &table).await, 0);
+
+    // Accepted: the URL of its status page and the code; recorded once however
+    // often Meta sends it.
+    let (status, text) = answer(format!("signed_request={signed}")).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let answer_json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let code = answer_json["confirmation_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(code.len(), 16);
+    assert_eq!(
+        answer_json["url"],
+        format!("https://abcdefghij.execute-api.us-east-1.amazonaws.com/data-deletion?code={code}")
+    );
+    let (_, again) = answer(format!("signed_request={signed}")).await;
+    assert!(again.contains(&code));
+    assert_eq!(deletion_records(&sdk, &table).await, 1);
+    // The record holds no id of the person.
+    let items = aws_sdk_dynamodb::Client::new(&sdk)
+        .scan()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+    assert!(!format!("{:?}", items.items()).contains("1234567890"));
+
+    let status_page = hook
+        .handle(callback_request(
+            "GET",
+            "/data-deletion",
+            &format!("code={code}"),
+            "",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(status_page.status(), StatusCode::OK);
+    assert!(body_text(&status_page).contains(&code));
+    assert!(body_text(&status_page).contains("completed"));
+    for unknown in ["0123456789abcdef", "../../etc", ""] {
+        let r = hook
+            .handle(callback_request(
+                "GET",
+                "/data-deletion",
+                &format!("code={unknown}"),
+                "",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{unknown}");
+    }
+
+    // Deauthorize: the same signature rules, recorded under its own code.
+    let deauth = sign(
+        r#"{"algorithm":"HMAC-SHA256","user_id":"1234567890","profile_id":"100000000000001"}"#,
+        LOCAL_APP_SECRET.as_bytes(),
+    );
+    let r = hook
+        .handle(callback_request(
+            "POST",
+            "/deauthorize",
+            "",
+            &format!("signed_request={deauth}"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", body_text(&r));
+    let bad = hook
+        .handle(callback_request(
+            "POST",
+            "/deauthorize",
+            "",
+            &format!("signed_request={other_secret}"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::FORBIDDEN);
+    assert_eq!(deletion_records(&sdk, &table).await, 2);
+}

@@ -12,12 +12,15 @@ use messenger_types::Command;
 use signals::Metric;
 
 use crate::accept::{AcceptError, EventQueue, OutgoingMessage, Quarantine, Receiver};
+use crate::deletion::{self, Callback, CallbackError, DataDeletion};
 
 /// The webhook function: subscription check (GET) and event delivery (POST).
 #[derive(Debug)]
 pub struct Webhook<Q, S> {
     pub verify_token: SecretString,
     pub receiver: Receiver<Q, S>,
+    /// Meta's data deletion and deauthorize callbacks.
+    pub deletion: DataDeletion,
 }
 
 impl<Q: EventQueue, S: Quarantine> Webhook<Q, S> {
@@ -30,12 +33,21 @@ impl<Q: EventQueue, S: Quarantine> Webhook<Q, S> {
     }
 
     async fn route(&self, req: Request) -> Result<Response<Body>, lambda_http::Error> {
-        if req
-            .uri()
-            .path()
-            .trim_end_matches('/')
-            .ends_with("/commands")
-        {
+        let path = req.uri().path().trim_end_matches('/');
+        if path.ends_with("/data-deletion") {
+            return Ok(match *req.method() {
+                Method::POST => self.callback(&req, Callback::DataDeletion).await,
+                Method::GET => self.deletion_status(&req).await,
+                _ => not_allowed("GET, POST"),
+            }?);
+        }
+        if path.ends_with("/deauthorize") {
+            return Ok(match *req.method() {
+                Method::POST => self.callback(&req, Callback::Deauthorize).await,
+                _ => not_allowed("POST"),
+            }?);
+        }
+        if path.ends_with("/commands") {
             return Ok(match *req.method() {
                 Method::POST => self.command(&req).await,
                 _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed").map(|mut r| {
@@ -201,6 +213,115 @@ impl<Q: EventQueue, S: Quarantine> Webhook<Q, S> {
             }
         }
     }
+}
+
+impl<Q: EventQueue, S: Quarantine> Webhook<Q, S> {
+    /// `POST /data-deletion` and `POST /deauthorize`: Meta's callbacks, signed
+    /// with the app secret (`signed_request`). A bad signature is 403, anything
+    /// else wrong 400, and nothing is recorded for either.
+    async fn callback(
+        &self,
+        req: &Request,
+        callback: Callback,
+    ) -> Result<Response<Body>, lambda_http::http::Error> {
+        let body: &[u8] = match req.body() {
+            Body::Text(s) => s.as_bytes(),
+            Body::Binary(b) => b,
+            _ => b"",
+        };
+        let now = messenger_types::Timestamp::now().as_millis();
+        match self.deletion.accept(callback, body, now).await {
+            Ok((code, verified)) => match callback {
+                Callback::DataDeletion => {
+                    tracing::info!(confirmation_code = %code, "data deletion request recorded");
+                    let url = format!("{}?code={code}", public_url(req));
+                    json(
+                        StatusCode::OK,
+                        &serde_json::json!({"url": url, "confirmation_code": code}),
+                    )
+                }
+                Callback::Deauthorize => {
+                    // The operator disconnects the Page: its token in the secret
+                    // no longer works (README, Data protection).
+                    tracing::warn!(
+                        confirmation_code = %code,
+                        page_id = verified.profile_id.as_deref().unwrap_or("-"),
+                        alert = true,
+                        "the app was removed (deauthorize): remove the Page's token and stop its subscription"
+                    );
+                    json(
+                        StatusCode::OK,
+                        &serde_json::json!({"confirmation_code": code}),
+                    )
+                }
+            },
+            Err(CallbackError::Unrecorded(error)) => {
+                tracing::error!(%error, callback = callback.as_str(), "callback not recorded; Meta sends it again");
+                json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"message": "the request could not be recorded; send it again"}),
+                )
+            }
+            Err(error) => {
+                let forbidden =
+                    matches!(&error, CallbackError::SignedRequest(e) if e.is_forbidden());
+                if forbidden {
+                    signals::count(Metric::SignatureRejected, 1);
+                }
+                tracing::warn!(%error, callback = callback.as_str(), "callback refused");
+                let status = if forbidden {
+                    StatusCode::FORBIDDEN
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                json(status, &serde_json::json!({"message": error.to_string()}))
+            }
+        }
+    }
+
+    /// `GET /data-deletion?code=`: the status of a recorded request, for a person.
+    async fn deletion_status(
+        &self,
+        req: &Request,
+    ) -> Result<Response<Body>, lambda_http::http::Error> {
+        let query = req.query_string_parameters_ref();
+        let code = query.and_then(|q| q.first("code")).unwrap_or_default();
+        if !deletion::is_code(code) {
+            return text(StatusCode::NOT_FOUND, "no such request");
+        }
+        match self.deletion.log.find(code).await {
+            Ok(Some(recorded)) => text(StatusCode::OK, deletion::status_page(code, &recorded)),
+            Ok(None) => text(StatusCode::NOT_FOUND, "no such request"),
+            Err(error) => {
+                tracing::error!(%error, "deletion status not read");
+                text(StatusCode::SERVICE_UNAVAILABLE, "try again later")
+            }
+        }
+    }
+}
+
+/// This route's public address: `https://<host><path>` as API Gateway saw it.
+fn public_url(req: &Request) -> String {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .unwrap_or("localhost");
+    let scheme = if host.starts_with("127.0.0.1") || host.starts_with("localhost") {
+        "http"
+    } else {
+        "https"
+    };
+    format!("{scheme}://{host}{}", req.uri().path())
+}
+
+fn not_allowed(allow: &'static str) -> Result<Response<Body>, lambda_http::http::Error> {
+    text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed").map(|mut r| {
+        r.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+        r
+    })
 }
 
 /// The largest command body taken: SQS's message limit.

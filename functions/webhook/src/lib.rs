@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod accept;
+pub mod deletion;
 pub mod http;
 pub mod quarantine;
 pub mod sqs;
@@ -60,15 +61,21 @@ pub type AwsWebhook = Webhook<SqsQueue, S3Quarantine>;
 pub async fn from_env(env: &impl Lookup, sdk: &SdkConfig) -> Result<AwsWebhook, ConfigError> {
     let config = Config::from_env(env)?;
     let (secrets, origin) = Secrets::load(env, sdk).await?;
-    let verifier = Verifier::new(
-        secrets
-            .require_app_secret(origin)?
-            .expose_secret()
-            .as_bytes(),
-    );
+    let app_secret = secrets.require_app_secret(origin)?.clone();
+    let verifier = Verifier::new(app_secret.expose_secret().as_bytes());
     let verify_token = secrets.require_verify_token(origin)?.clone();
+    // The data deletion and deauthorize callbacks record their requests in the
+    // table (only `DELETION#` keys); without one they answer 503.
+    let log: Box<dyn deletion::DeletionLog> = match env.get("TABLE_NAME") {
+        Some(table) if !table.trim().is_empty() => Box::new(deletion::DynamoDeletionLog::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            table,
+        )),
+        _ => Box::new(deletion::NoDeletionLog),
+    };
     Ok(Webhook {
         verify_token,
+        deletion: deletion::DataDeletion { app_secret, log },
         receiver: Receiver {
             verifier,
             max_body_bytes: config.max_body_bytes,

@@ -20,6 +20,10 @@ const SECRET: &str = "property-test-secret";
 fn hook() -> Webhook<MemoryQueue, MemoryQuarantine> {
     Webhook {
         verify_token: SecretString::from("property-test-token"),
+        deletion: webhook::deletion::DataDeletion {
+            app_secret: SecretString::from(SECRET.to_owned()),
+            log: Box::new(webhook::deletion::NoDeletionLog),
+        },
         receiver: Receiver {
             verifier: Verifier::new(SECRET.as_bytes()),
             max_body_bytes: 16 * 1024,

@@ -1,6 +1,7 @@
 //! The local stack: the three functions' own code, wired as Lambda wires them.
 //!
-//! - the webhook answers HTTP on 127.0.0.1 (route `/webhook`), as API Gateway would;
+//! - the webhook answers HTTP on 127.0.0.1 (route `/webhook`, and Meta's callbacks
+//!   `/data-deletion` and `/deauthorize`), as API Gateway would;
 //! - a trigger loop receives up to 10 messages from the events queue, hands them to
 //!   the processor as one SQS event, deletes what succeeded and leaves the reported
 //!   failures for SQS to deliver again after the visibility timeout; after the
@@ -426,10 +427,13 @@ where
 /// Turns an HTTP request into the request lambda_http hands the webhook behind API
 /// Gateway, and the webhook's answer back into HTTP.
 async fn bridge(webhook: &webhook::AwsWebhook, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    if req.uri().path() != "/webhook" {
+    if !matches!(
+        req.uri().path(),
+        "/webhook" | "/data-deletion" | "/deauthorize"
+    ) {
         return plain(
             StatusCode::NOT_FOUND,
-            "not found: the webhook is at /webhook",
+            "not found: the webhook is at /webhook (and Meta's callbacks at /data-deletion, /deauthorize)",
         );
     }
     let (parts, body) = req.into_parts();
