@@ -731,6 +731,28 @@ fn the_http_api_routes_are_the_contracts_with_their_methods_and_auth() {
     );
 }
 
+/// Quarantined bodies (which can hold message text) expire after
+/// `QuarantineRetentionDays`.
+#[test]
+fn quarantined_bodies_expire_after_quarantine_retention_days() {
+    let t = template();
+    let parameter = &t["Parameters"]["QuarantineRetentionDays"];
+    assert_eq!(parameter["Default"].as_u64(), Some(30));
+    let rules = t["Resources"]["QuarantineBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+        .as_sequence()
+        .unwrap();
+    let rule = rules
+        .iter()
+        .find(|r| {
+            r["Status"].as_str() == Some("Enabled") && r["Prefix"].as_str() == Some("quarantine/")
+        })
+        .expect("a lifecycle rule on quarantine/");
+    assert!(
+        is_ref(&rule["ExpirationInDays"], "QuarantineRetentionDays"),
+        "{rule:?}"
+    );
+}
+
 /// The README's bot example is the one compiled as the doc test of `Bot`.
 #[test]
 fn the_readme_bot_example_is_the_compiled_one() {
