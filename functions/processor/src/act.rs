@@ -7,8 +7,9 @@ use graph_api::{ErrorClass, GraphError};
 use messenger_store::{
     Control, Person, Store, ThreadChange, ThreadKey, ThreadState, TokenStore, Unreachable,
 };
-use messenger_types::Timestamp;
 use messenger_types::send::{MessagingType, OutgoingMessage, Recipient, SendRequest};
+use messenger_types::{PageId, Psid, Timestamp};
+use secrecy::SecretString;
 
 use crate::bot::{Action, Bot};
 use crate::pipeline::Work;
@@ -44,13 +45,9 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                     tracing::warn!(page_id = %w.page, reason = reason.code(), "send refused by policy");
                     return Ok(Outcome::Refused { reason });
                 }
-                let Some(token) = self.tokens.get(w.page) else {
-                    tracing::error!(page_id = %w.page, "no Page access token for this Page");
-                    return Ok(Outcome::Refused {
-                        reason: Refusal::NoPageToken {
-                            page: w.page.clone(),
-                        },
-                    });
+                let token = match self.page_token(w.page) {
+                    Ok(token) => token,
+                    Err(refused) => return Ok(refused),
                 };
                 let recipient = match &to.person {
                     Person::Psid(psid) => Recipient::Id(psid.clone()),
@@ -82,10 +79,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                 }
             }
             Action::PassThreadControl { to: app, metadata } => {
-                let Some((key, psid)) = event_thread.and_then(|key| match &key.person {
-                    Person::Psid(psid) => Some((key, psid)),
-                    Person::UserRef(_) => None,
-                }) else {
+                let Some((key, psid)) = with_psid(event_thread) else {
                     return Ok(Outcome::Refused {
                         reason: Refusal::NoThreadToPass,
                     });
@@ -97,13 +91,9 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                         },
                     });
                 }
-                let Some(token) = self.tokens.get(w.page) else {
-                    tracing::error!(page_id = %w.page, "no Page access token for this Page");
-                    return Ok(Outcome::Refused {
-                        reason: Refusal::NoPageToken {
-                            page: w.page.clone(),
-                        },
-                    });
+                let token = match self.page_token(w.page) {
+                    Ok(token) => token,
+                    Err(refused) => return Ok(refused),
                 };
                 match self
                     .graph
@@ -155,10 +145,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         topic: &str,
         message: &OutgoingMessage,
     ) -> Result<Outcome, ProcessError> {
-        let Some(psid) = event_thread.and_then(|key| match &key.person {
-            Person::Psid(psid) => Some(psid),
-            Person::UserRef(_) => None,
-        }) else {
+        let Some((_, psid)) = with_psid(event_thread) else {
             return Ok(Outcome::Refused {
                 reason: Refusal::NoTokenForTopic {
                     topic: topic.to_owned(),
@@ -180,13 +167,9 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             tracing::warn!(page_id = %w.page, reason = reason.code(), "notification refused by policy; token kept");
             return Ok(Outcome::Refused { reason });
         }
-        let Some(page_token) = self.tokens.get(w.page) else {
-            tracing::error!(page_id = %w.page, "no Page access token for this Page");
-            return Ok(Outcome::Refused {
-                reason: Refusal::NoPageToken {
-                    page: w.page.clone(),
-                },
-            });
+        let page_token = match self.page_token(w.page) {
+            Ok(token) => token,
+            Err(refused) => return Ok(refused),
         };
         for at in self.store.person_tokens(w.page, psid, topic).await? {
             let spend = crate::notify::spend_id(&at.sk);
@@ -209,6 +192,16 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         })
     }
 
+    /// The Page's access token, or the refusal recorded when there is none.
+    pub(crate) fn page_token(&self, page: &PageId) -> Result<&SecretString, Outcome> {
+        self.tokens.get(page).ok_or_else(|| {
+            tracing::error!(page_id = %page, "no Page access token for this Page");
+            Outcome::Refused {
+                reason: Refusal::NoPageToken { page: page.clone() },
+            }
+        })
+    }
+
     /// Takes the thread (`take` is `Some(metadata)`) or releases it (`None`), and
     /// records who controls it once Meta confirmed.
     async fn change_control(
@@ -218,21 +211,14 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         thread: &mut ThreadState,
         take: Option<Option<&str>>,
     ) -> Result<Outcome, ProcessError> {
-        let Some((key, psid)) = event_thread.and_then(|key| match &key.person {
-            Person::Psid(psid) => Some((key, psid)),
-            Person::UserRef(_) => None,
-        }) else {
+        let Some((key, psid)) = with_psid(event_thread) else {
             return Ok(Outcome::Refused {
                 reason: Refusal::NoThreadToPass,
             });
         };
-        let Some(token) = self.tokens.get(w.page) else {
-            tracing::error!(page_id = %w.page, "no Page access token for this Page");
-            return Ok(Outcome::Refused {
-                reason: Refusal::NoPageToken {
-                    page: w.page.clone(),
-                },
-            });
+        let token = match self.page_token(w.page) {
+            Ok(token) => token,
+            Err(refused) => return Ok(refused),
         };
         let answered = match take {
             Some(metadata) => {
@@ -299,4 +285,13 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         }
         Ok(Outcome::graph_refused(&e))
     }
+}
+
+/// The event's thread and its person's PSID, when the event names one by PSID
+/// (thread control and tokens need a PSID; a checkbox `user_ref` has none).
+fn with_psid(event_thread: Option<&ThreadKey>) -> Option<(&ThreadKey, &Psid)> {
+    event_thread.and_then(|key| match &key.person {
+        Person::Psid(psid) => Some((key, psid)),
+        Person::UserRef(_) => None,
+    })
 }

@@ -242,13 +242,9 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         let now = (self.clock)();
         // Everything that can refuse or fail before the send happens before the
         // spend, so that a refusal or a failure here leaves the token untouched.
-        let Some(page_token) = self.tokens.get(&one.page_id) else {
-            tracing::error!(page_id = %one.page_id, "no Page access token for this Page");
-            return Ok(Outcome::Refused {
-                reason: Refusal::NoPageToken {
-                    page: one.page_id.clone(),
-                },
-            });
+        let page_token = match self.page_token(&one.page_id) {
+            Ok(token) => token,
+            Err(refused) => return Ok(refused),
         };
         let thread = self
             .store

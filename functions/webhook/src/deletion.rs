@@ -12,6 +12,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 use hmac::{Hmac, Mac};
 use hub_signature::signed_request::{self, SignedRequest, SignedRequestError};
@@ -110,7 +111,7 @@ impl DeletionLog for DynamoDeletionLog {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| format!("UpdateItem(deletion): {}", describe(&e)))
+                .map_err(|e| format!("UpdateItem(deletion): {}", DisplayErrorContext(&e)))
         })
     }
 
@@ -124,7 +125,7 @@ impl DeletionLog for DynamoDeletionLog {
                 .key("sk", AttributeValue::S(RECORD_SK.to_owned()))
                 .send()
                 .await
-                .map_err(|e| format!("GetItem(deletion): {}", describe(&e)))?;
+                .map_err(|e| format!("GetItem(deletion): {}", DisplayErrorContext(&e)))?;
             let Some(item) = out.item else {
                 return Ok(None);
             };
@@ -261,17 +262,6 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-fn describe<E: std::error::Error + 'static>(e: &E) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

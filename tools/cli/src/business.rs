@@ -10,6 +10,7 @@ use messenger_types::Command;
 use serde_json::{Value, json};
 
 use crate::Result;
+use crate::ops::describe;
 use crate::settings::{Env, fresh_id};
 
 const FROM_OUTPUTS: &str =
@@ -391,17 +392,6 @@ fn line(body: &str, whole: bool) -> String {
         event["detail-type"].as_str().unwrap_or("?"),
         event["detail"]
     )
-}
-
-fn describe<E: std::error::Error + 'static>(e: &E) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -393,7 +393,7 @@ async fn update_secret(
 }
 
 /// The SDK error with its service message, without the debug dump.
-fn describe<E: std::error::Error + 'static>(e: &E) -> String {
+pub(crate) fn describe<E: std::error::Error + 'static>(e: &E) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
