@@ -451,6 +451,80 @@ mod thread_ledger {
     }
 
     #[tokio::test]
+    async fn a_thread_expires_retention_days_after_its_last_event_and_reads_as_new() {
+        let store = store().await.with_retention_days(400);
+        let now = messenger_types::Timestamp::now().as_millis();
+        let t = turn("m_1", now);
+        let token = take(&store, &t, now, WORKING).await;
+        store
+            .step_turn(&t, &token, Step::Done { outcome: "{}" }, at(now))
+            .await
+            .unwrap();
+        let ttl = item(&store).await["ttl"]
+            .as_n()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap();
+        assert!((ttl - (now / 1000 + 400 * 86_400)).abs() < 60, "ttl {ttl}");
+        assert!(
+            store
+                .thread(&thread())
+                .await
+                .unwrap()
+                .last_user_interaction
+                .is_some()
+        );
+
+        // Past its ttl (DynamoDB has not deleted it yet): read as a new thread,
+        // and the next event's take replaces every field of the old state.
+        store
+            .client()
+            .update_item()
+            .table_name(store.table())
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(
+                    "PAGE#100000000000001#USER#2000000000000001".into(),
+                ),
+            )
+            .key(
+                "sk",
+                aws_sdk_dynamodb::types::AttributeValue::S("THREAD".into()),
+            )
+            .update_expression("SET #ttl = :past, entry_ref = :r, entry_ts = :t")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(
+                ":past",
+                aws_sdk_dynamodb::types::AttributeValue::N((now / 1000 - 1).to_string()),
+            )
+            .expression_attribute_values(
+                ":r",
+                aws_sdk_dynamodb::types::AttributeValue::S("old-campaign".into()),
+            )
+            .expression_attribute_values(
+                ":t",
+                aws_sdk_dynamodb::types::AttributeValue::N(now.to_string()),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            store.thread(&thread()).await.unwrap(),
+            ThreadState::default()
+        );
+        let later = turn("m_2", now + 1_000);
+        let Opened::Open { thread: read, .. } = open(&store, &later, now + 1_000).await else {
+            panic!("not open");
+        };
+        assert_eq!(read, ThreadState::default());
+        take(&store, &later, now + 1_000, WORKING).await;
+        let state = store.thread(&thread()).await.unwrap();
+        assert_eq!(state.entry_point, None);
+        assert_eq!(state.last_user_interaction, Some(at(now + 1_000)));
+        assert!(!item(&store).await.contains_key("entry_ref"));
+    }
+
+    #[tokio::test]
     async fn a_take_at_a_stale_version_is_refused_and_changes_nothing() {
         let store = store().await;
         let t = turn("m_1", 1_000);

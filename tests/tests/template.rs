@@ -753,6 +753,29 @@ fn quarantined_bodies_expire_after_quarantine_retention_days() {
     );
 }
 
+/// Threads expire `RetentionDays` after the person's last event, through the
+/// table's TTL attribute, never before a notification token they hold.
+#[test]
+fn threads_expire_after_retention_days_through_the_tables_ttl() {
+    let t = template();
+    let parameter = &t["Parameters"]["RetentionDays"];
+    assert_eq!(parameter["Default"].as_u64(), Some(400));
+    assert_eq!(
+        parameter["MinValue"].as_i64(),
+        Some(messenger_store::MIN_RETENTION_DAYS)
+    );
+    assert!(is_ref(
+        &t["Resources"]["ProcessorFunction"]["Properties"]["Environment"]["Variables"]["RETENTION_DAYS"],
+        "RetentionDays"
+    ));
+    let ttl = &t["Resources"]["Table"]["Properties"]["TimeToLiveSpecification"];
+    assert_eq!(ttl["Enabled"].as_bool(), Some(true));
+    assert_eq!(
+        ttl["AttributeName"].as_str(),
+        Some(messenger_store::schema::SCHEMA.ttl_attribute)
+    );
+}
+
 /// The README's bot example is the one compiled as the doc test of `Bot`.
 #[test]
 fn the_readme_bot_example_is_the_compiled_one() {

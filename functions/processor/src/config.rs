@@ -24,6 +24,9 @@ pub struct Config {
     /// `BOT`: `default` (the bot decides) or `none` (it never does: events are
     /// recorded and published, commands obeyed, nothing else sent).
     pub bot_on: bool,
+    /// `RETENTION_DAYS`: a thread expires this long after the person's last event
+    /// (default 400, at least 366: longer than any notification token it holds).
+    pub retention_days: i64,
 }
 
 impl Config {
@@ -44,6 +47,22 @@ impl Config {
             event_bus_name: env
                 .get("EVENT_BUS_NAME")
                 .filter(|name| !name.trim().is_empty()),
+            retention_days: match app_config::optional(
+                env,
+                "RETENTION_DAYS",
+                messenger_store::DEFAULT_RETENTION_DAYS,
+            )? {
+                days if days >= messenger_store::MIN_RETENTION_DAYS => days,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: "RETENTION_DAYS",
+                        reason: format!(
+                            "must be at least {} (a notification token lives a year)",
+                            messenger_store::MIN_RETENTION_DAYS
+                        ),
+                    });
+                }
+            },
             bot_on: match env.get("BOT").as_deref().map(str::trim) {
                 None | Some("" | "default") => true,
                 Some("none") => false,
@@ -107,7 +126,8 @@ pub async fn from_env_with_bot<B: Bot>(
         var: "GRAPH_API_BASE_URL",
         reason: e.to_string(),
     })?;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table_name);
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table_name)
+        .with_retention_days(config.retention_days);
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.events_queue_url);
     let mut processor = Processor::new(store, graph, bot, queue, tokens);
     processor.bot_on = config.bot_on;

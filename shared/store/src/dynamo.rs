@@ -18,7 +18,16 @@ use crate::{Consistency, StoreError, ThreadKey};
 pub struct DynamoStore {
     pub(crate) client: Client,
     pub(crate) table: String,
+    /// Days a thread's item lives after the person's last event (its `ttl`);
+    /// `None`: threads do not expire.
+    pub(crate) retention_days: Option<i64>,
 }
+
+/// `RetentionDays`' default: a little over a year after the person's last event.
+pub const DEFAULT_RETENTION_DAYS: i64 = 400;
+/// Never less: a one-time notification token lives a year from its optin, and an
+/// optin is an event of the thread, so the thread outlives every token it holds.
+pub const MIN_RETENTION_DAYS: i64 = 366;
 
 impl fmt::Debug for DynamoStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -33,7 +42,15 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
+            retention_days: None,
         }
+    }
+
+    /// Threads expire `days` after the person's last event (DynamoDB's TTL deletes
+    /// them within days after; reads treat an expired thread as absent meanwhile).
+    pub fn with_retention_days(mut self, days: i64) -> Self {
+        self.retention_days = Some(days.max(MIN_RETENTION_DAYS));
+        self
     }
 
     pub fn client(&self) -> &Client {

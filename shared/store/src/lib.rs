@@ -66,5 +66,5 @@ pub use conversation::thread::{
     AccountLink, Control, EntryPoint, PageChange, PageState, Person, ThreadChange, ThreadKey,
     ThreadState, Unreachable,
 };
-pub use dynamo::DynamoStore;
+pub use dynamo::{DEFAULT_RETENTION_DAYS, DynamoStore, MIN_RETENTION_DAYS};
 pub use turns::{ARCHIVE_ABOVE, LedgerEntry, item_size, ledger_entries};

@@ -82,7 +82,10 @@ impl ThreadStore for DynamoStore {
         let item = self
             .get("GetItem(thread)", crate::keys::thread_pk(key), "THREAD")
             .await?;
-        Ok(thread_state(&item))
+        Ok(thread_state(&crate::turns::expired_as_absent(
+            item,
+            Timestamp::now(),
+        )))
     }
 
     async fn update_thread(

@@ -63,6 +63,17 @@ type Item = HashMap<String, AttributeValue>;
 
 const FORGOTTEN_SK: &str = "FORGOTTEN";
 
+/// A thread whose `ttl` has passed is read as a new one (DynamoDB deletes it only
+/// within days): only its version is kept, so that the write that takes the
+/// event holds, and that write replaces every field of the thread's state.
+pub(crate) fn expired_as_absent(item: Item, now: Timestamp) -> Item {
+    let expired = get_n(&item, "ttl").is_some_and(|ttl| ttl * 1000 <= now.as_millis());
+    if !expired {
+        return item;
+    }
+    item.into_iter().filter(|(k, _)| k == "ver").collect()
+}
+
 /// The forget mark's key: a digest of the thread's key, so that the mark holds
 /// no id of the person.
 fn forgotten_pk(thread: &ThreadKey) -> String {
@@ -343,9 +354,11 @@ impl ThreadLedger for DynamoStore {
         read: Consistency,
     ) -> Result<Opened, StoreError> {
         let pk = thread_pk(&turn.thread);
-        let item = self
-            .get_with("GetItem(thread)", pk.clone(), "THREAD", read)
-            .await?;
+        let item = expired_as_absent(
+            self.get_with("GetItem(thread)", pk.clone(), "THREAD", read)
+                .await?,
+            now,
+        );
         let name = turn.entry();
         let archived_until = get_ts(&item, "lg_floor");
         // A person forgotten: the mark, read only when there is no thread (as
@@ -531,6 +544,9 @@ impl ThreadLedger for DynamoStore {
             && let Some(forgotten) = version.forgotten_until
         {
             expr.set("fg", n_ms(forgotten));
+        }
+        if let Some(days) = self.retention_days {
+            expr.set("ttl", ttl_after_days(now, days));
         }
         let ver = expr.name("ver");
         let next = expr.value(n(i64::try_from(version.number + 1).unwrap_or(i64::MAX)));
