@@ -776,6 +776,40 @@ fn threads_expire_after_retention_days_through_the_tables_ttl() {
     );
 }
 
+/// The edge: the HTTP API throttles every route (parameters), the webhook's
+/// concurrency can be reserved, and the secret outlives the stack like the table.
+#[test]
+fn the_edge_is_throttled_and_the_secret_and_table_are_retained() {
+    let t = template();
+    let settings = &t["Resources"]["WebhookApi"]["Properties"]["DefaultRouteSettings"];
+    assert!(is_ref(&settings["ThrottlingRateLimit"], "ApiRateLimit"));
+    assert!(is_ref(&settings["ThrottlingBurstLimit"], "ApiBurstLimit"));
+    assert!(
+        t["Parameters"]["ApiRateLimit"]["Default"]
+            .as_u64()
+            .is_some()
+    );
+    let (tag, reserved) =
+        tagged(&t["Resources"]["WebhookFunction"]["Properties"]["ReservedConcurrentExecutions"])
+            .unwrap();
+    assert_eq!(tag, "If");
+    assert_eq!(reserved[0].as_str(), Some("ReservesWebhookConcurrency"));
+    assert!(is_ref(&reserved[1], "WebhookReservedConcurrency"));
+    assert!(is_ref(&reserved[2], "AWS::NoValue"));
+    for id in ["Table", "AppSecret", "QuarantineBucket"] {
+        assert_eq!(
+            t["Resources"][id]["DeletionPolicy"].as_str(),
+            Some("Retain"),
+            "{id}"
+        );
+        assert_eq!(
+            t["Resources"][id]["UpdateReplacePolicy"].as_str(),
+            Some("Retain"),
+            "{id}"
+        );
+    }
+}
+
 /// The README's bot example is the one compiled as the doc test of `Bot`.
 #[test]
 fn the_readme_bot_example_is_the_compiled_one() {
