@@ -17,9 +17,10 @@ use std::time::SystemTime;
 use aws_lambda_events::sqs::SqsBatchResponse;
 use event_queue::{EventQueue, FailedEntry, OutgoingMessage, QueueError};
 use messenger_store::{
-    Claim, ClaimToken, Consistency, EventLedger, NewToken, Opened, PageChange, PageState,
-    SpendRefused, Step, Store, StoreError, StoreErrorKind, StoredToken, SweepPage, ThreadChange,
-    ThreadKey, ThreadLedger, ThreadState, ThreadStore, TokenRef, TokenStore, TurnKey, Version,
+    Claim, ClaimToken, Consistency, EventLedger, NewToken, Opened, PageChange, PageRegistry,
+    PageState, SpendRefused, Step, Store, StoreError, StoreErrorKind, StoredToken, SweepPage,
+    ThreadChange, ThreadKey, ThreadLedger, ThreadState, ThreadStore, TokenRef, TokenStore, TurnKey,
+    Version,
 };
 use messenger_types::{EventKey, PageId, Timestamp};
 use serde_json::json;
@@ -358,6 +359,73 @@ impl<S: Store> ThreadStore for ThrottlingStore<S> {
     }
 }
 
+/// Page records and parked messages pass through untouched.
+impl<S: PageRegistry> PageRegistry for ThrottlingStore<S> {
+    async fn page_record(
+        &self,
+        page: &PageId,
+    ) -> Result<Option<messenger_store::PageRecord>, StoreError> {
+        self.inner.page_record(page).await
+    }
+
+    async fn page_records(&self) -> Result<Vec<(PageId, messenger_store::PageRecord)>, StoreError> {
+        self.inner.page_records().await
+    }
+
+    async fn store_page_token(
+        &self,
+        page: &PageId,
+        sealed: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.inner.store_page_token(page, sealed, now).await
+    }
+
+    async fn mark_page_invalid(
+        &self,
+        page: &PageId,
+        token_version: Option<i64>,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .mark_page_invalid(page, token_version, reason, now)
+            .await
+    }
+
+    async fn forget_page_token(
+        &self,
+        page: &PageId,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.inner.forget_page_token(page, reason, now).await
+    }
+
+    async fn park(
+        &self,
+        page: &PageId,
+        message: &messenger_store::ParkedMessage,
+        thread: Option<&ThreadKey>,
+        now: Timestamp,
+    ) -> Result<messenger_store::Parked, StoreError> {
+        self.inner.park(page, message, thread, now).await
+    }
+
+    async fn parked(
+        &self,
+        page: &PageId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<messenger_store::ParkedMessage>, StoreError> {
+        self.inner.parked(page, after, limit).await
+    }
+
+    async fn unpark(&self, page: &PageId, key: &str) -> Result<(), StoreError> {
+        self.inner.unpark(page, key).await
+    }
+}
+
 impl<S: TokenStore> TokenStore for ThrottlingStore<S> {
     async fn active_tokens(
         &self,
@@ -526,7 +594,7 @@ pub trait Handler: Sync {
 
 impl<S, M, B, Q> Handler for processor::Processor<S, M, B, Q>
 where
-    S: Store + TokenStore,
+    S: Store + TokenStore + PageRegistry,
     M: processor::Messenger,
     B: processor::bot::Bot + Sync,
     Q: EventQueue + Sync,

@@ -282,7 +282,9 @@ pub async fn scan_table(rig: &Rig) -> Vec<std::collections::HashMap<String, Attr
 
 /// A processor with the default bot on the rig's Graph API and queue, over another
 /// store (a wrapper around the rig's table, say), with both Pages' tokens.
-pub fn with_store<S: messenger_store::Store + messenger_store::TokenStore>(
+pub fn with_store<
+    S: messenger_store::Store + messenger_store::TokenStore + messenger_store::PageRegistry,
+>(
     rig: &Rig,
     store: S,
 ) -> Processor<S, graph_api::GraphClient, processor::bot::DefaultBot, event_queue::SqsQueue> {

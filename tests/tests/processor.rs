@@ -6,7 +6,7 @@
 
 use integration_tests::rig::*;
 use integration_tests::*;
-use messenger_store::DynamoStore;
+use messenger_store::{DynamoStore, PageRegistry, PageStatus};
 use messenger_types::PageId;
 use messenger_types::send::{MessageTag, OutgoingMessage};
 use processor::Processor;
@@ -432,33 +432,90 @@ async fn a_failed_message_hands_back_the_rest_of_its_group_and_only_that() {
     assert_eq!(sends(&rig.graph).await.len(), 1, "m_g2 was never tried");
 }
 
+/// A KMS key in the emulator, as the template's `TokenKey`.
+async fn token_key(rig: &Rig) -> String {
+    aws_sdk_kms::Client::new(&rig.sdk)
+        .create_key()
+        .description("page tokens (test)")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_owned()
+}
+
 #[tokio::test]
-async fn an_event_for_a_page_without_a_token_is_recorded_not_retried_forever() {
+async fn an_event_for_a_page_without_a_token_is_kept_and_answered_once_its_token_is_stored() {
     let rig = rig().await;
+    let key_id = token_key(&rig).await;
+    let mut env = env(&rig.table, &rig.queue, &rig.graph);
+    env.insert("TOKEN_KEY_ID".into(), key_id.clone());
+    let processor = processor::from_env(&env, &rig.sdk).await.unwrap();
     let page_c = "100000000000003";
     let messages = queue_messages(&[(
         page_c,
-        vec![text_event(
-            page_c,
-            "4000000000000001",
-            "m_no_token",
-            "hi",
-            1000,
-        )],
+        vec![
+            text_event(page_c, "4000000000000001", "m_no_token", "hi", 1000),
+            text_event(page_c, "4000000000000001", "m_no_token_2", "again", 900),
+        ],
         vec![],
     )]);
-    let response = rig.processor.handle(sqs_event("c", &messages), None).await;
+    let response = processor.handle(sqs_event("c", &messages), None).await;
+    // Kept, not retried (so never in the DLQ), and no Graph call.
     assert!(failed_ids(&response).is_empty());
     assert!(graph_calls(&rig.graph).await.is_empty());
-    let outcome = outcome_of(&rig, "m_no_token").await;
-    assert_eq!(
-        only_action(&outcome),
-        &Outcome::Refused {
-            reason: Refusal::NoPageToken {
-                page: PageId::new("100000000000003")
-            }
-        }
+    let store = dynamo_store(&rig);
+    let page = PageId::new(page_c);
+    let record = store.page_record(&page).await.unwrap().unwrap();
+    assert_eq!(record.status, PageStatus::Missing);
+    assert_eq!(store.parked(&page, None, 10).await.unwrap().len(), 2);
+
+    // `page store-token`: sealed with the KMS key, then the parked events replayed.
+    let kms = processor::credentials::KmsKey::new(aws_sdk_kms::Client::new(&rig.sdk), key_id);
+    let queue = event_queue::SqsQueue::new(aws_sdk_sqs::Client::new(&rig.sdk), &rig.queue);
+    let token = SecretString::from("page-c-token-for-tests".to_owned());
+    let replayed = processor::park::store_token(
+        &store,
+        &kms,
+        &queue,
+        &page,
+        &token,
+        messenger_types::Timestamp::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(replayed.queued, 2);
+    // The table holds the token sealed, never in clear.
+    let items = scan_table(&rig).await;
+    assert!(!format!("{items:?}").contains("page-c-token-for-tests"));
+
+    // The same warm processor (it had cached MISSING) answers each once, with T.
+    let requeued: Vec<webhook::OutgoingMessage> = drain(&rig.sdk, &rig.queue)
+        .await
+        .into_iter()
+        .map(|q| webhook::OutgoingMessage {
+            group_id: q.group_id,
+            dedup_id: q.dedup_id,
+            body: q.body.to_string(),
+            kind: "replay",
+        })
+        .collect();
+    assert_eq!(requeued.len(), 2);
+    let response = processor.handle(sqs_event("c2", &requeued), None).await;
+    assert!(failed_ids(&response).is_empty());
+    let sent = sends(&rig.graph).await;
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent.iter()
+            .all(|(_, auth, _)| auth == "Bearer page-c-token-for-tests")
     );
+    assert!(store.parked(&page, None, 10).await.unwrap().is_empty());
+    // Replayed again (a lost delete, an operator's second replay): no second answer.
+    let again = processor.handle(sqs_event("c3", &requeued), None).await;
+    assert!(failed_ids(&again).is_empty());
+    assert_eq!(sends(&rig.graph).await.len(), 2);
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@
 use event_queue::EventQueue;
 use graph_api::{ErrorClass, GraphError};
 use messenger_store::{
-    Control, Person, Store, ThreadChange, ThreadKey, ThreadState, TokenStore, Unreachable,
+    Control, PageRegistry, Person, Store, ThreadChange, ThreadKey, ThreadState, TokenStore,
+    Unreachable,
 };
 use messenger_types::send::{MessagingType, OutgoingMessage, Recipient, SendRequest};
 use messenger_types::{PageId, Psid, Timestamp};
@@ -16,7 +17,9 @@ use crate::pipeline::Work;
 use crate::policy::{self, Basis, Planned, Refusal, TokenState};
 use crate::{Messenger, Outcome, ProcessError, Processor};
 
-impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processor<S, M, B, Q> {
+impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue + Sync>
+    Processor<S, M, B, Q>
+{
     /// Carries out one action. `Ok` is what came of it, a refusal or a permanent
     /// Graph error included; `Err` means try again later.
     pub(crate) async fn act(
@@ -69,7 +72,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                     tag,
                     message: message.clone(),
                 };
-                match self.graph.send(w.page, token, &request).await {
+                match self.graph.send(w.page, &token, &request).await {
                     Ok(sent) => Ok(Outcome::Sent {
                         message_id: sent.message_id,
                         messaging_type,
@@ -97,7 +100,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                 };
                 match self
                     .graph
-                    .pass_thread_control(w.page, token, psid, app, metadata.as_deref())
+                    .pass_thread_control(w.page, &token, psid, app, metadata.as_deref())
                     .await
                 {
                     Ok(()) => {
@@ -174,7 +177,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         for at in self.store.person_tokens(w.page, psid, topic).await? {
             let spend = crate::notify::spend_id(&at.sk);
             match self
-                .spend_and_send(&at, &spend, page_token, message.clone(), w.now)
+                .spend_and_send(&at, &spend, &page_token, message.clone(), w.now)
                 .await?
             {
                 Ok(outcome) => return Ok(outcome),
@@ -193,8 +196,12 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
     }
 
     /// The Page's access token, or the refusal recorded when there is none.
-    pub(crate) fn page_token(&self, page: &PageId) -> Result<&SecretString, Outcome> {
-        self.tokens.get(page).ok_or_else(|| {
+    pub(crate) fn page_token(&self, page: &PageId) -> Result<SecretString, Outcome> {
+        match self.credentials.last_known(page) {
+            Some(crate::credentials::PageCredential::Active { token, .. }) => Ok(token),
+            _ => Err(()),
+        }
+        .map_err(|()| {
             tracing::error!(page_id = %page, "no Page access token for this Page");
             Outcome::Refused {
                 reason: Refusal::NoPageToken { page: page.clone() },
@@ -223,10 +230,14 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         let answered = match take {
             Some(metadata) => {
                 self.graph
-                    .take_thread_control(w.page, token, psid, metadata)
+                    .take_thread_control(w.page, &token, psid, metadata)
                     .await
             }
-            None => self.graph.release_thread_control(w.page, token, psid).await,
+            None => {
+                self.graph
+                    .release_thread_control(w.page, &token, psid)
+                    .await
+            }
         };
         if let Err(e) = answered {
             return self.graph_failure(w, key, e).await;
@@ -275,6 +286,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         if let Some(change) = change {
             self.store.update_thread(thread, &change).await?;
         }
+        self.page_refused(w.page, &e).await;
         match e.class {
             ErrorClass::TokenInvalid | ErrorClass::PermissionMissing => {
                 tracing::error!(page_id = %w.page, error = %e, alert = true, "Graph API refused the Page's credentials: replace the token or grant the permission");

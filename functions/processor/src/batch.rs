@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use event_queue::EventQueue;
 use futures_util::StreamExt;
-use messenger_store::{Store, TokenStore};
+use messenger_store::{PageRegistry, Store, TokenStore};
 use messenger_types::QueueMessage;
 use tracing::Instrument;
 
@@ -37,7 +37,9 @@ fn groups(records: &[SqsMessage]) -> Vec<Vec<usize>> {
     groups.into_iter().map(|(_, members)| members).collect()
 }
 
-impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processor<S, M, B, Q> {
+impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue + Sync>
+    Processor<S, M, B, Q>
+{
     /// Processes an SQS batch and reports the messages to hand back. `deadline`
     /// is the invocation's; with too little time left, the remaining messages
     /// are handed back untouched.
@@ -97,7 +99,15 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         deadline: Option<SystemTime>,
     ) -> Result<MessageOutcome, ProcessError> {
         let body = message.body.as_deref().unwrap_or("");
-        match QueueMessage::from_json(body)? {
+        let queued = QueueMessage::from_json(body)?;
+        if let Some((page, thread)) = crate::park::needs_token(&queued)
+            && let Some(parked) = self
+                .park_unless_active(message, &page, thread.as_ref())
+                .await?
+        {
+            return Ok(parked);
+        }
+        match queued {
             QueueMessage::Event(queued) => self.process_event(&queued, deadline).await,
             QueueMessage::Notify(command) => {
                 let id = message.message_id.as_deref().unwrap_or("unknown");

@@ -13,7 +13,7 @@
 use std::time::SystemTime;
 
 use event_queue::EventQueue;
-use messenger_store::{Store, ThreadKey, TokenStore, TurnKey};
+use messenger_store::{PageRegistry, Store, ThreadKey, TokenStore, TurnKey};
 use messenger_types::command::ThreadCommand;
 use messenger_types::send::{MessageTag, MessagingType, OutgoingMessage};
 use messenger_types::{Command, EventKey, Source, Timestamp};
@@ -47,7 +47,9 @@ pub enum CommandOutcome {
     },
 }
 
-impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processor<S, M, B, Q> {
+impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue + Sync>
+    Processor<S, M, B, Q>
+{
     /// Carries out one command, at most once per `command_id`.
     pub async fn process_command(
         &self,

@@ -1,5 +1,7 @@
 //! The environment, the clients built once, and the Lambda function's `run`.
 
+use std::collections::BTreeMap;
+
 use event_queue::SqsQueue;
 use graph_api::{GraphClient, GraphConfig};
 use messenger_store::DynamoStore;
@@ -24,6 +26,12 @@ pub struct Config {
     /// `BOT`: `default` (the bot decides) or `none` (it never does: events are
     /// recorded and published, commands obeyed, nothing else sent).
     pub bot_on: bool,
+    /// `TOKEN_KEY_ID`: the KMS key Page tokens are sealed with in the table. Unset,
+    /// only the seed's tokens (the secret's `page_access_tokens`) are used.
+    pub token_key_id: Option<String>,
+    /// `CREDENTIALS_TTL_SECONDS` (default 300): how long a Page's token is used
+    /// before it is read from the table again.
+    pub credentials_ttl: std::time::Duration,
     /// `RETENTION_DAYS`: a thread expires this long after the person's last event
     /// (default 400, at least 366: longer than any notification token it holds).
     pub retention_days: i64,
@@ -47,6 +55,15 @@ impl Config {
             event_bus_name: env
                 .get("EVENT_BUS_NAME")
                 .filter(|name| !name.trim().is_empty()),
+            token_key_id: env
+                .get("TOKEN_KEY_ID")
+                .map(|id| id.trim().to_owned())
+                .filter(|id| !id.is_empty()),
+            credentials_ttl: std::time::Duration::from_secs(app_config::optional(
+                env,
+                "CREDENTIALS_TTL_SECONDS",
+                crate::credentials::DEFAULT_CREDENTIALS_TTL.as_secs(),
+            )?),
             retention_days: match app_config::optional(
                 env,
                 "RETENTION_DAYS",
@@ -115,7 +132,11 @@ pub async fn from_env_with_bot<B: Bot>(
 ) -> Result<Processor<DynamoStore, GraphClient, B, SqsQueue>, ConfigError> {
     let config = Config::from_env(env)?;
     let (secrets, origin) = app_config::Secrets::load(env, sdk).await?;
-    let tokens = secrets.require_page_tokens(origin)?.clone();
+    // The seed: Pages without a record in the table use these (local runs).
+    let seed = match &config.token_key_id {
+        Some(_) => secrets.page_access_tokens.clone(),
+        None => secrets.require_page_tokens(origin)?.clone(),
+    };
     let graph = GraphClient::new(GraphConfig {
         base_url: config.graph_base_url,
         version: config.graph_version,
@@ -129,7 +150,15 @@ pub async fn from_env_with_bot<B: Bot>(
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table_name)
         .with_retention_days(config.retention_days);
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.events_queue_url);
-    let mut processor = Processor::new(store, graph, bot, queue, tokens);
+    let key: Box<dyn crate::credentials::TokenKey> = match &config.token_key_id {
+        Some(id) => Box::new(crate::credentials::KmsKey::new(
+            aws_sdk_kms::Client::new(sdk),
+            id.clone(),
+        )),
+        None => Box::new(crate::credentials::NoKey),
+    };
+    let mut processor = Processor::new(store, graph, bot, queue, BTreeMap::new());
+    processor.credentials = crate::credentials::Credentials::new(seed, key, config.credentials_ttl);
     processor.bot_on = config.bot_on;
     match config.event_bus_name {
         Some(bus) => {

@@ -29,7 +29,9 @@ pub mod bot;
 pub mod command;
 pub mod config;
 mod counts;
+pub mod credentials;
 pub mod notify;
+pub mod park;
 pub mod pipeline;
 pub mod publish;
 pub mod recent;
@@ -41,7 +43,7 @@ use std::time::{Duration, SystemTime};
 
 use event_queue::EventQueue;
 use graph_api::{GraphClient, GraphError};
-use messenger_store::{Store, StoreError, TokenStore};
+use messenger_store::{PageRegistry, Store, StoreError, TokenStore};
 use messenger_types::send::{SendRequest, SendResponse};
 use messenger_types::{AppId, PageId, Psid, Timestamp};
 use secrecy::SecretString;
@@ -153,6 +155,10 @@ pub enum ProcessError {
     Publish(#[from] publish::PublishError),
     #[error("not started: too little time left before the function's deadline")]
     OutOfTime,
+    #[error("could not read the Page's token: {0}")]
+    Credentials(#[from] credentials::CredentialsError),
+    #[error("the Page is {0} although a token was just stored for it")]
+    PageNotActive(messenger_store::PageStatus),
 }
 
 /// What became of one queue message.
@@ -178,6 +184,8 @@ pub enum MessageOutcome {
     Command(command::CommandOutcome),
     /// A command done before (its `command_id` was seen): nothing was done.
     CommandRepeated,
+    /// Kept in the table until the Page has a usable token (see [`park`]).
+    Parked { status: messenger_store::PageStatus },
 }
 
 /// Time a message needs at the least: with less left, it is handed back to SQS
@@ -222,7 +230,9 @@ pub struct Processor<S, M, B, Q> {
     pub graph: M,
     pub bot: B,
     pub queue: Q,
-    pub tokens: BTreeMap<PageId, SecretString>,
+    /// Each Page's token: the table's (sealed), through a cache with a TTL; the
+    /// seed (the secret's `page_access_tokens`) for Pages without a record.
+    pub credentials: credentials::Credentials,
     pub clock: fn() -> Timestamp,
     /// How many FIFO groups of a batch run at once (default
     /// [`MAX_CONCURRENT_GROUPS`]; 1 runs them one after another).
@@ -236,7 +246,9 @@ pub struct Processor<S, M, B, Q> {
     pub bot_on: bool,
 }
 
-impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processor<S, M, B, Q> {
+impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue + Sync>
+    Processor<S, M, B, Q>
+{
     pub fn new(
         store: S,
         graph: M,
@@ -249,7 +261,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
             graph,
             bot,
             queue,
-            tokens,
+            credentials: credentials::Credentials::seeded(tokens),
             clock: Timestamp::now,
             group_concurrency: MAX_CONCURRENT_GROUPS,
             recent_writes: recent::RecentWrites::default(),
@@ -268,5 +280,7 @@ pub(crate) fn time_left(deadline: SystemTime) -> Duration {
         .unwrap_or(Duration::MAX)
 }
 
+#[cfg(test)]
+mod park_tests;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@
 use std::time::SystemTime;
 
 use event_queue::{EventQueue, OutgoingMessage, RetryPolicy};
-use messenger_store::{SpendRefused, Store, TokenRef, TokenStore};
+use messenger_store::{PageRegistry, SpendRefused, Store, TokenRef, TokenStore};
 use messenger_types::queue::QueueMessageType;
 use messenger_types::routing::thread_group;
 use messenger_types::send::{OutgoingMessage as Message, SendRequest};
@@ -82,7 +82,9 @@ fn digest(parts: &[&str]) -> String {
     hex::encode(h.finalize())
 }
 
-impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processor<S, M, B, Q> {
+impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue + Sync>
+    Processor<S, M, B, Q>
+{
     /// Queues one `notify_one` per ACTIVE token of the command's Page and topic.
     pub async fn fan_out(
         &self,
@@ -273,7 +275,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
         let spend = spend_id(&one.notify_id);
         let message = Message::from_map(one.message.clone());
         match self
-            .spend_and_send(&at, &spend, page_token, message, now)
+            .spend_and_send(&at, &spend, &page_token, message, now)
             .await?
         {
             Ok(outcome) => Ok(outcome),
@@ -334,6 +336,7 @@ impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processo
                 if e.is_retryable() {
                     return Err(ProcessError::Graph(e));
                 }
+                self.page_refused(page, &e).await;
                 tracing::error!(page_id = %page, error = %e, alert = true, "Meta refused the Page's notification; token kept");
                 Ok(Ok(with_token(&e, TokenFate::Kept)))
             }

@@ -24,8 +24,8 @@ use std::time::SystemTime;
 
 use event_queue::EventQueue;
 use messenger_store::{
-    Claim, ClaimToken, Consistency, Opened, Progress, Step, Store, ThreadKey, ThreadState,
-    TokenStore, TurnKey,
+    Claim, ClaimToken, Consistency, Opened, PageRegistry, Progress, Step, Store, ThreadKey,
+    ThreadState, TokenStore, TurnKey,
 };
 use messenger_types::{Event, EventKey, PageId, QueuedEvent, Source, Timestamp};
 
@@ -132,7 +132,9 @@ fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-impl<S: Store + TokenStore, M: Messenger, B: Bot, Q: EventQueue + Sync> Processor<S, M, B, Q> {
+impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue + Sync>
+    Processor<S, M, B, Q>
+{
     /// Processes one queued webhook event, at most once.
     pub async fn process_event(
         &self,

@@ -21,6 +21,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Default)]
 pub struct FakeGraph {
     sends: Mutex<Vec<SendRequest>>,
+    /// The Page token each send was made with, in order.
+    send_tokens: Mutex<Vec<String>>,
     passes: Mutex<Vec<(Psid, AppId)>>,
     controls: Mutex<Vec<(&'static str, Psid)>>,
     failures: Mutex<Vec<GraphError>>,
@@ -46,6 +48,11 @@ impl FakeGraph {
     /// Every message sent, in the order the calls ended.
     pub fn sends(&self) -> Vec<SendRequest> {
         lock(&self.sends).clone()
+    }
+
+    /// The Page token of every send, in the order the calls ended.
+    pub fn send_tokens(&self) -> Vec<String> {
+        lock(&self.send_tokens).clone()
     }
 
     /// Every take and release of thread control: ("take" | "release", PSID).
@@ -76,10 +83,11 @@ impl Messenger for FakeGraph {
     async fn send(
         &self,
         _page: &PageId,
-        _token: &SecretString,
+        token: &SecretString,
         request: &SendRequest,
     ) -> Result<SendResponse, GraphError> {
         self.call().await?;
+        lock(&self.send_tokens).push(secrecy::ExposeSecret::expose_secret(token).to_owned());
         let mut sends = lock(&self.sends);
         sends.push(request.clone());
         Ok(SendResponse {

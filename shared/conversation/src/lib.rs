@@ -20,6 +20,7 @@ pub mod graph_error;
 pub mod ledger;
 pub mod otn;
 pub mod outcome;
+pub mod pages;
 pub mod ports;
 pub mod record;
 pub mod send_policy;
@@ -31,6 +32,7 @@ pub use ledger::{
     Claim, ClaimToken, Consistency, DoneEntry, Opened, Progress, Step, TurnKey, Version,
 };
 pub use outcome::{EventOutcome, Outcome, TokenFate};
+pub use pages::{PageRecord, PageRegistry, PageStatus, Parked, ParkedMessage};
 pub use ports::{
     EventLedger, Store, StoreError, StoreErrorKind, ThreadLedger, ThreadStore, TokenStore,
 };

@@ -17,6 +17,7 @@ use crate::otn::{
     NewToken, SpendRefused, StoredToken, SweepPage, TokenKind, TokenRef, TokenStatus, day_number,
     day_string,
 };
+use crate::pages::{PageRecord, PageRegistry, PageStatus, Parked, ParkedMessage};
 use crate::ports::{
     EventLedger, StoreError, StoreErrorKind, ThreadLedger, ThreadStore, TokenStore,
 };
@@ -58,6 +59,9 @@ struct Inner {
     /// (page, psid, token) -> the sk of the one item that token may have.
     guards: HashMap<(String, String, String), String>,
     sweep_cursor: Option<String>,
+    page_records: BTreeMap<PageId, PageRecord>,
+    /// (page, key) -> the parked message and the person it is about.
+    parked: BTreeMap<(PageId, String), (ParkedMessage, Option<ThreadKey>)>,
     requests: u64,
     faults: Vec<(&'static str, StoreErrorKind, u32)>,
     /// Threads written by "another writer" right after the next `n` turns opened.
@@ -445,6 +449,11 @@ impl ThreadLedger for MemoryStore {
                 .guards
                 .retain(|(p, person, _), _| !(p == page && person == psid.as_str()));
         }
+        let before = inner.parked.len();
+        inner
+            .parked
+            .retain(|_, (_, person)| person.as_ref() != Some(thread));
+        erased += before - inner.parked.len();
         // Every write to a thread moves its version on, an erasure too.
         *inner.versions.entry(thread.clone()).or_default() += 1;
         Ok(erased)
@@ -1034,5 +1043,147 @@ mod tests {
         );
         assert!(block_on(store.thread(&key())).is_ok());
         assert_eq!(store.requests(), 2);
+    }
+}
+
+impl PageRegistry for MemoryStore {
+    async fn page_record(&self, page: &PageId) -> Result<Option<PageRecord>, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "page_record")?;
+        Ok(inner.page_records.get(page).cloned())
+    }
+
+    async fn page_records(&self) -> Result<Vec<(PageId, PageRecord)>, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "page_records")?;
+        Ok(inner
+            .page_records
+            .iter()
+            .map(|(p, r)| (p.clone(), r.clone()))
+            .collect())
+    }
+
+    async fn store_page_token(
+        &self,
+        page: &PageId,
+        sealed: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "store_page_token")?;
+        inner.page_records.insert(
+            page.clone(),
+            PageRecord {
+                status: PageStatus::Active,
+                reason: None,
+                since: now,
+                sealed_token: Some(sealed),
+                token_version: Some(now.as_millis()),
+            },
+        );
+        Ok(())
+    }
+
+    async fn mark_page_invalid(
+        &self,
+        page: &PageId,
+        token_version: Option<i64>,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "mark_page_invalid")?;
+        let current = inner.page_records.get(page).and_then(|r| r.token_version);
+        if current != token_version {
+            return Ok(false);
+        }
+        let record = inner
+            .page_records
+            .entry(page.clone())
+            .or_insert_with(|| PageRecord {
+                status: PageStatus::Invalid,
+                reason: None,
+                since: now,
+                sealed_token: None,
+                token_version: None,
+            });
+        record.status = PageStatus::Invalid;
+        record.reason = Some(reason.to_owned());
+        record.since = now;
+        Ok(true)
+    }
+
+    async fn forget_page_token(
+        &self,
+        page: &PageId,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "forget_page_token")?;
+        inner.page_records.insert(
+            page.clone(),
+            PageRecord {
+                status: PageStatus::Missing,
+                reason: Some(reason.to_owned()),
+                since: now,
+                sealed_token: None,
+                token_version: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn park(
+        &self,
+        page: &PageId,
+        message: &ParkedMessage,
+        thread: Option<&ThreadKey>,
+        now: Timestamp,
+    ) -> Result<Parked, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "park")?;
+        let record = inner
+            .page_records
+            .entry(page.clone())
+            .or_insert_with(|| PageRecord {
+                status: PageStatus::Missing,
+                reason: Some("no token".to_owned()),
+                since: now,
+                sealed_token: None,
+                token_version: None,
+            });
+        if record.status == PageStatus::Active {
+            return Ok(Parked::PageActive);
+        }
+        inner.parked.insert(
+            (page.clone(), message.key.clone()),
+            (message.clone(), thread.cloned()),
+        );
+        Ok(Parked::Kept)
+    }
+
+    async fn parked(
+        &self,
+        page: &PageId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ParkedMessage>, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "parked")?;
+        Ok(inner
+            .parked
+            .iter()
+            .filter(|((p, key), _)| p == page && after.is_none_or(|a| key.as_str() > a))
+            .take(limit)
+            .map(|(_, (m, _))| m.clone())
+            .collect())
+    }
+
+    async fn unpark(&self, page: &PageId, key: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "unpark")?;
+        inner.parked.remove(&(page.clone(), key.to_owned()));
+        Ok(())
     }
 }

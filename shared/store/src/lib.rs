@@ -10,6 +10,8 @@
 //! | OTN token guard: one item per token | `PAGE#<page>#USER#<psid>` | `OTNTOKEN#<token digest>` |
 //! | recurring notification token | `PAGE#<page>#USER#<psid>` | `OTN#RN#<token digest>` |
 //! | the sweeper's cursor | `SWEEPER` | `CURSOR` |
+//! | a Page's credentials and status (see `pages`) | `PAGES` | `PAGE#<page>` |
+//! | a message parked while its Page is not `ACTIVE` | `PARKED#<page>` | `<parked at>#<message id>` |
 //!
 //! | index (sparse: only ACTIVE tokens carry its keys) | partition | sort |
 //! |---|---|---|
@@ -27,6 +29,7 @@
 //! | `turns` | `ThreadLedger`: the ledger of a person's events on their thread (1 read + 2 writes per reply), its archive |
 //! | `ledger` | `EventLedger`: claim, action progress, completion, for events that name no person |
 //! | `threads` | `ThreadStore`: threads, Pages, the tokens optins store |
+//! | `pages` | `PageRegistry`: Page tokens (sealed) and status, parked messages |
 //! | `tokens` | `TokenStore`: the topic index, the conditional spend, the expiry sweep |
 //! | [`otn`] | a token item's mapping |
 //! | [`schema`] | the table's definition, the one source of truth |
@@ -46,6 +49,7 @@ mod expr;
 mod keys;
 mod ledger;
 pub mod otn;
+mod pages;
 pub mod schema;
 mod threads;
 mod tokens;
@@ -59,6 +63,7 @@ pub use conversation::otn::{
     NewToken, OTN_LIFETIME_MS, OTN_RECORD_GRACE_DAYS, SpendRefused, StoredToken, SweepPage,
     TokenKind, TokenRef, TokenStatus,
 };
+pub use conversation::pages::{PageRecord, PageRegistry, PageStatus, Parked, ParkedMessage};
 pub use conversation::ports::{
     EventLedger, Store, StoreError, StoreErrorKind, ThreadLedger, ThreadStore, TokenStore,
 };

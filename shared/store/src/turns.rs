@@ -501,7 +501,8 @@ impl ThreadLedger for DynamoStore {
             }
             start = out.last_evaluated_key;
             if start.is_none() {
-                return Ok(erased);
+                // And the messages of theirs parked while the Page had no token.
+                return Ok(erased + self.forget_parked(thread).await?);
             }
         }
     }

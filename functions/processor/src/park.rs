@@ -1,0 +1,210 @@
+//! Parking: a queue message that needs its Page's token, while the Page is not
+//! `ACTIVE` (`MISSING`: no token; `INVALID`: Graph refused it), is kept in the
+//! table with its body and FIFO group, and acknowledged to SQS only once kept.
+//! Nothing about it is recorded as done: when a token is stored, [`replay`] puts
+//! the Page's parked messages back on the events queue, oldest first, and each
+//! goes through the whole pipeline then (the send policy is checked at replay: a
+//! window that closed meanwhile is a refusal, not a send).
+
+use aws_lambda_events::sqs::SqsMessage;
+use event_queue::{EventQueue, OutgoingMessage, RetryPolicy};
+use messenger_store::{
+    PageRegistry, Parked, ParkedMessage, Store, StoreError, ThreadKey, TokenStore,
+};
+use messenger_types::{Event, PageId, QueueMessage};
+use sha2::{Digest, Sha256};
+use signals::Metric;
+
+use crate::bot::Bot;
+use crate::credentials::PageCredential;
+use crate::{MessageOutcome, Messenger, ProcessError, Processor, state};
+
+/// The Page a message needs a token of, with the person it is about. `None` for
+/// messages that call no Graph API (the notify fan-out, `forget`).
+pub(crate) fn needs_token(message: &QueueMessage) -> Option<(PageId, Option<ThreadKey>)> {
+    match message {
+        QueueMessage::Event(queued) => {
+            let event: Option<Event> = serde_json::from_str(queued.event.get()).ok();
+            let page = queued
+                .page_id
+                .clone()
+                .or_else(|| event.as_ref()?.page_id().map(PageId::new))?;
+            let thread = event.and_then(|e| state::changes(&page, &e, queued.source).thread);
+            Some((page, thread))
+        }
+        QueueMessage::Command(command) => match command {
+            messenger_types::command::Command::Forget(_) => None,
+            command => Some((
+                command.page_id().clone(),
+                Some(ThreadKey::psid(
+                    command.page_id().clone(),
+                    command.psid().clone(),
+                )),
+            )),
+        },
+        QueueMessage::NotifyOne(one) => Some((
+            one.page_id.clone(),
+            Some(ThreadKey::psid(one.page_id.clone(), one.psid.clone())),
+        )),
+        QueueMessage::Notify(_) => None,
+    }
+}
+
+impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue + Sync>
+    Processor<S, M, B, Q>
+{
+    /// Parks `message` unless its Page is `ACTIVE`. `Ok(None)`: go on with it.
+    pub(crate) async fn park_unless_active(
+        &self,
+        message: &SqsMessage,
+        page: &PageId,
+        thread: Option<&ThreadKey>,
+    ) -> Result<Option<MessageOutcome>, ProcessError> {
+        if let PageCredential::Active { .. } = self.credentials.get(&self.store, page).await? {
+            return Ok(None);
+        }
+        // Looked up again before parking: a token may have been stored since.
+        let status = match self.credentials.refresh(&self.store, page).await? {
+            PageCredential::Active { .. } => return Ok(None),
+            PageCredential::NotActive { status, .. } => status,
+        };
+        let now = (self.clock)();
+        let parked = ParkedMessage {
+            key: ParkedMessage::key_for(now, message.message_id.as_deref().unwrap_or("unknown")),
+            group: message
+                .attributes
+                .get("MessageGroupId")
+                .cloned()
+                .unwrap_or_else(|| page.to_string()),
+            body: message.body.clone().unwrap_or_default(),
+        };
+        match self.store.park(page, &parked, thread, now).await? {
+            Parked::Kept => {
+                signals::count(Metric::EventsParked, 1);
+                tracing::warn!(
+                    page_id = %page,
+                    status = status.as_str(),
+                    "parked: the Page has no usable token; kept until one is stored (messenger page store-token)"
+                );
+                Ok(Some(MessageOutcome::Parked { status }))
+            }
+            // Stored between the lookup and the park: the Page is ACTIVE now.
+            Parked::PageActive => match self.credentials.refresh(&self.store, page).await? {
+                PageCredential::Active { .. } => Ok(None),
+                PageCredential::NotActive { status, .. } => {
+                    Err(ProcessError::PageNotActive(status))
+                }
+            },
+        }
+    }
+
+    /// Graph refused the Page's token (190, or a permission error of 200-299):
+    /// the Page is `INVALID` from now, and its next messages are parked without a
+    /// call. A token stored since the one that failed is left alone.
+    pub(crate) async fn page_refused(&self, page: &PageId, e: &graph_api::GraphError) {
+        let invalidates = e.class == graph_api::ErrorClass::TokenInvalid
+            || e.code.is_some_and(|code| (200..300).contains(&code));
+        if !invalidates {
+            return;
+        }
+        let version = match self.credentials.last_known(page) {
+            Some(PageCredential::Active { version, .. }) => version,
+            _ => None,
+        };
+        let reason = match (e.code, e.subcode) {
+            (Some(code), Some(sub)) => format!("{} (Graph {code}/{sub})", e.class.as_str()),
+            (Some(code), None) => format!("{} (Graph {code})", e.class.as_str()),
+            _ => e.class.as_str().to_owned(),
+        };
+        match self
+            .store
+            .mark_page_invalid(page, version, &reason, (self.clock)())
+            .await
+        {
+            Ok(true) => {
+                tracing::error!(page_id = %page, %reason, alert = true, "Page marked INVALID: its events are parked until a new token is stored (messenger page store-token)")
+            }
+            Ok(false) => {
+                tracing::info!(page_id = %page, "a newer token was stored since; Page left as it is")
+            }
+            Err(error) => {
+                tracing::error!(page_id = %page, %error, "could not mark the Page INVALID")
+            }
+        }
+        self.credentials.forget(page);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] event_queue::EnqueueError),
+    #[error(transparent)]
+    Key(#[from] crate::credentials::KeyError),
+}
+
+/// Stores a Page's token, sealed with `key`: the Page is `ACTIVE` from `now`, and
+/// its parked messages go back on the queue (`page store-token`, `page connect`).
+pub async fn store_token<R: PageRegistry, Q: EventQueue + Sync>(
+    store: &R,
+    key: &dyn crate::credentials::TokenKey,
+    queue: &Q,
+    page: &PageId,
+    token: &secrecy::SecretString,
+    now: messenger_types::Timestamp,
+) -> Result<Replayed, ReplayError> {
+    let sealed = key.seal(page, token).await?;
+    store.store_page_token(page, sealed, now).await?;
+    replay(store, queue, page).await
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Put back on the events queue (and no longer parked).
+    pub queued: usize,
+    /// Refused by the queue for their content: still parked.
+    pub refused: usize,
+}
+
+/// Puts the Page's parked messages back on the events queue, oldest first (so each
+/// thread's keep their order), each deleted once queued. A message queued twice
+/// (a replay cut short and run again) is a duplicate for the processor.
+pub async fn replay<R: PageRegistry, Q: EventQueue + Sync>(
+    store: &R,
+    queue: &Q,
+    page: &PageId,
+) -> Result<Replayed, ReplayError> {
+    let mut done = Replayed::default();
+    let mut after: Option<String> = None;
+    loop {
+        let batch = store
+            .parked(page, after.as_deref(), event_queue::MAX_BATCH_ENTRIES)
+            .await?;
+        let Some(last) = batch.last() else {
+            return Ok(done);
+        };
+        after = Some(last.key.clone());
+        let messages: Vec<OutgoingMessage> = batch
+            .iter()
+            .map(|m| OutgoingMessage {
+                group_id: m.group.clone(),
+                dedup_id: hex::encode(Sha256::digest(format!("replay:{page}:{}", m.key))),
+                body: m.body.clone(),
+                kind: "replay",
+            })
+            .collect();
+        let refused = event_queue::send_all(queue, &messages, &RetryPolicy::default()).await?;
+        for (i, m) in batch.iter().enumerate() {
+            if let Some(r) = refused.iter().find(|r| r.index == i) {
+                tracing::error!(page_id = %page, parked = %m.key, code = %r.code, "the queue refused a parked message; it stays parked");
+                done.refused += 1;
+                continue;
+            }
+            store.unpark(page, &m.key).await?;
+            done.queued += 1;
+        }
+    }
+}
