@@ -832,3 +832,101 @@ fn the_readme_bot_example_is_the_compiled_one() {
         "README's bot example differs from the doc test in bot.rs:\n{example}"
     );
 }
+
+/// The IAM actions a function's inline statements allow on `resource` (a logical id).
+fn allowed_on(t: &Value, function: &str, resource: &str) -> Vec<String> {
+    let mut allowed = Vec::new();
+    for policy in t["Resources"][function]["Properties"]["Policies"]
+        .as_sequence()
+        .unwrap()
+    {
+        for statement in policy["Statement"].as_sequence().unwrap() {
+            if !referenced(&statement["Resource"])
+                .iter()
+                .any(|r| r == resource)
+            {
+                continue;
+            }
+            match &statement["Action"] {
+                Value::String(a) => allowed.push(a.clone()),
+                Value::Sequence(list) => {
+                    allowed.extend(list.iter().map(|a| a.as_str().unwrap().to_owned()));
+                }
+                _ => {}
+            }
+        }
+    }
+    allowed
+}
+
+/// Page tokens are sealed with the stack's key: only the processor may open them
+/// (the webhook and the sweeper get no KMS action), and the key is retained with
+/// the table that holds what it sealed.
+#[test]
+fn page_tokens_are_sealed_with_the_stacks_key_and_only_the_processor_opens_them() {
+    let t = template();
+    let key = &t["Resources"]["TokenKey"];
+    assert_eq!(key["Type"].as_str(), Some("AWS::KMS::Key"));
+    assert_eq!(key["DeletionPolicy"].as_str(), Some("Retain"));
+    assert_eq!(key["Properties"]["EnableKeyRotation"].as_bool(), Some(true));
+    let env = &t["Resources"]["ProcessorFunction"]["Properties"]["Environment"]["Variables"];
+    assert!(is_ref(&env["TOKEN_KEY_ID"], "TokenKey"));
+    assert!(is_ref(
+        &env["CREDENTIALS_TTL_SECONDS"],
+        "CredentialsTtlSeconds"
+    ));
+    assert_eq!(
+        allowed_on(&t, "ProcessorFunction", "TokenKey"),
+        vec!["kms:Decrypt"]
+    );
+    for id in ["WebhookFunction", "OtnSweeperFunction"] {
+        assert!(allowed_on(&t, id, "TokenKey").is_empty(), "{id}");
+        let text = format!("{:?}", t["Resources"][id]["Properties"]["Policies"]);
+        assert!(!text.contains("kms:"), "{id} has a KMS action");
+    }
+    assert!(tagged(&t["Outputs"]["TokenKeyId"]["Value"]).is_some());
+}
+
+/// Every DynamoDB request the store makes is one the processor's role allows: a
+/// request added to the store without its action fails here, not in production
+/// (the emulator does not check IAM).
+#[test]
+fn the_processor_may_make_every_dynamodb_request_the_store_makes() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/store/src");
+    let mut source = String::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        source.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    }
+    let calls = [
+        (".get_item()", vec!["dynamodb:GetItem"]),
+        (".put_item()", vec!["dynamodb:PutItem"]),
+        (".update_item()", vec!["dynamodb:UpdateItem"]),
+        (".delete_item()", vec!["dynamodb:DeleteItem"]),
+        (".query()", vec!["dynamodb:Query"]),
+        // A transaction's items are checked by their own actions.
+        (
+            ".transact_write_items()",
+            vec!["dynamodb:PutItem", "dynamodb:UpdateItem"],
+        ),
+        (".scan()", vec!["dynamodb:Scan"]),
+        (".batch_write_item()", vec!["dynamodb:BatchWriteItem"]),
+    ];
+    let t = template();
+    let allowed = allowed_on(&t, "ProcessorFunction", "Table");
+    let mut checked = 0;
+    for (call, actions) in calls {
+        if !source.contains(call) {
+            continue;
+        }
+        checked += 1;
+        for action in actions {
+            assert!(
+                allowed.iter().any(|a| a == action),
+                "the store calls {call} but the processor may not {action}: {allowed:?}"
+            );
+        }
+    }
+    assert!(checked >= 5, "found only {checked} kinds of request");
+    // The store never scans the table.
+    assert!(!source.contains(".scan()"));
+}

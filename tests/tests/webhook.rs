@@ -642,7 +642,15 @@ async fn a_signed_data_deletion_request_is_recorded_and_its_status_page_answers(
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{unknown}");
     }
 
-    // Deauthorize: the same signature rules, recorded under its own code.
+    // Deauthorize: the same signature rules, recorded under its own code, and the
+    // Page disconnected: its token forgotten, its events parked from now on.
+    use messenger_store::PageRegistry;
+    let store = messenger_store::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table);
+    let page = messenger_types::PageId::new("100000000000001");
+    store
+        .store_page_token(&page, b"sealed".to_vec(), messenger_types::Timestamp::now())
+        .await
+        .unwrap();
     let deauth = sign(
         r#"{"algorithm":"HMAC-SHA256","user_id":"1234567890","profile_id":"100000000000001"}"#,
         LOCAL_APP_SECRET.as_bytes(),
@@ -657,6 +665,10 @@ async fn a_signed_data_deletion_request_is_recorded_and_its_status_page_answers(
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", body_text(&r));
+    let record = store.page_record(&page).await.unwrap().unwrap();
+    assert_eq!(record.status, messenger_store::PageStatus::Missing);
+    assert_eq!(record.reason.as_deref(), Some("deauthorized"));
+    assert!(record.sealed_token.is_none());
     let bad = hook
         .handle(callback_request(
             "POST",

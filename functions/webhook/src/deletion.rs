@@ -54,6 +54,9 @@ pub trait DeletionLog: Send + Sync + fmt::Debug {
     /// Records a request under its code (again: no change).
     fn record<'a>(&'a self, code: &'a str, callback: Callback, at_ms: i64) -> LogFuture<'a, ()>;
     fn find<'a>(&'a self, code: &'a str) -> LogFuture<'a, Option<Recorded>>;
+    /// The app was removed from the Page: its token is forgotten and it is
+    /// `MISSING` (`deauthorized`), so its events are parked, not sent.
+    fn disconnect<'a>(&'a self, page: &'a str, at_ms: i64) -> LogFuture<'a, ()>;
 }
 
 /// No table configured (`TABLE_NAME` unset): the routes answer 503.
@@ -65,6 +68,9 @@ impl DeletionLog for NoDeletionLog {
         Box::pin(async { Err("no table is configured (TABLE_NAME)".to_owned()) })
     }
     fn find<'a>(&'a self, _: &'a str) -> LogFuture<'a, Option<Recorded>> {
+        Box::pin(async { Err("no table is configured (TABLE_NAME)".to_owned()) })
+    }
+    fn disconnect<'a>(&'a self, _: &'a str, _: i64) -> LogFuture<'a, ()> {
         Box::pin(async { Err("no table is configured (TABLE_NAME)".to_owned()) })
     }
 }
@@ -93,6 +99,20 @@ fn record_pk(code: &str) -> AttributeValue {
 const RECORD_SK: &str = "DELETION";
 
 impl DeletionLog for DynamoDeletionLog {
+    fn disconnect<'a>(&'a self, page: &'a str, at_ms: i64) -> LogFuture<'a, ()> {
+        use messenger_store::PageRegistry;
+        Box::pin(async move {
+            messenger_store::DynamoStore::new(self.client.clone(), &self.table)
+                .forget_page_token(
+                    &messenger_types::PageId::new(page),
+                    "deauthorized",
+                    messenger_types::Timestamp::from_millis(at_ms),
+                )
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
     fn record<'a>(&'a self, code: &'a str, callback: Callback, at_ms: i64) -> LogFuture<'a, ()> {
         Box::pin(async move {
             let ttl = at_ms / 1000 + RECORD_DAYS * 86_400;
@@ -193,6 +213,16 @@ impl DataDeletion {
         let secret = self.app_secret.expose_secret().as_bytes();
         let verified = signed_request::verify(&field, secret, now_ms / 1000)?;
         let code = confirmation_code(secret, callback, &field);
+        // A Page that removed the app: disconnected before the request is
+        // recorded, so a failure here is answered 503 and Meta sends it again.
+        if callback == Callback::Deauthorize
+            && let Some(page) = verified.profile_id.as_deref()
+        {
+            self.log
+                .disconnect(page, now_ms)
+                .await
+                .map_err(CallbackError::Unrecorded)?;
+        }
         self.log
             .record(&code, callback, now_ms)
             .await

@@ -241,13 +241,13 @@ impl<Q: EventQueue, S: Quarantine> Webhook<Q, S> {
                     )
                 }
                 Callback::Deauthorize => {
-                    // The operator disconnects the Page: its token in the secret
-                    // no longer works (README, Data protection).
+                    // The Page is disconnected already (its token forgotten, its
+                    // events parked); the operator decides whether to connect it again.
                     tracing::warn!(
                         confirmation_code = %code,
                         page_id = verified.profile_id.as_deref().unwrap_or("-"),
                         alert = true,
-                        "the app was removed (deauthorize): remove the Page's token and stop its subscription"
+                        "the app was removed (deauthorize): the Page is disconnected"
                     );
                     json(
                         StatusCode::OK,

@@ -802,6 +802,148 @@ impl TokenStore for MemoryStore {
     }
 }
 
+impl PageRegistry for MemoryStore {
+    async fn page_record(&self, page: &PageId) -> Result<Option<PageRecord>, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "page_record")?;
+        Ok(inner.page_records.get(page).cloned())
+    }
+
+    async fn page_records(&self) -> Result<Vec<(PageId, PageRecord)>, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "page_records")?;
+        Ok(inner
+            .page_records
+            .iter()
+            .map(|(p, r)| (p.clone(), r.clone()))
+            .collect())
+    }
+
+    async fn store_page_token(
+        &self,
+        page: &PageId,
+        sealed: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "store_page_token")?;
+        inner.page_records.insert(
+            page.clone(),
+            PageRecord {
+                status: PageStatus::Active,
+                reason: None,
+                since: now,
+                sealed_token: Some(sealed),
+                token_version: Some(now.as_millis()),
+            },
+        );
+        Ok(())
+    }
+
+    async fn mark_page_invalid(
+        &self,
+        page: &PageId,
+        token_version: Option<i64>,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "mark_page_invalid")?;
+        let current = inner.page_records.get(page).and_then(|r| r.token_version);
+        if current != token_version {
+            return Ok(false);
+        }
+        let record = inner
+            .page_records
+            .entry(page.clone())
+            .or_insert_with(|| PageRecord {
+                status: PageStatus::Invalid,
+                reason: None,
+                since: now,
+                sealed_token: None,
+                token_version: None,
+            });
+        record.status = PageStatus::Invalid;
+        record.reason = Some(reason.to_owned());
+        record.since = now;
+        Ok(true)
+    }
+
+    async fn forget_page_token(
+        &self,
+        page: &PageId,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "forget_page_token")?;
+        inner.page_records.insert(
+            page.clone(),
+            PageRecord {
+                status: PageStatus::Missing,
+                reason: Some(reason.to_owned()),
+                since: now,
+                sealed_token: None,
+                token_version: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn park(
+        &self,
+        page: &PageId,
+        message: &ParkedMessage,
+        thread: Option<&ThreadKey>,
+        now: Timestamp,
+    ) -> Result<Parked, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "park")?;
+        let record = inner
+            .page_records
+            .entry(page.clone())
+            .or_insert_with(|| PageRecord {
+                status: PageStatus::Missing,
+                reason: Some("no token".to_owned()),
+                since: now,
+                sealed_token: None,
+                token_version: None,
+            });
+        if record.status == PageStatus::Active {
+            return Ok(Parked::PageActive);
+        }
+        inner.parked.insert(
+            (page.clone(), message.key.clone()),
+            (message.clone(), thread.cloned()),
+        );
+        Ok(Parked::Kept)
+    }
+
+    async fn parked(
+        &self,
+        page: &PageId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ParkedMessage>, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "parked")?;
+        Ok(inner
+            .parked
+            .iter()
+            .filter(|((p, key), _)| p == page && after.is_none_or(|a| key.as_str() > a))
+            .take(limit)
+            .map(|(_, (m, _))| m.clone())
+            .collect())
+    }
+
+    async fn unpark(&self, page: &PageId, key: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "unpark")?;
+        inner.parked.remove(&(page.clone(), key.to_owned()));
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1043,147 +1185,5 @@ mod tests {
         );
         assert!(block_on(store.thread(&key())).is_ok());
         assert_eq!(store.requests(), 2);
-    }
-}
-
-impl PageRegistry for MemoryStore {
-    async fn page_record(&self, page: &PageId) -> Result<Option<PageRecord>, StoreError> {
-        let mut inner = self.lock();
-        self.request(&mut inner, "page_record")?;
-        Ok(inner.page_records.get(page).cloned())
-    }
-
-    async fn page_records(&self) -> Result<Vec<(PageId, PageRecord)>, StoreError> {
-        let mut inner = self.lock();
-        self.request(&mut inner, "page_records")?;
-        Ok(inner
-            .page_records
-            .iter()
-            .map(|(p, r)| (p.clone(), r.clone()))
-            .collect())
-    }
-
-    async fn store_page_token(
-        &self,
-        page: &PageId,
-        sealed: Vec<u8>,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        self.request(&mut inner, "store_page_token")?;
-        inner.page_records.insert(
-            page.clone(),
-            PageRecord {
-                status: PageStatus::Active,
-                reason: None,
-                since: now,
-                sealed_token: Some(sealed),
-                token_version: Some(now.as_millis()),
-            },
-        );
-        Ok(())
-    }
-
-    async fn mark_page_invalid(
-        &self,
-        page: &PageId,
-        token_version: Option<i64>,
-        reason: &str,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let mut inner = self.lock();
-        self.request(&mut inner, "mark_page_invalid")?;
-        let current = inner.page_records.get(page).and_then(|r| r.token_version);
-        if current != token_version {
-            return Ok(false);
-        }
-        let record = inner
-            .page_records
-            .entry(page.clone())
-            .or_insert_with(|| PageRecord {
-                status: PageStatus::Invalid,
-                reason: None,
-                since: now,
-                sealed_token: None,
-                token_version: None,
-            });
-        record.status = PageStatus::Invalid;
-        record.reason = Some(reason.to_owned());
-        record.since = now;
-        Ok(true)
-    }
-
-    async fn forget_page_token(
-        &self,
-        page: &PageId,
-        reason: &str,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        self.request(&mut inner, "forget_page_token")?;
-        inner.page_records.insert(
-            page.clone(),
-            PageRecord {
-                status: PageStatus::Missing,
-                reason: Some(reason.to_owned()),
-                since: now,
-                sealed_token: None,
-                token_version: None,
-            },
-        );
-        Ok(())
-    }
-
-    async fn park(
-        &self,
-        page: &PageId,
-        message: &ParkedMessage,
-        thread: Option<&ThreadKey>,
-        now: Timestamp,
-    ) -> Result<Parked, StoreError> {
-        let mut inner = self.lock();
-        self.request(&mut inner, "park")?;
-        let record = inner
-            .page_records
-            .entry(page.clone())
-            .or_insert_with(|| PageRecord {
-                status: PageStatus::Missing,
-                reason: Some("no token".to_owned()),
-                since: now,
-                sealed_token: None,
-                token_version: None,
-            });
-        if record.status == PageStatus::Active {
-            return Ok(Parked::PageActive);
-        }
-        inner.parked.insert(
-            (page.clone(), message.key.clone()),
-            (message.clone(), thread.cloned()),
-        );
-        Ok(Parked::Kept)
-    }
-
-    async fn parked(
-        &self,
-        page: &PageId,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<ParkedMessage>, StoreError> {
-        let mut inner = self.lock();
-        self.request(&mut inner, "parked")?;
-        Ok(inner
-            .parked
-            .iter()
-            .filter(|((p, key), _)| p == page && after.is_none_or(|a| key.as_str() > a))
-            .take(limit)
-            .map(|(_, (m, _))| m.clone())
-            .collect())
-    }
-
-    async fn unpark(&self, page: &PageId, key: &str) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        self.request(&mut inner, "unpark")?;
-        inner.parked.remove(&(page.clone(), key.to_owned()));
-        Ok(())
     }
 }

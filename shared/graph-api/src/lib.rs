@@ -307,6 +307,24 @@ impl GraphClient {
         .await
     }
 
+    /// `DELETE /{page-id}/subscribed_apps`: the app no longer gets the Page's
+    /// webhooks (`page disconnect`).
+    pub async fn unsubscribe_app(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+    ) -> Result<(), GraphError> {
+        let call = Call {
+            method: Method::DELETE,
+            page,
+            edge: "subscribed_apps",
+            query: &[],
+            body: None,
+            retired_tag: false,
+        };
+        self.call(call, token).await.map(|_| ())
+    }
+
     /// A POST answered with `{"success": true}`.
     async fn post_for_success(
         &self,

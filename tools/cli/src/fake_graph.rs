@@ -100,7 +100,8 @@ async fn answer(recorder: &Recorder, req: Request<Incoming>) -> Response<Full<By
             | "extend_thread_control"
             | "request_thread_control"
             | "subscribed_apps",
-        ) => (StatusCode::OK, json!({"success": true})),
+        )
+        | ("DELETE", "subscribed_apps") => (StatusCode::OK, json!({"success": true})),
         _ => (
             StatusCode::BAD_REQUEST,
             json!({"error": {"message": format!("the fake Graph API has no {method} {path}"),

@@ -127,6 +127,7 @@ pub async fn run(env: &Env, options: Options) -> Result<()> {
         "GRAPH_API_BASE_URL",
         "SECRET_ARN",
         "EVENT_BUS_NAME",
+        "TOKEN_KEY_ID",
     ] {
         if let Some(v) = env.get(key) {
             written.push((key.to_owned(), v));
@@ -327,6 +328,36 @@ pub async fn create_resources(sdk: &SdkConfig, name: &str) -> Result<Vec<(String
         .await
         .map_err(|e| format!("cannot target the tap queue: {e}"))?;
 
+    // The key Page tokens are sealed with (the template's TokenKey), found again
+    // by its alias on the next start.
+    let kms = aws_sdk_kms::Client::new(sdk);
+    let alias = format!("alias/messenger-{name}-tokens");
+    let key_id = match kms.describe_key().key_id(&alias).send().await {
+        Ok(found) => found
+            .key_metadata()
+            .map(|m| m.key_id().to_owned())
+            .ok_or("the emulator described the token key without its id")?,
+        Err(_) => {
+            let created = kms
+                .create_key()
+                .description("Seals the Page access tokens kept in the table (local)")
+                .send()
+                .await
+                .map_err(|e| format!("cannot create the token key: {e}"))?;
+            let id = created
+                .key_metadata()
+                .map(|m| m.key_id().to_owned())
+                .ok_or("the emulator created the token key without an id")?;
+            kms.create_alias()
+                .alias_name(&alias)
+                .target_key_id(&id)
+                .send()
+                .await
+                .map_err(|e| format!("cannot name the token key: {e}"))?;
+            id
+        }
+    };
+
     let bucket = format!("messenger-quarantine-{name}").to_lowercase();
     let s3 = webhook::s3_client(sdk);
     if s3.head_bucket().bucket(&bucket).send().await.is_err() {
@@ -344,6 +375,7 @@ pub async fn create_resources(sdk: &SdkConfig, name: &str) -> Result<Vec<(String
         ),
         ("EVENTS_DLQ_URL".to_owned(), dlq_url),
         ("QUARANTINE_BUCKET".to_owned(), bucket),
+        ("TOKEN_KEY_ID".to_owned(), key_id),
         ("EVENT_BUS_NAME".to_owned(), bus),
         ("BUS_TAP_QUEUE_URL".to_owned(), tap_url),
     ])

@@ -11,6 +11,7 @@ mod business;
 mod fake_graph;
 mod local;
 mod ops;
+mod pages;
 mod samples;
 mod settings;
 
@@ -81,9 +82,9 @@ enum Command {
     /// The dead-letter queue of the events queue.
     #[command(subcommand)]
     Dlq(ops::DlqCommand),
-    /// A Page: subscribe the app to its webhooks, store its access token.
+    /// A Page: its token, status, parked messages and subscription.
     #[command(subcommand)]
-    Page(ops::PageCommand),
+    Page(pages::PageCommand),
     /// Set the app secret or the verify token in the secret (SECRET_ARN), from stdin.
     SetSecret {
         #[arg(value_enum)]
@@ -133,7 +134,7 @@ async fn run(command: Command) -> Result<()> {
             ops::quarantine(&env, &settings::sdk().await, command).await
         }
         Command::Dlq(command) => ops::dlq(&env, &settings::sdk().await, command).await,
-        Command::Page(command) => ops::page(&env, &settings::sdk().await, command).await,
+        Command::Page(command) => pages::page(&env, &settings::sdk().await, command).await,
         Command::SetSecret { field } => ops::set_secret(&env, &settings::sdk().await, field).await,
     }
 }

@@ -1,7 +1,7 @@
 //! Operator commands against a deployed stack (or the local one): the quarantine, the
 //! dead-letter queue, Page subscriptions and tokens, the secret, notify commands.
 
-use app_config::{Lookup, SdkConfig};
+use app_config::SdkConfig;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -10,7 +10,7 @@ use tokio::io::AsyncReadExt;
 use crate::Result;
 use crate::settings::{Env, fresh_id};
 
-const FROM_OUTPUTS: &str =
+pub(crate) const FROM_OUTPUTS: &str =
     "take it from the stack's Outputs (README, Deploy), or start the local stack with scripts/run";
 
 /// The webhook fields the backend handles (MESSENGER.md §2).
@@ -39,25 +39,6 @@ pub enum DlqCommand {
         /// Stop after this many messages.
         #[arg(long, default_value_t = 10_000)]
         max: usize,
-    },
-}
-
-#[derive(Debug, clap::Subcommand)]
-pub enum PageCommand {
-    /// Subscribe the app to the Page's webhooks (POST /{page-id}/subscribed_apps),
-    /// with the Page's token from the secret (or PAGE_ACCESS_TOKENS).
-    Subscribe {
-        #[arg(long, env = "PAGE_ID")]
-        page: String,
-        /// The webhook fields (comma-separated).
-        #[arg(long, default_value = WEBHOOK_FIELDS)]
-        fields: String,
-    },
-    /// Store the Page's access token in the secret (SECRET_ARN), read from stdin so
-    /// it stays out of shell history. Running functions read it at their next start.
-    StoreToken {
-        #[arg(long, env = "PAGE_ID")]
-        page: String,
     },
 }
 
@@ -295,51 +276,6 @@ pub async fn dlq(env: &Env, sdk: &SdkConfig, command: DlqCommand) -> Result<()> 
     }
 }
 
-pub async fn page(env: &Env, sdk: &SdkConfig, command: PageCommand) -> Result<()> {
-    match command {
-        PageCommand::Subscribe { page, fields } => {
-            let (secrets, origin) = app_config::Secrets::load(env, sdk).await?;
-            let tokens = secrets.require_page_tokens(origin)?;
-            let token = tokens
-                .get(&messenger_types::PageId::new(&page))
-                .ok_or_else(|| format!("no access token for Page {page}: store it first (messenger page store-token --page {page})"))?;
-            let graph = graph_api::GraphClient::new(graph_api::GraphConfig {
-                base_url: env
-                    .get("GRAPH_API_BASE_URL")
-                    .unwrap_or_else(|| graph_api::DEFAULT_BASE_URL.to_owned()),
-                version: env
-                    .get("GRAPH_API_VERSION")
-                    .unwrap_or_else(|| graph_api::DEFAULT_VERSION.to_owned()),
-                // With the app secret, the call carries `appsecret_proof`.
-                app_secret: secrets.app_secret.clone(),
-                ..graph_api::GraphConfig::default()
-            })?;
-            let wanted: Vec<&str> = fields.split(',').map(str::trim).collect();
-            graph
-                .subscribe_app(&messenger_types::PageId::new(&page), token, &wanted)
-                .await?;
-            println!("Page {page} subscribed to: {fields}");
-            Ok(())
-        }
-        PageCommand::StoreToken { page } => {
-            let token = read_stdin("the Page access token").await?;
-            update_secret(env, sdk, |secret| {
-                let tokens = secret
-                    .entry("page_access_tokens")
-                    .or_insert_with(|| Value::Object(Map::new()));
-                let tokens = tokens
-                    .as_object_mut()
-                    .ok_or("page_access_tokens in the secret is not an object")?;
-                tokens.insert(page.clone(), Value::String(token));
-                Ok(())
-            })
-            .await?;
-            println!("stored the access token of Page {page}");
-            Ok(())
-        }
-    }
-}
-
 pub async fn set_secret(env: &Env, sdk: &SdkConfig, field: SecretField) -> Result<()> {
     let value = read_stdin(field.key()).await?;
     update_secret(env, sdk, |secret| {
@@ -351,7 +287,7 @@ pub async fn set_secret(env: &Env, sdk: &SdkConfig, field: SecretField) -> Resul
     Ok(())
 }
 
-async fn read_stdin(what: &str) -> Result<String> {
+pub(crate) async fn read_stdin(what: &str) -> Result<String> {
     eprintln!("reading {what} from stdin (end with Ctrl-D)...");
     let mut text = String::new();
     tokio::io::stdin().read_to_string(&mut text).await?;

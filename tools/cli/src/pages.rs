@@ -1,0 +1,268 @@
+//! `messenger page ...`: each Page's token (sealed in the table with the stack's
+//! KMS key), its status, its parked messages and its subscription.
+
+use std::collections::BTreeMap;
+
+use app_config::{Lookup, SdkConfig};
+use messenger_store::{DynamoStore, PageRecord, PageRegistry, PageStatus};
+use messenger_types::{PageId, Timestamp};
+use processor::credentials::{KmsKey, TokenKey};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use crate::Result;
+use crate::ops::{FROM_OUTPUTS, WEBHOOK_FIELDS, read_stdin};
+use crate::settings::Env;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PageCommand {
+    /// Subscribe the app to the Page's webhooks (POST /{page-id}/subscribed_apps,
+    /// with appsecret_proof), with the Page's token from the table (or the seed).
+    Subscribe {
+        #[arg(long, env = "PAGE_ID")]
+        page: String,
+        /// The webhook fields (comma-separated).
+        #[arg(long, default_value = WEBHOOK_FIELDS)]
+        fields: String,
+    },
+    /// Store the Page's access token, read from stdin so it stays out of shell
+    /// history: sealed with the stack's key (TOKEN_KEY_ID) in the table, used by
+    /// the running functions within CREDENTIALS_TTL_SECONDS, and the Page's parked
+    /// messages put back on the queue.
+    StoreToken {
+        #[arg(long, env = "PAGE_ID")]
+        page: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Each Page's status (ACTIVE, INVALID, MISSING), why, since when, and how many
+    /// messages are parked.
+    Status {
+        /// Only this Page.
+        #[arg(long)]
+        page: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put the Page's parked messages back on the events queue, oldest first.
+    Replay {
+        #[arg(long, env = "PAGE_ID")]
+        page: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unsubscribe the app from the Page's webhooks and forget its token: the Page
+    /// is MISSING (disconnected) and its events are parked from now on.
+    Disconnect {
+        #[arg(long, env = "PAGE_ID")]
+        page: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn store(env: &Env, sdk: &SdkConfig) -> Result<DynamoStore> {
+    Ok(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        env.require("TABLE_NAME", FROM_OUTPUTS)?,
+    ))
+}
+
+fn key(env: &Env, sdk: &SdkConfig) -> Result<KmsKey> {
+    Ok(KmsKey::new(
+        aws_sdk_kms::Client::new(sdk),
+        env.require("TOKEN_KEY_ID", FROM_OUTPUTS)?,
+    ))
+}
+
+fn queue(env: &Env, sdk: &SdkConfig) -> Result<event_queue::SqsQueue> {
+    Ok(event_queue::SqsQueue::new(
+        aws_sdk_sqs::Client::new(sdk),
+        env.require("EVENTS_QUEUE_URL", FROM_OUTPUTS)?,
+    ))
+}
+
+/// Up to this many parked messages are counted (`1000+` beyond).
+const COUNT_UP_TO: usize = 1000;
+
+/// One Page's line of `page status`, as JSON.
+fn status_json(page: &PageId, record: Option<&PageRecord>, parked: usize) -> Value {
+    json!({
+        "page_id": page.as_str(),
+        "status": record.map_or("UNKNOWN", |r| r.status.as_str()),
+        "reason": record.and_then(|r| r.reason.clone()),
+        "since_ms": record.map(|r| r.since.as_millis()),
+        "token_stored": record.is_some_and(|r| r.sealed_token.is_some()),
+        "parked": parked,
+        "parked_counted_up_to": COUNT_UP_TO,
+    })
+}
+
+fn print(json_out: bool, value: &Value, text: impl FnOnce() -> String) {
+    if json_out {
+        println!("{value}");
+    } else {
+        println!("{}", text());
+    }
+}
+
+/// The Page's token as the functions would use it: the table's, else the seed's.
+async fn page_token(env: &Env, sdk: &SdkConfig, page: &PageId) -> Result<SecretString> {
+    if env.is_set("TABLE_NAME")
+        && env.is_set("TOKEN_KEY_ID")
+        && let Some(PageRecord {
+            sealed_token: Some(sealed),
+            ..
+        }) = store(env, sdk)?.page_record(page).await?
+    {
+        return Ok(key(env, sdk)?.open(page, &sealed).await?);
+    }
+    let (secrets, _) = app_config::Secrets::load(env, sdk).await?;
+    secrets.page_access_tokens.get(page).cloned().ok_or_else(|| {
+        format!("no access token for Page {page}: store it first (messenger page store-token --page {page})").into()
+    })
+}
+
+fn graph(env: &Env, app_secret: Option<SecretString>) -> Result<graph_api::GraphClient> {
+    Ok(graph_api::GraphClient::new(graph_api::GraphConfig {
+        base_url: env
+            .get("GRAPH_API_BASE_URL")
+            .unwrap_or_else(|| graph_api::DEFAULT_BASE_URL.to_owned()),
+        version: env
+            .get("GRAPH_API_VERSION")
+            .unwrap_or_else(|| graph_api::DEFAULT_VERSION.to_owned()),
+        // With the app secret, each call carries `appsecret_proof`.
+        app_secret,
+        ..graph_api::GraphConfig::default()
+    })?)
+}
+
+pub async fn page(env: &Env, sdk: &SdkConfig, command: PageCommand) -> Result<()> {
+    match command {
+        PageCommand::Subscribe { page, fields } => {
+            let page = PageId::new(&page);
+            let token = page_token(env, sdk, &page).await?;
+            let (secrets, _) = app_config::Secrets::load(env, sdk).await?;
+            let wanted: Vec<&str> = fields.split(',').map(str::trim).collect();
+            graph(env, secrets.app_secret.clone())?
+                .subscribe_app(&page, &token, &wanted)
+                .await?;
+            println!("Page {page} subscribed to: {fields}");
+            Ok(())
+        }
+        PageCommand::StoreToken { page, json } => {
+            let page = PageId::new(&page);
+            let token = SecretString::from(read_stdin("the Page access token").await?);
+            let replayed = processor::park::store_token(
+                &store(env, sdk)?,
+                &key(env, sdk)?,
+                &queue(env, sdk)?,
+                &page,
+                &token,
+                Timestamp::now(),
+            )
+            .await?;
+            let value = json!({
+                "page_id": page.as_str(), "status": PageStatus::Active.as_str(),
+                "replayed": replayed.queued, "refused_by_queue": replayed.refused,
+            });
+            print(json, &value, || {
+                format!(
+                    "stored the access token of Page {page}: ACTIVE; {} parked message(s) put back on the queue{}",
+                    replayed.queued,
+                    match replayed.refused {
+                        0 => String::new(),
+                        n => format!(", {n} refused by the queue (still parked)"),
+                    }
+                )
+            });
+            Ok(())
+        }
+        PageCommand::Status { page, json } => {
+            let store = store(env, sdk)?;
+            let records: BTreeMap<PageId, PageRecord> = match &page {
+                Some(page) => {
+                    let page = PageId::new(page);
+                    let record = store.page_record(&page).await?;
+                    record.into_iter().map(|r| (page.clone(), r)).collect()
+                }
+                None => store.page_records().await?.into_iter().collect(),
+            };
+            let mut pages: Vec<PageId> = records.keys().cloned().collect();
+            if let Some(page) = &page
+                && pages.is_empty()
+            {
+                pages.push(PageId::new(page));
+            }
+            let mut lines = Vec::new();
+            for id in &pages {
+                let parked = store.parked(id, None, COUNT_UP_TO).await?.len();
+                lines.push(status_json(id, records.get(id), parked));
+            }
+            if json {
+                println!("{}", Value::Array(lines));
+                return Ok(());
+            }
+            if lines.is_empty() {
+                println!(
+                    "no Page has a record yet (a Page gets one when its token is stored or its first event arrives)"
+                );
+            }
+            for line in lines {
+                println!(
+                    "{}  {:<8} parked {}{}",
+                    line["page_id"].as_str().unwrap_or_default(),
+                    line["status"].as_str().unwrap_or_default(),
+                    line["parked"],
+                    line["reason"]
+                        .as_str()
+                        .map(|r| format!("  ({r})"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        PageCommand::Replay { page, json } => {
+            let page = PageId::new(&page);
+            let replayed =
+                processor::park::replay(&store(env, sdk)?, &queue(env, sdk)?, &page).await?;
+            let value = json!({"page_id": page.as_str(), "replayed": replayed.queued, "refused_by_queue": replayed.refused});
+            print(json, &value, || {
+                format!(
+                    "Page {page}: {} parked message(s) put back on the queue",
+                    replayed.queued
+                )
+            });
+            Ok(())
+        }
+        PageCommand::Disconnect { page, json } => {
+            let page = PageId::new(&page);
+            // Unsubscribed first, while the token still works.
+            let unsubscribed = match page_token(env, sdk, &page).await {
+                Ok(token) => {
+                    let (secrets, _) = app_config::Secrets::load(env, sdk).await?;
+                    graph(env, secrets.app_secret.clone())?
+                        .unsubscribe_app(&page, &token)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            store(env, sdk)?
+                .forget_page_token(&page, "disconnected", Timestamp::now())
+                .await?;
+            let value = json!({
+                "page_id": page.as_str(), "status": PageStatus::Missing.as_str(),
+                "unsubscribed": unsubscribed.is_ok(),
+                "unsubscribe_error": unsubscribed.as_ref().err(),
+            });
+            print(json, &value, || match &unsubscribed {
+                Ok(()) => format!("Page {page}: unsubscribed and its token forgotten (MISSING)"),
+                Err(e) => {
+                    format!("Page {page}: token forgotten (MISSING); could not unsubscribe: {e}")
+                }
+            });
+            Ok(())
+        }
+    }
+}
