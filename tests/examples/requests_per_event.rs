@@ -188,7 +188,6 @@ async fn main() {
                 .build(),
         );
         let hook = webhook::Webhook {
-            verify_token: wired.verify_token,
             deletion: wired.deletion,
             receiver: webhook::Receiver {
                 queue: webhook::SqsQueue::new(sqs, &queue),

@@ -176,10 +176,12 @@ fn cases() -> Vec<Case> {
                "read": {"watermark": i}})
     })
     .collect();
-    let ten_thousand: Vec<Value> = (0..10_000)
+    let cap = webhook::DEFAULT_MAX_EVENTS_PER_DELIVERY;
+    let batch: Vec<Value> = (0..=cap)
         .map(|i| text(&format!("22{i:014}"), &format!("m_bad_batch_{i}")))
         .collect();
-    let ten_thousand_mids: Vec<String> = (0..10_000).map(|i| format!("m_bad_batch_{i}")).collect();
+    let batch_mids: Vec<String> = (0..cap).map(|i| format!("m_bad_batch_{i}")).collect();
+    let over_the_cap = envelope(&batch);
 
     vec![
         case(
@@ -334,11 +336,21 @@ fn cases() -> Vec<Case> {
             None,
         ),
         case(
-            "10,000 events in one delivery",
-            signed(envelope(&ten_thousand)),
+            "as many events as MAX_EVENTS_PER_DELIVERY's default (1000)",
+            signed(envelope(&batch[..cap])),
             StatusCode::OK,
-            Queued::Mids(ten_thousand_mids),
+            Queued::Mids(batch_mids),
             None,
+        ),
+        case(
+            "one event more than MAX_EVENTS_PER_DELIVERY's default",
+            signed(over_the_cap.clone()),
+            StatusCode::OK,
+            Queued::Nothing,
+            Some((
+                over_the_cap,
+                "the delivery has 1001 events, over the limit of 1000 per delivery",
+            )),
         ),
     ]
 }
@@ -353,17 +365,18 @@ async fn every_kind_of_bad_input_gets_its_documented_answer_and_loses_nothing_va
         let wired = webhook::from_env(&webhook_env(&queue, &bucket), &sdk)
             .await
             .unwrap();
-        // The 10,000-event delivery goes to an in-memory queue: the emulator's FIFO
+        // The 1000-event delivery goes to an in-memory queue: the emulator's FIFO
         // queue slows down with every message it holds. The SQS adapter itself is
         // covered by the other cases and by tests/tests/webhook.rs.
-        let memory = matches!(&case.queued, Queued::Mids(m) if m.len() > 1000);
+        let memory = matches!(&case.queued, Queued::Mids(m) if m.len() >= 1000);
         let (status, on_queue) = if memory {
             let hook = webhook::Webhook {
-                verify_token: wired.verify_token,
                 deletion: wired.deletion,
                 receiver: webhook::Receiver {
-                    verifier: wired.receiver.verifier,
+                    credentials: wired.receiver.credentials,
                     max_body_bytes: wired.receiver.max_body_bytes,
+                    max_events: wired.receiver.max_events,
+                    answer_within: wired.receiver.answer_within,
                     queue: webhook::testing::MemoryQueue::new(),
                     quarantine: wired.receiver.quarantine,
                     retry: wired.receiver.retry,

@@ -42,11 +42,12 @@ async fn sqs_refusing_a_tenth_of_the_entries_loses_nothing_the_webhook_acknowled
         .await
         .unwrap();
     let hook = webhook::Webhook {
-        verify_token: wired.verify_token,
         deletion: wired.deletion,
         receiver: webhook::Receiver {
-            verifier: wired.receiver.verifier,
+            credentials: wired.receiver.credentials,
             max_body_bytes: wired.receiver.max_body_bytes,
+            max_events: wired.receiver.max_events,
+            answer_within: wired.receiver.answer_within,
             queue: RefusingQueue::new(wired.receiver.queue, "sqs-refusals"),
             quarantine: wired.receiver.quarantine,
             retry: wired.receiver.retry,

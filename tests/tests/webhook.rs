@@ -374,11 +374,7 @@ async fn a_stopped_emulator_gets_503_never_200() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let sdk = emulator()
-        .await
-        .to_builder()
-        .endpoint_url(format!("http://127.0.0.1:{closed}"))
-        .build();
+    let sdk = at_endpoint(&format!("http://127.0.0.1:{closed}")).await;
     let queue = format!("http://127.0.0.1:{closed}/123456789012/events.fifo");
     let hook = webhook_for(&sdk, &webhook_env(&queue, "unused-bucket")).await;
     let response = hook
@@ -462,10 +458,18 @@ async fn missing_configuration_fails_at_start_and_names_the_variable() {
         assert!(err.contains(var), "{var}: {err}");
         assert!(!err.contains(LOCAL_APP_SECRET), "{err}");
     }
-    let mut env = full.clone();
-    env.insert("MAX_BODY_BYTES".into(), "lots".into());
-    let err = webhook::from_env(&env, &sdk).await.unwrap_err().to_string();
-    assert!(err.contains("MAX_BODY_BYTES"), "{err}");
+    for (var, bad) in [
+        ("MAX_BODY_BYTES", "lots"),
+        ("MAX_EVENTS_PER_DELIVERY", "0"),
+        ("MAX_EVENTS_PER_DELIVERY", "many"),
+        ("CREDENTIALS_TTL_SECONDS", "5m"),
+        ("CREDENTIALS_TTL_SECONDS", "-1"),
+    ] {
+        let mut env = full.clone();
+        env.insert(var.into(), bad.into());
+        let err = webhook::from_env(&env, &sdk).await.unwrap_err().to_string();
+        assert!(err.contains(var), "{var}={bad}: {err}");
+    }
 
     let mut env = full;
     env.insert(
@@ -680,4 +684,260 @@ async fn a_signed_data_deletion_request_is_recorded_and_its_status_page_answers(
         .unwrap();
     assert_eq!(bad.status(), StatusCode::FORBIDDEN);
     assert_eq!(deletion_records(&sdk, &table).await, 2);
+}
+
+/// `X-Hub-Signature-256` for `body` under `secret`.
+fn sign_with(secret: &str, body: &str) -> String {
+    hub_signature::Verifier::new(secret.as_bytes()).sign_sha256(body.as_bytes())
+}
+
+/// A webhook reading its secret from Secrets Manager (app secret `app_secret`),
+/// with these extra variables; and the secret's ARN.
+async fn webhook_with_secret(
+    sdk: &SdkConfig,
+    app_secret: &str,
+    extra: &[(&str, &str)],
+) -> (String, String, webhook::AwsWebhook) {
+    let queue = fifo_queue(sdk).await;
+    let bucket = bucket(sdk).await;
+    let arn = aws_sdk_secretsmanager_arn(sdk, &secret_document(app_secret)).await;
+    let mut env = webhook_env(&queue, &bucket);
+    env.insert("SECRET_ARN".into(), arn.clone());
+    for (k, v) in extra {
+        env.insert((*k).into(), (*v).into());
+    }
+    (queue, arn, webhook_for(sdk, &env).await)
+}
+
+fn secret_document(app_secret: &str) -> String {
+    json!({"app_secret": app_secret, "verify_token": "sm-token", "page_access_tokens": {}})
+        .to_string()
+}
+
+/// Rotates the secret: a new version with this app secret.
+async fn rotate(sdk: &SdkConfig, arn: &str, app_secret: &str) {
+    aws_sdk_secretsmanager::Client::new(sdk)
+        .put_secret_value()
+        .secret_id(arn)
+        .secret_string(secret_document(app_secret))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A delivery of one text whose mid is `mid`.
+fn one_text(mid: &str) -> String {
+    json!({"object": "page", "entry": [{"id": "100000000000001", "time": 1, "messaging": [
+        {"sender": {"id": "2000000000000009"}, "recipient": {"id": "100000000000001"},
+         "timestamp": 5, "message": {"mid": mid, "text": "hi"}}]}]})
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_rotated_app_secret_is_read_again_on_a_mismatch_without_a_new_instance() {
+    let sdk = emulator().await;
+    let (queue, arn, hook) = webhook_with_secret(&sdk, "secret-v1", &[]).await;
+    let status = |body: String, secret: &str| {
+        let request = post(&body, Some(&sign_with(secret, &body)));
+        let hook = &hook;
+        async move { hook.handle(request).await.unwrap().status() }
+    };
+
+    assert_eq!(status(one_text("m_v1"), "secret-v1").await, StatusCode::OK);
+    rotate(&sdk, &arn, "secret-v2").await;
+    // The same warm instance: the first request signed with the new secret
+    // mismatches, the webhook reads the secret again and verifies once more.
+    assert_eq!(status(one_text("m_v2"), "secret-v2").await, StatusCode::OK);
+    assert_eq!(status(one_text("m_v2b"), "secret-v2").await, StatusCode::OK);
+    assert_eq!(
+        status(one_text("m_wrong"), "not-the-secret").await,
+        StatusCode::FORBIDDEN
+    );
+    // The old secret no longer signs anything.
+    assert_eq!(
+        status(one_text("m_old"), "secret-v1").await,
+        StatusCode::FORBIDDEN
+    );
+
+    let mut mids: Vec<String> = drain(&sdk, &queue)
+        .await
+        .iter()
+        .map(|q| {
+            q.body["event"]["message"]["mid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    mids.sort();
+    assert_eq!(mids, ["m_v1", "m_v2", "m_v2b"]);
+}
+
+#[tokio::test]
+async fn a_second_mismatch_within_ten_seconds_does_not_read_the_secret_again() {
+    let sdk = emulator().await;
+    let (_, arn, hook) = webhook_with_secret(&sdk, "secret-v1", &[]).await;
+    let body = one_text("m_rate");
+    let credentials = hook.receiver.credentials.clone();
+    assert_eq!(credentials.rereads(), 0);
+
+    let r = hook
+        .handle(post(&body, Some(&sign_with("not-the-secret", &body))))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(credentials.rereads(), 1, "the first mismatch reads again");
+
+    // Rotated since, but the last re-read was moments ago: a signature under the
+    // new secret is refused until the interval (or the TTL) has passed.
+    rotate(&sdk, &arn, "secret-v2").await;
+    for secret in ["secret-v2", "not-the-secret"] {
+        let r = hook
+            .handle(post(&body, Some(&sign_with(secret, &body))))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{secret}");
+    }
+    assert_eq!(credentials.rereads(), 1);
+}
+
+#[tokio::test]
+async fn past_the_credentials_ttl_the_secret_is_read_before_verifying() {
+    let sdk = emulator().await;
+    // TTL 0: read before every request.
+    let (_, arn, hook) =
+        webhook_with_secret(&sdk, "secret-v1", &[("CREDENTIALS_TTL_SECONDS", "0")]).await;
+    let body = one_text("m_ttl");
+    let signed = |secret: &str| post(&body, Some(&sign_with(secret, &body)));
+    let r = hook.handle(signed("not-the-secret")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let after_mismatch = hook.receiver.credentials.rereads();
+
+    // A re-read on mismatch is not due for 10 s: only the TTL reads the new secret.
+    rotate(&sdk, &arn, "secret-v2").await;
+    let r = hook.handle(signed("secret-v2")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(hook.receiver.credentials.rereads(), after_mismatch + 1);
+}
+
+#[tokio::test]
+async fn a_delivery_over_max_events_per_delivery_is_quarantined_and_nothing_queued() {
+    let sdk = emulator().await;
+    let queue = fifo_queue(&sdk).await;
+    let bucket = bucket(&sdk).await;
+    let mut env = webhook_env(&queue, &bucket);
+    env.insert("MAX_EVENTS_PER_DELIVERY".into(), "5".into());
+    let hook = webhook_for(&sdk, &env).await;
+    let delivery = |n: usize, prefix: &str| {
+        let events: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                json!({"sender": {"id": format!("20000000000001{i:02}")}, "recipient": {"id": "100000000000001"},
+                       "timestamp": 5, "message": {"mid": format!("m_{prefix}_{i}"), "text": "hi"}})
+            })
+            .collect();
+        // Four in messaging, the rest in standby: both count.
+        let (messaging, standby) = events.split_at(4.min(n));
+        json!({"object": "page", "entry": [
+            {"id": "100000000000001", "time": 1, "messaging": messaging},
+            {"id": "100000000000001", "time": 1, "standby": standby}]})
+        .to_string()
+    };
+
+    let over = delivery(6, "over");
+    let r = hook.handle(post(&over, Some(&sign(&over)))).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(body_text(&r), "EVENT_RECEIVED");
+    assert!(drain(&sdk, &queue).await.is_empty());
+    let kept = quarantined(&sdk, &bucket).await;
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].1, over.as_bytes());
+    assert_eq!(
+        kept[0].2,
+        "the delivery has 6 events, over the limit of 5 per delivery (MAX_EVENTS_PER_DELIVERY)"
+    );
+
+    let at = delivery(5, "at");
+    let r = hook.handle(post(&at, Some(&sign(&at)))).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(drain(&sdk, &queue).await.len(), 5);
+    assert_eq!(quarantined(&sdk, &bucket).await.len(), 1);
+}
+
+/// The emulator's SDK settings with every client sent to `endpoint` instead.
+/// `SdkConfig::to_builder().endpoint_url()` does not do: a client prefers
+/// `AWS_ENDPOINT_URL` from the environment (the emulator's, here) to an endpoint
+/// set on a loaded configuration; one given to the loader wins.
+async fn at_endpoint(endpoint: &str) -> SdkConfig {
+    emulator().await;
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+/// An endpoint that accepts connections and never answers: a stalled SQS or
+/// DynamoDB. Its address as an endpoint URL, and how many connections it took.
+async fn stalled_endpoint() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    (format!("http://{address}"), accepted)
+}
+
+/// Meta gives up on a request after 5 s; the webhook must have answered by then.
+const META_WAITS: std::time::Duration = std::time::Duration::from_millis(4_500);
+
+#[tokio::test]
+async fn a_queue_that_never_answers_gets_503_before_meta_gives_up() {
+    let (stalled, connections) = stalled_endpoint().await;
+    let sdk = at_endpoint(&stalled).await;
+    let queue = format!("{stalled}/123456789012/events.fifo");
+    let hook = webhook_for(&sdk, &webhook_env(&queue, "unused-bucket")).await;
+
+    let started = std::time::Instant::now();
+    let response = hook
+        .handle(request(&event_json("webhook-post.json")))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(took < META_WAITS, "answered after {took:?}");
+    assert!(connections.load(std::sync::atomic::Ordering::SeqCst) > 0);
+}
+
+#[tokio::test]
+async fn a_table_that_never_answers_gets_the_deletion_callback_503_before_meta_gives_up() {
+    use hub_signature::signed_request::sign;
+    let (stalled, connections) = stalled_endpoint().await;
+    let sdk = at_endpoint(&stalled).await;
+    let mut env = webhook_env(&format!("{stalled}/123456789012/events.fifo"), "unused");
+    env.insert("TABLE_NAME".into(), "stalled-table".into());
+    let hook = webhook_for(&sdk, &env).await;
+    let signed = sign(
+        r#"{"algorithm":"HMAC-SHA256","user_id":"1234567890"}"#,
+        LOCAL_APP_SECRET.as_bytes(),
+    );
+
+    let started = std::time::Instant::now();
+    let response = hook
+        .handle(callback_request(
+            "POST",
+            "/data-deletion",
+            "",
+            &format!("signed_request={signed}"),
+        ))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(took < META_WAITS, "answered after {took:?}");
+    assert!(connections.load(std::sync::atomic::Ordering::SeqCst) > 0);
 }

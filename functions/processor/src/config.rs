@@ -59,11 +59,7 @@ impl Config {
                 .get("TOKEN_KEY_ID")
                 .map(|id| id.trim().to_owned())
                 .filter(|id| !id.is_empty()),
-            credentials_ttl: std::time::Duration::from_secs(app_config::optional(
-                env,
-                "CREDENTIALS_TTL_SECONDS",
-                crate::credentials::DEFAULT_CREDENTIALS_TTL.as_secs(),
-            )?),
+            credentials_ttl: app_config::credentials_ttl(env)?,
             retention_days: match app_config::optional(
                 env,
                 "RETENTION_DAYS",

@@ -16,8 +16,8 @@ use messenger_store::{PageRecord, PageRegistry, PageStatus, StoreError};
 use messenger_types::PageId;
 use secrecy::{ExposeSecret, SecretString};
 
-/// `CREDENTIALS_TTL_SECONDS`' default.
-pub const DEFAULT_CREDENTIALS_TTL: Duration = Duration::from_secs(300);
+/// `CREDENTIALS_TTL_SECONDS`' default (shared with the webhook's secret cache).
+pub use app_config::DEFAULT_CREDENTIALS_TTL;
 /// A Page found without a usable token is looked up again after this at the latest.
 pub const NOT_ACTIVE_TTL: Duration = Duration::from_secs(30);
 

@@ -62,8 +62,10 @@ fn load(name: &'static str) -> Workload {
 
 fn hot_path(c: &mut Criterion) {
     let receiver = Receiver {
-        verifier: Verifier::new(b"bench-secret"),
+        credentials: webhook::testing::fixed_credentials("bench-secret", "bench-token"),
         max_body_bytes: webhook::DEFAULT_MAX_BODY_BYTES,
+        max_events: webhook::DEFAULT_MAX_EVENTS_PER_DELIVERY,
+        answer_within: webhook::DEFAULT_ANSWER_WITHIN,
         queue: FakeSqs,
         quarantine: MemoryQuarantine::new(),
         retry: RetryPolicy::default(),

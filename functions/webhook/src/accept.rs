@@ -4,8 +4,9 @@
 //! or keep the body in quarantine when it is not a Page delivery.
 
 use std::future::Future;
+use std::time::Duration;
 
-use hub_signature::{SignatureError, SignatureHeaders, Verifier};
+use hub_signature::{SignatureError, SignatureHeaders};
 use messenger_types::queue::{QueueMessageType, QueuedEventRef};
 use messenger_types::routing::{RawEnvelope, Source, check_readable, route};
 
@@ -13,6 +14,8 @@ pub use event_queue::{
     EventQueue, FailedEntry, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, OutgoingMessage, QueueError,
     RetryPolicy,
 };
+
+use crate::credentials::Credentials;
 
 #[derive(Debug, thiserror::Error)]
 #[error("could not keep the body in quarantine: {message}")]
@@ -56,6 +59,10 @@ pub enum AcceptError {
     },
     #[error(transparent)]
     Quarantine(#[from] QuarantineError),
+    /// The queue or the quarantine did not answer in time: answered 503 before
+    /// Meta gives up on the request, so Meta redelivers.
+    #[error("the delivery was not queued within {}ms", within.as_millis())]
+    OutOfTime { within: Duration },
 }
 
 /// A delivery split into queue messages.
@@ -75,6 +82,10 @@ pub enum Unroutable {
     NotAnEnvelope(String),
     #[error("object is {0:?}, not \"page\"")]
     NotPage(String),
+    #[error(
+        "the delivery has {events} events, over the limit of {limit} per delivery (MAX_EVENTS_PER_DELIVERY)"
+    )]
+    TooManyEvents { events: usize, limit: usize },
 }
 
 /// Describes a JSON error by its class and position. serde_json's own message can
@@ -104,6 +115,13 @@ pub const MAX_LEFTOVERS_DESCRIBED: usize = 10;
 /// Splits a verified body into one queue message per item of every entry's
 /// `messaging` and `standby` arrays. Each event is copied byte for byte.
 pub fn split(body: &[u8]) -> Result<Split, Unroutable> {
+    split_at_most(body, usize::MAX)
+}
+
+/// [`split`], refusing as a whole a body of more than `max_events` events (items of
+/// `messaging` and `standby`; entries without them are not events), before any
+/// event is routed or copied.
+pub fn split_at_most(body: &[u8], max_events: usize) -> Result<Split, Unroutable> {
     let envelope: RawEnvelope<'_> = serde_json::from_slice(body)
         .map_err(|e| Unroutable::NotAnEnvelope(describe_json_error(&e)))?;
     if envelope.object != "page" {
@@ -115,6 +133,12 @@ pub fn split(body: &[u8]) -> Result<Split, Unroutable> {
         .iter()
         .map(|e| e.messaging.len() + e.standby.len())
         .sum();
+    if events > max_events {
+        return Err(Unroutable::TooManyEvents {
+            events,
+            limit: max_events,
+        });
+    }
     let mut split = Split {
         messages: Vec::with_capacity(events),
         leftovers: Vec::new(),
@@ -187,8 +211,14 @@ pub fn split(body: &[u8]) -> Result<Split, Unroutable> {
 /// Everything the POST path needs, built once per container.
 #[derive(Debug)]
 pub struct Receiver<Q, S> {
-    pub verifier: Verifier,
+    /// The app secret (and verify token), read again when rotated.
+    pub credentials: Credentials,
     pub max_body_bytes: usize,
+    /// A signed Page delivery of more events is quarantined whole.
+    pub max_events: usize,
+    /// The longest a POST waits for the queue and the quarantine before it is
+    /// answered 503 (the SDK clients' own timeouts bound each call inside it).
+    pub answer_within: Duration,
     pub queue: Q,
     pub quarantine: S,
     pub retry: RetryPolicy,
@@ -209,9 +239,29 @@ impl<Q: EventQueue, S: Quarantine> Receiver<Q, S> {
                 limit: self.max_body_bytes,
             });
         }
-        self.verifier.verify(headers, body)?;
+        // Dropping the work at the deadline leaves at most some events queued
+        // without a 200: Meta redelivers, and their dedup ids collapse the copies.
+        tokio::time::timeout(self.answer_within, self.verify_and_queue(headers, body))
+            .await
+            .map_err(|_| AcceptError::OutOfTime {
+                within: self.answer_within,
+            })?
+    }
 
-        let split = match split(body) {
+    async fn verify_and_queue(
+        &self,
+        headers: SignatureHeaders<'_>,
+        body: &[u8],
+    ) -> Result<Accepted, AcceptError> {
+        // A mismatch may mean the app secret was rotated: read again, verify again.
+        self.credentials
+            .check(
+                |keys| keys.verifier().verify(headers, body),
+                SignatureError::is_mismatch,
+            )
+            .await?;
+
+        let split = match split_at_most(body, self.max_events) {
             Ok(split) => split,
             Err(unroutable) => {
                 let reason = unroutable.to_string();
@@ -271,8 +321,10 @@ impl<Q: EventQueue, S: Quarantine> Receiver<Q, S> {
 mod tests {
     use std::time::Duration;
 
+    use hub_signature::Verifier;
+
     use super::*;
-    use crate::testing::{Fault, MemoryQuarantine, MemoryQueue};
+    use crate::testing::{Fault, MemoryQuarantine, MemoryQueue, fixed_credentials};
 
     const SECRET: &[u8] = b"unit-test-secret";
 
@@ -281,8 +333,10 @@ mod tests {
         quarantine: MemoryQuarantine,
     ) -> Receiver<MemoryQueue, MemoryQuarantine> {
         Receiver {
-            verifier: Verifier::new(SECRET),
+            credentials: fixed_credentials("unit-test-secret", "unit-test-token"),
             max_body_bytes: 64 * 1024,
+            max_events: 100,
+            answer_within: crate::DEFAULT_ANSWER_WITHIN,
             queue,
             quarantine,
             retry: RetryPolicy {
@@ -464,6 +518,74 @@ mod tests {
         let kept = r.quarantine.kept();
         assert_eq!(kept.len(), 1);
         assert!(kept[0].1.contains("over the"), "{}", kept[0].1);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_over_the_event_cap_is_quarantined_whole_and_nothing_queued() {
+        let r = receiver(MemoryQueue::new(), MemoryQuarantine::new());
+        let (body, sig) = delivery(101);
+        let accepted = r.accept(headers(&sig), body.as_bytes()).await.unwrap();
+        assert_eq!(accepted.enqueued, 0);
+        assert!(accepted.quarantined.is_some());
+        assert!(r.queue.calls().is_empty());
+        let kept = r.quarantine.kept();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].0, body.as_bytes());
+        assert_eq!(
+            kept[0].1,
+            "the delivery has 101 events, over the limit of 100 per delivery (MAX_EVENTS_PER_DELIVERY)"
+        );
+
+        let r = receiver(MemoryQueue::new(), MemoryQuarantine::new());
+        let (body, sig) = delivery(100);
+        let accepted = r.accept(headers(&sig), body.as_bytes()).await.unwrap();
+        assert_eq!((accepted.enqueued, accepted.quarantined), (100, None));
+    }
+
+    #[test]
+    fn standby_events_count_toward_the_cap_and_entries_without_events_do_not() {
+        let event = r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":1,"message":{"mid":"m","text":"t"}}"#;
+        let body = format!(
+            r#"{{"object":"page","entry":[{{"id":"1","time":1,"messaging":[{event},{event}]}},{{"id":"1","time":1,"standby":[{event}]}},{{"id":"1","time":1,"changes":[{{}}]}}]}}"#
+        );
+        assert_eq!(
+            split_at_most(body.as_bytes(), 2).unwrap_err(),
+            Unroutable::TooManyEvents {
+                events: 3,
+                limit: 2
+            }
+        );
+        let s = split_at_most(body.as_bytes(), 3).unwrap();
+        assert_eq!((s.messages.len(), s.leftovers.len()), (3, 1));
+    }
+
+    /// A queue whose calls never end, as SQS behind a stalled connection.
+    struct Stalled;
+
+    impl EventQueue for Stalled {
+        async fn send_batch(&self, _: &[OutgoingMessage]) -> Result<Vec<FailedEntry>, QueueError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_queue_that_never_answers_fails_the_request_at_the_deadline() {
+        let r = receiver(MemoryQueue::new(), MemoryQuarantine::new());
+        let r = Receiver {
+            credentials: r.credentials,
+            max_body_bytes: r.max_body_bytes,
+            max_events: r.max_events,
+            answer_within: Duration::from_millis(20),
+            queue: Stalled,
+            quarantine: r.quarantine,
+            retry: r.retry,
+        };
+        let (body, sig) = delivery(3);
+        let err = r.accept(headers(&sig), body.as_bytes()).await.unwrap_err();
+        assert!(
+            matches!(err, AcceptError::OutOfTime { within } if within == Duration::from_millis(20)),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -16,8 +16,10 @@ use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 use hmac::{Hmac, Mac};
 use hub_signature::signed_request::{self, SignedRequest, SignedRequestError};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use sha2::Sha256;
+
+use crate::credentials::Credentials;
 
 /// How long a request's record (and its status page) is kept.
 pub const RECORD_DAYS: i64 = 90;
@@ -167,18 +169,12 @@ impl DeletionLog for DynamoDeletionLog {
     }
 }
 
-/// The callbacks' settings: the app secret that signs `signed_request`, and the log.
+/// The callbacks' settings: the credentials whose app secret signs
+/// `signed_request`, and the log.
+#[derive(Debug)]
 pub struct DataDeletion {
-    pub app_secret: SecretString,
+    pub credentials: Credentials,
     pub log: Box<dyn DeletionLog>,
-}
-
-impl fmt::Debug for DataDeletion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DataDeletion")
-            .field("log", &self.log)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Why a callback was refused.
@@ -210,9 +206,21 @@ impl DataDeletion {
             .find(|(k, _)| k == "signed_request")
             .map(|(_, v)| v.into_owned())
             .ok_or(CallbackError::NoSignedRequest)?;
-        let secret = self.app_secret.expose_secret().as_bytes();
-        let verified = signed_request::verify(&field, secret, now_ms / 1000)?;
-        let code = confirmation_code(secret, callback, &field);
+        // Like the webhook's signature: a mismatch may mean a rotated app secret.
+        let (verified, code) = self
+            .credentials
+            .check(
+                |keys| {
+                    let secret = keys.app_secret().expose_secret().as_bytes();
+                    let verified = signed_request::verify(&field, secret, now_ms / 1000)?;
+                    Ok::<_, SignedRequestError>((
+                        verified,
+                        confirmation_code(secret, callback, &field),
+                    ))
+                },
+                SignedRequestError::is_forbidden,
+            )
+            .await?;
         // A Page that removed the app: disconnected before the request is
         // recorded, so a failure here is answered 503 and Meta sends it again.
         if callback == Callback::Deauthorize

@@ -5,7 +5,7 @@
 use hub_signature::{SHA1_HEADER, SHA256_HEADER, SignatureError, SignatureHeaders};
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 use messenger_types::Command;
@@ -17,7 +17,7 @@ use crate::deletion::{self, Callback, CallbackError, DataDeletion};
 /// The webhook function: subscription check (GET) and event delivery (POST).
 #[derive(Debug)]
 pub struct Webhook<Q, S> {
-    pub verify_token: SecretString,
+    /// The POST path; its credentials give the subscription check its verify token.
     pub receiver: Receiver<Q, S>,
     /// Meta's data deletion and deauthorize callbacks.
     pub deletion: DataDeletion,
@@ -58,7 +58,7 @@ impl<Q: EventQueue, S: Quarantine> Webhook<Q, S> {
             }?);
         }
         Ok(match *req.method() {
-            Method::GET => self.subscribe(&req),
+            Method::GET => self.subscribe(&req).await,
             Method::POST => self.receive(&req).await,
             _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed").map(|mut r| {
                 r.headers_mut()
@@ -70,16 +70,28 @@ impl<Q: EventQueue, S: Quarantine> Webhook<Q, S> {
 
     /// Meta's subscription check: `hub.mode=subscribe`, the verify token typed in
     /// the app dashboard, and a challenge to echo back.
-    fn subscribe(&self, req: &Request) -> Result<Response<Body>, lambda_http::http::Error> {
+    async fn subscribe(&self, req: &Request) -> Result<Response<Body>, lambda_http::http::Error> {
         let query = req.query_string_parameters_ref();
         let param = |name| query.and_then(|q| q.first(name));
         let mode_ok = param("hub.mode") == Some("subscribe");
-        let token_ok = param("hub.verify_token").is_some_and(|t| {
-            bool::from(
-                t.as_bytes()
-                    .ct_eq(self.verify_token.expose_secret().as_bytes()),
-            )
-        });
+        // A wrong token may be a new one the operator just saved in the secret.
+        let token_ok = match param("hub.verify_token") {
+            Some(t) => self
+                .receiver
+                .credentials
+                .check(
+                    |keys| {
+                        let same = t
+                            .as_bytes()
+                            .ct_eq(keys.verify_token().expose_secret().as_bytes());
+                        if bool::from(same) { Ok(()) } else { Err(()) }
+                    },
+                    |()| mode_ok,
+                )
+                .await
+                .is_ok(),
+            None => false,
+        };
         match param("hub.challenge") {
             Some(challenge) if mode_ok && token_ok => {
                 tracing::info!("webhook subscription verified");
@@ -122,7 +134,9 @@ impl<Q: EventQueue, S: Quarantine> Webhook<Q, S> {
             Err(err) => {
                 match &err {
                     AcceptError::Signature(_) => signals::count(Metric::SignatureRejected, 1),
-                    AcceptError::Enqueue { .. } | AcceptError::Quarantine(_) => {
+                    AcceptError::Enqueue { .. }
+                    | AcceptError::Quarantine(_)
+                    | AcceptError::OutOfTime { .. } => {
                         signals::count(Metric::EnqueueFailed, 1);
                     }
                     AcceptError::TooLarge { .. } => {}
@@ -360,7 +374,9 @@ pub fn status_of(err: &AcceptError) -> StatusCode {
         AcceptError::Signature(SignatureError::Mismatch { .. }) => StatusCode::FORBIDDEN,
         AcceptError::Signature(_) => StatusCode::UNAUTHORIZED,
         // 503 rather than 500: the request was fine, a dependency was not; Meta retries.
-        AcceptError::Enqueue { .. } | AcceptError::Quarantine(_) => StatusCode::SERVICE_UNAVAILABLE,
+        AcceptError::Enqueue { .. }
+        | AcceptError::Quarantine(_)
+        | AcceptError::OutOfTime { .. } => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 

@@ -7,6 +7,15 @@ use std::sync::Mutex;
 pub use event_queue::testing::{Fault, MemoryQueue};
 
 use crate::accept::{Quarantine, QuarantineError};
+use crate::credentials::{AppKeys, Credentials};
+
+/// Credentials that never change: this app secret and verify token.
+pub fn fixed_credentials(app_secret: &str, verify_token: &str) -> Credentials {
+    Credentials::fixed(AppKeys::new(
+        app_secret.to_owned().into(),
+        verify_token.to_owned().into(),
+    ))
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)

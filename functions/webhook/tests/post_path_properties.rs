@@ -10,7 +10,6 @@ use hub_signature::Verifier;
 use lambda_http::http::{Method, Request, StatusCode};
 use lambda_http::{Body, RequestExt, Response};
 use proptest::prelude::*;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use webhook::testing::{MemoryQuarantine, MemoryQueue};
 use webhook::{Receiver, RetryPolicy, Webhook};
@@ -18,15 +17,17 @@ use webhook::{Receiver, RetryPolicy, Webhook};
 const SECRET: &str = "property-test-secret";
 
 fn hook() -> Webhook<MemoryQueue, MemoryQuarantine> {
+    let credentials = webhook::testing::fixed_credentials(SECRET, "property-test-token");
     Webhook {
-        verify_token: SecretString::from("property-test-token"),
         deletion: webhook::deletion::DataDeletion {
-            app_secret: SecretString::from(SECRET.to_owned()),
+            credentials: credentials.clone(),
             log: Box::new(webhook::deletion::NoDeletionLog),
         },
         receiver: Receiver {
-            verifier: Verifier::new(SECRET.as_bytes()),
+            credentials,
             max_body_bytes: 16 * 1024,
+            max_events: webhook::DEFAULT_MAX_EVENTS_PER_DELIVERY,
+            answer_within: webhook::DEFAULT_ANSWER_WITHIN,
             queue: MemoryQueue::new(),
             quarantine: MemoryQuarantine::new(),
             retry: RetryPolicy::default(),

@@ -128,24 +128,8 @@ impl Secrets {
         env: &impl Lookup,
         sdk: &SdkConfig,
     ) -> Result<(Self, SecretsOrigin), ConfigError> {
-        match env.get("SECRET_ARN").filter(|v| !v.trim().is_empty()) {
-            Some(arn) => {
-                let client = aws_sdk_secretsmanager::Client::new(sdk);
-                let out = client
-                    .get_secret_value()
-                    .secret_id(arn.trim())
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        ConfigError::SecretUnavailable(
-                            aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
-                        )
-                    })?;
-                let text = out.secret_string().ok_or_else(|| {
-                    ConfigError::SecretUnavailable("the secret has no SecretString".to_owned())
-                })?;
-                Ok((Self::from_secret_json(text)?, SecretsOrigin::SecretsManager))
-            }
+        match SecretReader::from_env(env, sdk) {
+            Some(reader) => Ok((reader.read().await?, SecretsOrigin::SecretsManager)),
             None => Ok((Self::from_env(env)?, SecretsOrigin::Environment)),
         }
     }
@@ -236,6 +220,74 @@ impl Secrets {
     }
 }
 
+/// The Secrets Manager secret named by `SECRET_ARN`, read as often as asked: once at
+/// start by [`Secrets::load`], and again by a function's credentials cache.
+#[derive(Debug, Clone)]
+pub struct SecretReader {
+    client: aws_sdk_secretsmanager::Client,
+    arn: String,
+}
+
+impl SecretReader {
+    /// The reader of the secret `SECRET_ARN` names, or `None` when it is not set
+    /// (the secrets then come from the environment).
+    pub fn from_env(env: &impl Lookup, sdk: &SdkConfig) -> Option<Self> {
+        let arn = env.get("SECRET_ARN").filter(|v| !v.trim().is_empty())?;
+        Some(Self {
+            client: aws_sdk_secretsmanager::Client::new(sdk),
+            arn: arn.trim().to_owned(),
+        })
+    }
+
+    /// Reads the secret's current value.
+    pub async fn read(&self) -> Result<Secrets, ConfigError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.arn)
+            .send()
+            .await
+            .map_err(|e| {
+                ConfigError::SecretUnavailable(
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+                )
+            })?;
+        let text = out.secret_string().ok_or_else(|| {
+            ConfigError::SecretUnavailable("the secret has no SecretString".to_owned())
+        })?;
+        Secrets::from_secret_json(text)
+    }
+}
+
+/// How long credentials read from Secrets Manager are used before they are read
+/// again, unless `CREDENTIALS_TTL_SECONDS` says otherwise.
+pub const DEFAULT_CREDENTIALS_TTL: Duration = Duration::from_secs(300);
+/// The longest `CREDENTIALS_TTL_SECONDS` taken: a rotated secret shows within a day
+/// even where nothing else makes a function read it again.
+pub const MAX_CREDENTIALS_TTL: Duration = Duration::from_secs(86_400);
+
+/// `CREDENTIALS_TTL_SECONDS`: whole seconds from 0 (read on every use) to a day;
+/// [`DEFAULT_CREDENTIALS_TTL`] when unset or empty.
+pub fn credentials_ttl(env: &impl Lookup) -> Result<Duration, ConfigError> {
+    const VAR: &str = "CREDENTIALS_TTL_SECONDS";
+    let Some(value) = env.get(VAR).filter(|v| !v.trim().is_empty()) else {
+        return Ok(DEFAULT_CREDENTIALS_TTL);
+    };
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+        .filter(|ttl| *ttl <= MAX_CREDENTIALS_TTL)
+        .ok_or_else(|| ConfigError::Invalid {
+            var: VAR,
+            reason: format!(
+                "must be a whole number of seconds from 0 (read on every use) to {}",
+                MAX_CREDENTIALS_TTL.as_secs()
+            ),
+        })
+}
+
 fn non_empty(s: &SecretString) -> bool {
     !s.expose_secret().trim().is_empty()
 }
@@ -276,6 +328,40 @@ mod tests {
                 .starts_with("invalid configuration: MAX_BODY_BYTES")
         );
         assert_eq!(optional(&env, "UNSET", 7usize).unwrap(), 7);
+    }
+
+    #[test]
+    fn credentials_ttl_defaults_to_five_minutes_and_refuses_what_is_not_whole_seconds() {
+        assert_eq!(
+            credentials_ttl(&[("X", "1")]).unwrap(),
+            DEFAULT_CREDENTIALS_TTL
+        );
+        assert_eq!(
+            credentials_ttl(&[("CREDENTIALS_TTL_SECONDS", " ")]).unwrap(),
+            DEFAULT_CREDENTIALS_TTL
+        );
+        assert_eq!(
+            credentials_ttl(&[("CREDENTIALS_TTL_SECONDS", "60")]).unwrap(),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            credentials_ttl(&[("CREDENTIALS_TTL_SECONDS", "0")]).unwrap(),
+            Duration::ZERO
+        );
+        for bad in ["-1", "1.5", "5m", "86401", "99999999999999999999"] {
+            let err = credentials_ttl(&[("CREDENTIALS_TTL_SECONDS", bad)]).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ConfigError::Invalid {
+                        var: "CREDENTIALS_TTL_SECONDS",
+                        ..
+                    }
+                ),
+                "{bad}: {err}"
+            );
+            assert!(err.to_string().contains("whole number of seconds"), "{err}");
+        }
     }
 
     #[test]
