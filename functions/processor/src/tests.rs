@@ -1179,3 +1179,31 @@ async fn a_notification_meta_could_not_take_for_a_moment_is_sent_by_the_redelive
         "otn-first"
     );
 }
+
+#[tokio::test]
+async fn an_account_links_code_is_kept_on_the_thread_and_never_published() {
+    let (p, bus) = with_bus(processor(DefaultBot));
+    let linked = serde_json::json!({
+        "type": "event", "page_id": PAGE, "source": "messaging", "key": "account_linking:2008:1",
+        "event": {"sender": {"id": "2008"}, "recipient": {"id": PAGE}, "timestamp": NOW_MS - 1_000,
+                  "account_linking": {"status": "linked", "authorization_code": "acct-code-2008"}}
+    })
+    .to_string();
+    p.process_event(&queued(&linked), None).await.unwrap();
+    let thread = p
+        .store
+        .thread(&ThreadKey::psid(PageId::new(PAGE), Psid::new("2008")))
+        .await
+        .unwrap();
+    let link = thread.account_link.unwrap();
+    assert_eq!(
+        link.authorization_code.as_ref().map(|c| c.expose()),
+        Some("acct-code-2008")
+    );
+    let received = &bus.details("Event Received")[0];
+    assert_eq!(received["event"]["account_linking"]["status"], "linked");
+    for published in bus.published() {
+        let text = serde_json::to_string(&published.detail).unwrap();
+        assert!(!text.contains("acct-code-2008"), "{text}");
+    }
+}
