@@ -448,6 +448,15 @@ impl<S: TokenStore> TokenStore for ThrottlingStore<S> {
         self.inner.person_tokens(page, psid, topic).await
     }
 
+    async fn tokens_held(
+        &self,
+        page: &PageId,
+        psid: &messenger_types::Psid,
+    ) -> Result<Vec<StoredToken>, StoreError> {
+        self.check("tokens_held", psid.as_str())?;
+        self.inner.tokens_held(page, psid).await
+    }
+
     async fn spend_token(
         &self,
         at: &TokenRef,

@@ -210,3 +210,83 @@ async fn a_recurring_token_follows_the_underscore_spelling_and_an_unknown_status
     .await;
     assert_eq!(status().await, TokenStatus::Retired);
 }
+
+/// Done when (issue 14): an ad referral and an account link are kept whole on the
+/// thread (`ad_id`, `ads_context_data` as its JSON object, the linking
+/// `authorization_code` and its time), read back from the table; `unlinked` clears
+/// the code. The code is never in a warning.
+#[tokio::test]
+async fn an_ad_referral_and_an_account_link_are_kept_whole_on_the_thread_and_unlinking_clears_the_code()
+ {
+    let (warnings, _guard) = Warnings::capture();
+    let rig = rig().await;
+    let hook = webhook(&rig).await;
+    let psid = "2000000000000015";
+    let base = now_ms() - 10 * 60_000;
+    let context = json!({"ad_title": "Winter boots", "photo_url": "https://scontent.example/boots.jpg",
+                         "post_id": "1234567890_987654321", "product_id": "551"});
+    let referral = json!({"sender": {"id": psid}, "recipient": {"id": PAGE_A}, "timestamp": base,
+        "referral": {"ref": "winter-ad", "ad_id": 6_045_246_247_433_u64, "source": "ADS", "type": "OPEN_THREAD",
+                     "ads_context_data": context}});
+    let linked = json!({"sender": {"id": psid}, "recipient": {"id": PAGE_A}, "timestamp": base + 60_000,
+        "account_linking": {"status": "linked", "authorization_code": "acct-4711-code"}});
+    deliver(&rig, &hook, json!(PAGE_A), vec![referral, linked]).await;
+
+    let state = thread(&rig, psid).await;
+    let entry = state.entry_point.clone().unwrap();
+    assert_eq!(entry.reference.as_deref(), Some("winter-ad"));
+    assert_eq!(entry.source.as_deref(), Some("ADS"));
+    assert_eq!(entry.ad_id.as_deref(), Some("6045246247433"));
+    assert_eq!(Value::Object(entry.ads_context_data.unwrap()), context);
+    let link = state.account_link.clone().unwrap();
+    assert!(link.linked);
+    assert_eq!(
+        link.authorization_code.as_ref().map(|c| c.expose()),
+        Some("acct-4711-code")
+    );
+    assert_eq!(link.at.as_millis(), base + 60_000);
+    // The thread's item holds them under their own names (the context as JSON text).
+    let item = scan_table(&rig)
+        .await
+        .into_iter()
+        .find(|i| {
+            attr_s(i, "pk") == format!("PAGE#{PAGE_A}#USER#{psid}") && attr_s(i, "sk") == "THREAD"
+        })
+        .unwrap();
+    assert_eq!(attr_s(&item, "entry_ad_id"), "6045246247433");
+    assert_eq!(
+        serde_json::from_str::<Value>(&attr_s(&item, "entry_ads_context")).unwrap(),
+        context
+    );
+    assert_eq!(attr_s(&item, "link_code"), "acct-4711-code");
+
+    let unlinked = json!({"sender": {"id": psid}, "recipient": {"id": PAGE_A}, "timestamp": base + 120_000,
+        "account_linking": {"status": "unlinked"}});
+    deliver(&rig, &hook, json!(PAGE_A), vec![unlinked]).await;
+    let state = thread(&rig, psid).await;
+    let link = state.account_link.unwrap();
+    assert!(!link.linked);
+    assert_eq!(link.authorization_code, None);
+    assert_eq!(link.at.as_millis(), base + 120_000);
+    // The entry point is untouched by the link's changes.
+    assert_eq!(
+        state.entry_point.unwrap().ad_id.as_deref(),
+        Some("6045246247433")
+    );
+    let item = scan_table(&rig)
+        .await
+        .into_iter()
+        .find(|i| {
+            attr_s(i, "pk") == format!("PAGE#{PAGE_A}#USER#{psid}") && attr_s(i, "sk") == "THREAD"
+        })
+        .unwrap();
+    assert!(!item.contains_key("link_code"), "{item:?}");
+    assert!(
+        warnings
+            .all()
+            .iter()
+            .all(|w| w.values().all(|v| !v.contains("acct-4711-code"))),
+        "{:?}",
+        warnings.all()
+    );
+}

@@ -625,3 +625,183 @@ async fn statuses(rig: &Rig, psid: &str) -> Vec<TokenStatus> {
         .map(|t| t.status)
         .collect()
 }
+
+/// Done when (issue 14): a person with two tokens for "Back in Stock" and a
+/// notify for "back in stock" gets exactly one message, with the older token;
+/// the other stays held.
+#[tokio::test]
+async fn a_person_with_two_tokens_for_back_in_stock_gets_one_notification_for_back_in_stock() {
+    let rig = rig().await;
+    let psid = "2000000000000141";
+    let taps = queue_messages(&[(
+        PAGE_A,
+        vec![
+            optin(PAGE_A, psid, "Back in Stock", "otn-token-141-a", 3 * DAY),
+            optin(PAGE_A, psid, "Back in Stock", "otn-token-141-b", 2 * DAY),
+        ],
+        vec![],
+    )]);
+    process(&rig, "taps", &taps).await;
+    let held = tokens_of(&rig, PAGE_A, psid).await;
+    assert_eq!(held.len(), 2);
+    assert!(
+        held.iter().all(|t| t.topic == "Back in Stock"),
+        "the person's wording is kept"
+    );
+
+    process(
+        &rig,
+        "notify",
+        &[notify(PAGE_A, "back in stock", "Back in stock!")],
+    )
+    .await;
+    let sent = notifications(&rig).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        sent[0]["recipient"],
+        json!({"one_time_notif_token": "otn-token-141-a"}),
+        "the oldest token"
+    );
+    let statuses: Vec<(String, TokenStatus)> = tokens_of(&rig, PAGE_A, psid)
+        .await
+        .into_iter()
+        .map(|t| (t.token, t.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("otn-token-141-a".to_owned(), TokenStatus::Used),
+            ("otn-token-141-b".to_owned(), TokenStatus::Active)
+        ]
+    );
+
+    // The token still held carries the next notify, worded another way again.
+    process(
+        &rig,
+        "again",
+        &[notify(PAGE_A, "  BACK in   stock", "Back again!")],
+    )
+    .await;
+    let sent = notifications(&rig).await;
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        sent[1]["recipient"]["one_time_notif_token"],
+        "otn-token-141-b"
+    );
+}
+
+/// Tokens stored before topics were normalised sit in the topic index under a
+/// digest of their exact wording: a notify with that wording still reaches them
+/// (after the normalised key's tokens, paging through both), and the person's
+/// tokens of both kinds count as one person.
+#[tokio::test]
+async fn tokens_stored_before_topics_were_normalised_are_listed_by_their_exact_wording() {
+    use messenger_store::TokenStore as _;
+    let rig = rig().await;
+    let store = store_of(&rig);
+    let now = Timestamp::from_millis(now_ms());
+    let page = PageId::new(PAGE_A);
+    let save = |psid: &str, token: &str, age: i64| NewToken {
+        page: page.clone(),
+        psid: Psid::new(psid),
+        topic: "Back in Stock".to_owned(),
+        token: token.to_owned(),
+        kind: TokenKind::OneTime,
+        created_at: Timestamp::from_millis(now.as_millis() - age),
+        expires_at: Timestamp::from_millis(now.as_millis() - age)
+            .plus_millis(messenger_store::otn::OTN_LIFETIME_MS),
+    };
+    // Two people with a token stored the old way; one of them, and two others,
+    // with tokens stored since.
+    let old = [
+        ("2000000000000151", "otn-legacy-1", 5 * DAY),
+        ("2000000000000152", "otn-legacy-2", 5 * DAY),
+    ];
+    let new = [
+        ("2000000000000151", "otn-new-1", DAY),
+        ("2000000000000153", "otn-new-3", DAY),
+        ("2000000000000154", "otn-new-4", DAY),
+    ];
+    for (psid, token, age) in old.iter().chain(&new) {
+        store
+            .save_token(&save(psid, token, *age), true, now)
+            .await
+            .unwrap();
+    }
+    let legacy_key = format!(
+        "OTN#{PAGE_A}#{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"Back in Stock"))
+    );
+    let dynamo = aws_sdk_dynamodb::Client::new(&rig.sdk);
+    for item in scan_table(&rig).await {
+        if attr_s(&item, "token").starts_with("otn-legacy") {
+            dynamo
+                .update_item()
+                .table_name(&rig.table)
+                .key("pk", item["pk"].clone())
+                .key("sk", item["sk"].clone())
+                .update_expression("SET topic_pk = :k")
+                .expression_attribute_values(
+                    ":k",
+                    aws_sdk_dynamodb::types::AttributeValue::S(legacy_key.clone()),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
+    // Two at a time: the normalised key's pages, then the old wording's.
+    let mut listed = Vec::new();
+    let mut after = None;
+    loop {
+        let (page_of, next) = store
+            .active_tokens(&page, "Back in Stock", after.as_deref(), 2)
+            .await
+            .unwrap();
+        listed.extend(page_of.into_iter().map(|t| t.psid.as_str().to_owned()));
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            "2000000000000151",
+            "2000000000000151",
+            "2000000000000152",
+            "2000000000000153",
+            "2000000000000154"
+        ]
+    );
+    // Another wording reaches only the tokens stored since.
+    let (others, _) = store
+        .active_tokens(&page, "back in stock", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(others.len(), 3);
+
+    // One notification per person; 151's oldest token is the old one.
+    process(&rig, "n", &[notify(PAGE_A, "Back in Stock", "It's back")]).await;
+    let mut sent: Vec<String> = notifications(&rig)
+        .await
+        .iter()
+        .map(|b| {
+            b["recipient"]["one_time_notif_token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        ["otn-legacy-1", "otn-legacy-2", "otn-new-3", "otn-new-4"]
+    );
+    assert_eq!(
+        statuses(&rig, "2000000000000151").await,
+        [TokenStatus::Used, TokenStatus::Active]
+    );
+}

@@ -686,6 +686,8 @@ mod thread_ledger {
                 &ThreadChange::EntryPoint(messenger_store::EntryPoint {
                     reference: Some("campaign-".repeat(12)),
                     source: Some("ADS".into()),
+                    ad_id: None,
+                    ads_context_data: None,
                     at: at(500),
                 }),
             )

@@ -98,6 +98,14 @@ impl TokenStore for FakeIndex {
         unimplemented!("the sweeper does not send")
     }
 
+    async fn tokens_held(
+        &self,
+        _: &PageId,
+        _: &messenger_types::Psid,
+    ) -> Result<Vec<StoredToken>, StoreError> {
+        unimplemented!("the sweeper does not send")
+    }
+
     async fn spend_token(
         &self,
         _: &TokenRef,

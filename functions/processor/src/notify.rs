@@ -1,14 +1,19 @@
-//! One-time notifications: the `notify` command's fan-out and each recipient's send.
+//! One-time notifications: the `notify` command's fan-out and each person's send.
 //!
 //! A notify command pages through the ACTIVE tokens of its Page and topic and puts
-//! one `notify_one` message per token on the events queue, so that a topic with
-//! 100,000 waiting people depends on no single invocation. Near the deadline it
-//! queues a follow-up command that continues where it stopped. Every step can run
-//! twice: the per-recipient send spends its token with a conditional write first,
-//! so whatever is queued twice, each token carries at most one message.
+//! one `notify_one` message per person on the events queue (a person who tapped
+//! "Notify me" twice is listed twice, and queued once per page, under one
+//! deduplication id), so that a topic with 100,000 waiting people depends on no
+//! single invocation. Near the deadline it queues a follow-up command that
+//! continues where it stopped. Every step can run twice: the per-person send reads
+//! the person's tokens, does nothing if this notification already spent one of
+//! them, and otherwise spends their oldest ACTIVE token of the topic with a
+//! conditional write first, so whatever is queued twice, a person gets a
+//! notification once and each token carries at most one message.
 
 use std::time::SystemTime;
 
+use conversation::otn::{AlreadyNotified, tokens_for_notification};
 use event_queue::{EventQueue, OutgoingMessage, RetryPolicy};
 use messenger_store::{PageRegistry, SpendRefused, Store, TokenRef, TokenStore};
 use messenger_types::queue::QueueMessageType;
@@ -105,6 +110,7 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             Some(d) if d > started => d,
             _ => started + FALLBACK_BUDGET,
         };
+        let topic_key = conversation::otn::topic_key(&command.topic);
         let mut after = command.after.clone();
         let mut queued = 0usize;
         let mut refused = 0usize;
@@ -122,7 +128,7 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
                 let message = OutgoingMessage {
                     group_id: format!(
                         "notify:{}",
-                        digest(&[command.page_id.as_str(), &command.topic])[..32].to_owned()
+                        digest(&[command.page_id.as_str(), &topic_key])[..32].to_owned()
                     ),
                     dedup_id: digest(&[&notify_id, after.as_deref().unwrap_or("")]),
                     body,
@@ -150,13 +156,18 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
                     FAN_OUT_PAGE,
                 )
                 .await?;
-            // Identical commands (same Page, topic and message) sent twice within
-            // SQS's five-minute window collapse into one message per token; the
-            // token's conditional spend is what guarantees one send in any case.
+            // One message per person: the same person listed again (another of
+            // their tokens, here or on a later page) gets the same deduplication
+            // id, and identical commands (same Page, topic and message) sent twice
+            // within SQS's five-minute window collapse into one message per
+            // person. What guarantees one send per person in any case is the send
+            // itself: it finds the token this notification already spent.
             let message_digest =
                 digest(&[&serde_json::to_string(&command.message).unwrap_or_default()]);
+            let mut seen = std::collections::HashSet::new();
             let work: Vec<OutgoingMessage> = tokens
                 .iter()
+                .filter(|t| seen.insert(t.psid.clone()))
                 .map(|t| {
                     let one = NotifyOne {
                         kind: QueueMessageType::NotifyOne,
@@ -171,8 +182,8 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
                         group_id: thread_group(t.page.as_str(), t.psid.as_str()),
                         dedup_id: digest(&[
                             t.page.as_str(),
-                            &command.topic,
-                            &t.sk,
+                            &topic_key,
+                            t.psid.as_str(),
                             &message_digest,
                         ]),
                         body: serde_json::to_string(&one).unwrap_or_default(),
@@ -213,40 +224,38 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
         }
     }
 
-    /// Sends one recipient's notification: check the rules, spend the token, send.
+    /// Sends one person's notification: check the rules, spend their oldest token
+    /// of the topic, send. [`MessageOutcome::Duplicate`] when this notification
+    /// already spent one of their tokens.
     pub async fn notify_one(&self, one: &NotifyOne) -> Result<MessageOutcome, ProcessError> {
         let result = self.notify_one_outcome(one).await;
         match &result {
-            Ok(outcome) => crate::counts::outcome(outcome),
+            Ok(Some(outcome)) => crate::counts::outcome(outcome),
             Err(ProcessError::Graph(e)) => crate::counts::graph_error(e.class),
-            Err(_) => {}
+            Ok(None) | Err(_) => {}
         }
-        if let Ok(outcome) = &result {
+        if let Ok(Some(outcome)) = &result {
             let thread = messenger_store::ThreadKey::psid(one.page_id.clone(), one.psid.clone());
             let events: Vec<_> = crate::publish::action_event(&thread, outcome, None)
                 .into_iter()
                 .collect();
             // Not handed back on failure: the token is spent, so a redelivery would
-            // find it used and publish a refusal instead of what happened.
+            // find it spent by this notification and publish nothing.
             if let Err(error) = crate::publish::publish(&*self.bus, events).await {
                 tracing::error!(page_id = %one.page_id, %error, alert = true, "a notification's outcome could not be published");
             }
         }
-        result.map(MessageOutcome::Notified)
+        result.map(|outcome| outcome.map_or(MessageOutcome::Duplicate, MessageOutcome::Notified))
     }
 
-    async fn notify_one_outcome(&self, one: &NotifyOne) -> Result<Outcome, ProcessError> {
-        let at = TokenRef {
-            page: one.page_id.clone(),
-            psid: one.psid.clone(),
-            sk: one.token_sk.clone(),
-        };
+    /// What came of one person's notification; `None`: it reached them before.
+    async fn notify_one_outcome(&self, one: &NotifyOne) -> Result<Option<Outcome>, ProcessError> {
         let now = (self.clock)();
         // Everything that can refuse or fail before the send happens before the
-        // spend, so that a refusal or a failure here leaves the token untouched.
+        // spend, so that a refusal or a failure here leaves the tokens untouched.
         let page_token = match self.page_token(&one.page_id) {
             Ok(token) => token,
-            Err(refused) => return Ok(refused),
+            Err(refused) => return Ok(Some(refused)),
         };
         let thread = self
             .store
@@ -264,33 +273,49 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
         if let Err(reason) = policy::check(&Planned {
             now,
             sending_page: &one.page_id,
-            recipient_page: &at.page,
+            recipient_page: &one.page_id,
             thread: &thread,
             basis: &basis,
         }) {
             tracing::warn!(page_id = %one.page_id, reason = reason.code(), "notification refused by policy; token kept");
-            return Ok(Outcome::Refused { reason });
+            return Ok(Some(Outcome::Refused { reason }));
         }
 
+        // The person's tokens, read consistently: the fan-out's index may be behind,
+        // and `token_sk` (the token the fan-out saw first) may have been spent since.
+        let held = self.store.tokens_held(&one.page_id, &one.psid).await?;
+        let candidates = match tokens_for_notification(&held, &one.topic, &one.notify_id) {
+            Ok(candidates) => candidates,
+            Err(AlreadyNotified) => {
+                tracing::info!(page_id = %one.page_id, notify_id = %one.notify_id, "this notification reached the person before");
+                return Ok(None);
+            }
+        };
         let spend = spend_id(&one.notify_id);
         let message = Message::from_map(one.message.clone());
-        match self
-            .spend_and_send(&at, &spend, &page_token, message, now)
-            .await?
-        {
-            Ok(outcome) => Ok(outcome),
-            Err(refused) => {
-                let reason = match refused {
-                    SpendRefused::Unknown => Refusal::TokenUnknown,
-                    SpendRefused::NotActive(status) => Refusal::TokenNotActive { status },
-                    SpendRefused::Expired => Refusal::TokenNotActive {
-                        status: messenger_store::TokenStatus::Expired,
-                    },
-                };
-                tracing::info!(page_id = %one.page_id, reason = reason.code(), "notification not sent");
-                Ok(Outcome::Refused { reason })
+        for token in candidates {
+            let at = TokenRef {
+                page: token.page.clone(),
+                psid: token.psid.clone(),
+                sk: token.sk.clone(),
+            };
+            match self
+                .spend_and_send(&at, &spend, &page_token, message.clone(), now)
+                .await?
+            {
+                Ok(outcome) => return Ok(Some(outcome)),
+                // Spent or expired since it was read (expired there and then): the next.
+                Err(refused) => {
+                    tracing::info!(page_id = %one.page_id, ?refused, "token not spendable; trying the next");
+                }
             }
         }
+        tracing::info!(page_id = %one.page_id, "no token of the topic to send with");
+        Ok(Some(Outcome::Refused {
+            reason: Refusal::NoTokenForTopic {
+                topic: one.topic.clone(),
+            },
+        }))
     }
 
     /// Spends the token at `at` and sends `message` with it. A send that certainly

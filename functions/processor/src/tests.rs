@@ -1053,3 +1053,157 @@ async fn take_and_release_commands_call_graph_record_control_and_publish_it() {
     p.process_command(&release, None).await.unwrap();
     assert_eq!(p.graph.controls().len(), 2);
 }
+
+#[tokio::test]
+async fn a_notify_reaches_each_person_once_with_their_oldest_token_whatever_the_topics_wording() {
+    use messenger_store::TokenStatus;
+    use messenger_types::{NotifyCommand, NotifyOne};
+    const DAY: i64 = 86_400_000;
+    let p = processor(DefaultBot);
+    // 2005 tapped "Notify me" twice, worded two ways; 2006 once.
+    for (psid, topic, token, age) in [
+        ("2005", "Back in Stock", "otn-2005-older", 3 * DAY),
+        ("2005", "  back   in STOCK ", "otn-2005-newer", 2 * DAY),
+        ("2006", "back in stock", "otn-2006", DAY),
+    ] {
+        p.process_event(&queued(&otn_optin(psid, topic, token, age)), None)
+            .await
+            .unwrap();
+    }
+    let sends_before = p.graph.sends().len();
+    let command: NotifyCommand = serde_json::from_value(serde_json::json!({
+        "type": "notify", "page_id": PAGE, "topic": "back in stock",
+        "message": {"text": "It's back!"}
+    }))
+    .unwrap();
+    let outcome = p.fan_out(&command, "notify-1", None).await.unwrap();
+    assert_eq!(
+        outcome,
+        MessageOutcome::NotifyQueued {
+            recipients: 2,
+            refused_by_queue: 0,
+            follow_up: false
+        }
+    );
+    let work: Vec<NotifyOne> = p
+        .queue
+        .accepted()
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).unwrap())
+        .collect();
+    assert_eq!(
+        work.iter().map(|w| w.psid.as_str()).collect::<Vec<_>>(),
+        ["2005", "2006"]
+    );
+    // Each person's work delivered twice (SQS's deduplication lasts five minutes):
+    // the copy finds the token this notification spent and sends nothing.
+    for one in work.iter().chain(&work) {
+        p.notify_one(one).await.unwrap();
+    }
+    let sent: Vec<String> = p.graph.sends()[sends_before..]
+        .iter()
+        .map(|s| serde_json::to_value(s).unwrap()["recipient"]["one_time_notif_token"].to_string())
+        .collect();
+    assert_eq!(sent, ["\"otn-2005-older\"", "\"otn-2006\""]);
+    assert_eq!(
+        p.notify_one(&work[0]).await.unwrap(),
+        MessageOutcome::Duplicate
+    );
+    let status = |psid: &str, token: &str| {
+        p.store
+            .tokens_of(&PageId::new(PAGE), &messenger_types::Psid::new(psid))
+            .into_iter()
+            .find(|t| t.token == token)
+            .map(|t| t.status)
+    };
+    assert_eq!(status("2005", "otn-2005-older"), Some(TokenStatus::Used));
+    assert_eq!(status("2005", "otn-2005-newer"), Some(TokenStatus::Active));
+    assert_eq!(status("2006", "otn-2006"), Some(TokenStatus::Used));
+
+    // Another notify spends the person's next token; one more finds none left.
+    let again = NotifyOne {
+        notify_id: "notify-2".to_owned(),
+        topic: "BACK IN STOCK".to_owned(),
+        ..work[0].clone()
+    };
+    assert!(matches!(
+        p.notify_one(&again).await.unwrap(),
+        MessageOutcome::Notified(Outcome::Sent { .. })
+    ));
+    assert_eq!(status("2005", "otn-2005-newer"), Some(TokenStatus::Used));
+    let third = NotifyOne {
+        notify_id: "notify-3".to_owned(),
+        ..again
+    };
+    assert!(matches!(
+        p.notify_one(&third).await.unwrap(),
+        MessageOutcome::Notified(Outcome::Refused {
+            reason: Refusal::NoTokenForTopic { .. }
+        })
+    ));
+    assert_eq!(p.graph.sends().len(), sends_before + 3);
+}
+
+#[tokio::test]
+async fn a_notification_meta_could_not_take_for_a_moment_is_sent_by_the_redelivery_with_the_same_token()
+ {
+    use messenger_types::{NotifyCommand, NotifyOne};
+    let p = processor(DefaultBot);
+    for (token, age) in [("otn-first", 200_000_000), ("otn-second", 100_000_000)] {
+        p.process_event(&queued(&otn_optin("2007", "restock", token, age)), None)
+            .await
+            .unwrap();
+    }
+    let sends_before = p.graph.sends().len();
+    let command: NotifyCommand = serde_json::from_value(serde_json::json!({
+        "type": "notify", "page_id": PAGE, "topic": "Restock", "message": {"text": "Restocked"}
+    }))
+    .unwrap();
+    p.fan_out(&command, "notify-r", None).await.unwrap();
+    let one: NotifyOne = serde_json::from_str(&p.queue.accepted()[0].body).unwrap();
+    p.graph.fail_next(GraphError::new(
+        ErrorClass::Transient,
+        "service unavailable",
+    ));
+    assert!(matches!(
+        p.notify_one(&one).await,
+        Err(ProcessError::Graph(_))
+    ));
+    // The token was given back, so the redelivery is not taken for a duplicate.
+    p.notify_one(&one).await.unwrap();
+    p.notify_one(&one).await.unwrap();
+    let sends = p.graph.sends();
+    assert_eq!(sends.len(), sends_before + 1);
+    assert_eq!(
+        serde_json::to_value(&sends[sends_before]).unwrap()["recipient"]["one_time_notif_token"],
+        "otn-first"
+    );
+}
+
+#[tokio::test]
+async fn an_account_links_code_is_kept_on_the_thread_and_never_published() {
+    let (p, bus) = with_bus(processor(DefaultBot));
+    let linked = serde_json::json!({
+        "type": "event", "page_id": PAGE, "source": "messaging", "key": "account_linking:2008:1",
+        "event": {"sender": {"id": "2008"}, "recipient": {"id": PAGE}, "timestamp": NOW_MS - 1_000,
+                  "account_linking": {"status": "linked", "authorization_code": "acct-code-2008"}}
+    })
+    .to_string();
+    p.process_event(&queued(&linked), None).await.unwrap();
+    let thread = p
+        .store
+        .thread(&ThreadKey::psid(PageId::new(PAGE), Psid::new("2008")))
+        .await
+        .unwrap();
+    let link = thread.account_link.unwrap();
+    assert_eq!(
+        link.authorization_code.as_ref().map(|c| c.expose()),
+        Some("acct-code-2008")
+    );
+    let received = &bus.details("Event Received")[0];
+    assert_eq!(received["event"]["account_linking"]["status"], "linked");
+    for published in bus.published() {
+        let text = serde_json::to_string(&published.detail).unwrap();
+        assert!(!text.contains("acct-code-2008"), "{text}");
+    }
+}

@@ -43,6 +43,30 @@ impl TokenStatus {
     }
 }
 
+/// The key a topic is matched by: trimmed, every run of whitespace inside made one
+/// space, and case-folded, so that "  Back   in Stock " and "back in stock" are one
+/// topic. Applied to the optin's payload at capture and to a notify's topic; the
+/// person's own wording is kept beside it for display.
+///
+/// Case folding is Unicode's simple one as far as the standard library gives it:
+/// lowercase of uppercase (so "ß" and "SS", "ﬁ" and "FI" meet), with the Greek
+/// final sigma folded to σ (lowercasing alone picks ς or σ by position).
+pub fn topic_key(topic: &str) -> String {
+    let mut key = String::with_capacity(topic.len());
+    for word in topic.split_whitespace() {
+        if !key.is_empty() {
+            key.push(' ');
+        }
+        key.extend(
+            word.to_uppercase()
+                .to_lowercase()
+                .chars()
+                .map(|c| if c == 'ς' { 'σ' } else { c }),
+        );
+    }
+    key
+}
+
 /// Which kind of opt-in the token came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
@@ -65,6 +89,7 @@ impl TokenKind {
 pub struct NewToken {
     pub page: PageId,
     pub psid: Psid,
+    /// The person's own wording (the optin's payload); matched by [`topic_key`].
     pub topic: String,
     pub token: String,
     pub kind: TokenKind,
@@ -94,13 +119,65 @@ pub struct StoredToken {
     pub page: PageId,
     pub psid: Psid,
     pub sk: String,
+    /// The person's wording, as captured (tokens stored before topics were
+    /// normalised hold the same); compare through [`topic_key`].
     pub topic: String,
     pub token: String,
     pub kind: TokenKind,
     pub status: TokenStatus,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+    /// The spend that holds (or last held) the token: `<notify id>/<attempt>` for
+    /// a notification. Given back, it is cleared.
+    pub spend_id: Option<String>,
 }
+
+impl StoredToken {
+    /// Whether this token is a one-time token of `topic` (compared by [`topic_key`]).
+    pub fn is_one_time_of(&self, topic: &str) -> bool {
+        self.kind == TokenKind::OneTime && topic_key(&self.topic) == topic_key(topic)
+    }
+
+    /// Whether the notification `notify_id` spent it (and did not give it back).
+    pub fn spent_by_notify(&self, notify_id: &str) -> bool {
+        self.spend_id.as_deref().is_some_and(|spend| {
+            spend
+                .strip_prefix(notify_id)
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+}
+
+/// The tokens one person's notification may spend, in the order to try them: the
+/// ACTIVE one-time tokens of the topic, oldest first (one past its year is refused
+/// by the spend, which expires it, and the next is tried), or [`AlreadyNotified`]
+/// when the notification `notify_id` already spent one of theirs: a notification
+/// reaches a person once, however often it is queued for them. `held` is every
+/// token the person holds.
+pub fn tokens_for_notification<'a>(
+    held: &'a [StoredToken],
+    topic: &str,
+    notify_id: &str,
+) -> Result<Vec<&'a StoredToken>, AlreadyNotified> {
+    let key = topic_key(topic);
+    let of_topic: Vec<&StoredToken> = held
+        .iter()
+        .filter(|t| t.kind == TokenKind::OneTime && topic_key(&t.topic) == key)
+        .collect();
+    if of_topic.iter().any(|t| t.spent_by_notify(notify_id)) {
+        return Err(AlreadyNotified);
+    }
+    let mut active: Vec<&StoredToken> = of_topic
+        .into_iter()
+        .filter(|t| t.status == TokenStatus::Active)
+        .collect();
+    active.sort_by(|a, b| (a.created_at, &a.sk).cmp(&(b.created_at, &b.sk)));
+    Ok(active)
+}
+
+/// The person already got (or may have got) this notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlreadyNotified;
 
 impl std::fmt::Debug for StoredToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -112,6 +189,7 @@ impl std::fmt::Debug for StoredToken {
             .field("token", &"<redacted>")
             .field("status", &self.status)
             .field("expires_at", &self.expires_at)
+            .field("spend_id", &self.spend_id)
             .finish()
     }
 }
@@ -216,6 +294,111 @@ pub fn day_from_str(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topics_are_trimmed_collapsed_and_case_folded() {
+        assert_eq!(topic_key("  Back   in Stock "), "back in stock");
+        assert_eq!(topic_key("back\tin\n stock"), "back in stock");
+        assert_eq!(topic_key("BACK IN STOCK"), topic_key("back in stock"));
+        assert_eq!(topic_key("Straße"), topic_key("STRASSE"));
+        assert_eq!(topic_key("ΟΔΟΣ"), topic_key("οδοσ"));
+        assert_eq!(topic_key(" \u{3000} "), "");
+        assert_ne!(topic_key("back in stock"), topic_key("backinstock"));
+    }
+
+    fn held(psid_sk: &str, topic: &str, created: i64, status: TokenStatus) -> StoredToken {
+        StoredToken {
+            page: PageId::new("1"),
+            psid: Psid::new("2"),
+            sk: format!("OTN#{created:015}#{psid_sk}"),
+            topic: topic.to_owned(),
+            token: format!("tok-{psid_sk}"),
+            kind: TokenKind::OneTime,
+            status,
+            created_at: Timestamp::from_millis(created),
+            expires_at: Timestamp::from_millis(created + OTN_LIFETIME_MS),
+            spend_id: None,
+        }
+    }
+
+    #[test]
+    fn a_notification_spends_the_oldest_active_token_of_the_topic_whatever_its_wording() {
+        let tokens = vec![
+            held("a", "Back in Stock", 300, TokenStatus::Active),
+            held("b", "back  in stock", 200, TokenStatus::Active),
+            held("c", "BACK IN STOCK", 100, TokenStatus::Used),
+            held("d", "price drop", 50, TokenStatus::Active),
+            held("e", "back in stock", 20, TokenStatus::Expired),
+        ];
+        let order: Vec<&str> = tokens_for_notification(&tokens, " back in STOCK", "n1")
+            .unwrap()
+            .iter()
+            .map(|t| t.token.as_str())
+            .collect();
+        assert_eq!(
+            order,
+            ["tok-b", "tok-a"],
+            "oldest first; used and expired left out"
+        );
+
+        let mut recurring = held("r", "back in stock", 10, TokenStatus::Active);
+        recurring.kind = TokenKind::Recurring;
+        assert!(
+            tokens_for_notification(&[recurring], "back in stock", "n1")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_notification_reaches_a_person_once_however_often_it_is_queued_for_them() {
+        let mut tokens = vec![
+            held("a", "Back in Stock", 100, TokenStatus::Used),
+            held("b", "Back in Stock", 200, TokenStatus::Active),
+        ];
+        tokens[0].spend_id = Some("n1/17-5-0".to_owned());
+        assert_eq!(
+            tokens_for_notification(&tokens, "back in stock", "n1"),
+            Err(AlreadyNotified)
+        );
+        // Another notification, or one whose id only starts the same, spends the next.
+        for other in ["n2", "n"] {
+            let next = tokens_for_notification(&tokens, "back in stock", other).unwrap();
+            assert_eq!(next.len(), 1, "{other}");
+            assert_eq!(next[0].token, "tok-b");
+        }
+        // A spend given back leaves no mark: the retry sends.
+        tokens[0].spend_id = None;
+        tokens[0].status = TokenStatus::Active;
+        assert_eq!(
+            tokens_for_notification(&tokens, "back in stock", "n1").unwrap()[0].token,
+            "tok-a"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, failure_persistence: None, ..Default::default() })]
+
+        #[test]
+        fn topic_keys_are_idempotent_and_blind_to_case_and_spacing(
+            words in proptest::collection::vec("\\PC{0,12}", 0..6),
+            gaps in proptest::collection::vec("[ \t\n\u{a0}\u{3000}]{1,3}", 7),
+        ) {
+            let spaced: String = words
+                .iter()
+                .zip(&gaps)
+                .map(|(w, g)| format!("{g}{w}"))
+                .collect::<String>()
+                + &gaps[6];
+            let plain = words.join(" ");
+            let key = topic_key(&spaced);
+            proptest::prop_assert_eq!(&topic_key(&key), &key);
+            proptest::prop_assert_eq!(&topic_key(&spaced.to_uppercase()), &key);
+            proptest::prop_assert_eq!(&topic_key(&spaced.to_lowercase()), &key);
+            proptest::prop_assert_eq!(&topic_key(&plain), &key);
+            proptest::prop_assert!(!key.starts_with(' ') && !key.ends_with(' ') && !key.contains("  "));
+        }
+    }
 
     #[test]
     fn utc_days_are_civil_dates() {

@@ -203,8 +203,11 @@ impl<T: EventLedger + ThreadLedger + ThreadStore> Store for T {}
 /// One-time notification tokens: the notify fan-out and the sweeper.
 pub trait TokenStore: Send + Sync {
     /// A page of the ACTIVE tokens of a Page and topic (the sparse topic index),
-    /// and where the next page starts. The index is eventually consistent: a
-    /// token listed here may have been spent since, which spending checks.
+    /// and where the next page starts. Topics match by [`crate::otn::topic_key`]
+    /// (case and spacing aside); a token stored before topics were normalised is
+    /// listed when its wording is exactly `topic`. A person with several tokens
+    /// may be listed several times. The index is eventually consistent: a token
+    /// listed here may have been spent since, which spending checks.
     fn active_tokens(
         &self,
         page: &PageId,
@@ -213,7 +216,8 @@ pub trait TokenStore: Send + Sync {
         limit: i32,
     ) -> impl Future<Output = Result<(Vec<TokenRef>, Option<String>), StoreError>> + Send;
 
-    /// The ACTIVE tokens one person of a Page holds for a topic, oldest first, read
+    /// The ACTIVE tokens one person of a Page holds for a topic (compared by
+    /// [`crate::otn::topic_key`], whenever they were stored), oldest first, read
     /// consistently from the person's own items (a `send` with `otn_topic` spends
     /// the first that can still be spent).
     fn person_tokens(
@@ -222,6 +226,15 @@ pub trait TokenStore: Send + Sync {
         psid: &Psid,
         topic: &str,
     ) -> impl Future<Output = Result<Vec<TokenRef>, StoreError>> + Send;
+
+    /// Every notification token one person of a Page holds, whatever its topic,
+    /// kind or status, with the spend that holds it, read consistently from the
+    /// person's own items (one request).
+    fn tokens_held(
+        &self,
+        page: &PageId,
+        psid: &Psid,
+    ) -> impl Future<Output = Result<Vec<StoredToken>, StoreError>> + Send;
 
     /// Spends a token: ACTIVE and unexpired becomes USED, in one conditional write,
     /// so that under any concurrency one caller gets it. `spend_id` names this spend.

@@ -2,10 +2,13 @@
 
 use crate::otn::{NewToken, OTN_LIFETIME_MS, TokenKind};
 use crate::thread::{
-    AccountLink, Control, EntryPoint, PageChange, Person, ThreadChange, ThreadKey,
+    AccountLink, AuthorizationCode, Control, EntryPoint, PageChange, Person, ThreadChange,
+    ThreadKey, bounded_ads_context,
 };
-use messenger_types::event::{EventKind, NotificationStatus, OptinVariant};
-use messenger_types::{Event, PageId, Psid, Source, UserRef};
+use messenger_types::event::{
+    AccountLinking, EventKind, NotificationStatus, OptinVariant, Referral,
+};
+use messenger_types::{Event, PageId, Psid, Source, Timestamp, UserRef};
 
 /// The thread an event belongs to and the changes it makes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,19 +83,11 @@ pub fn changes(page: &PageId, event: &Event, source: Source) -> Changes {
     match &event.kind {
         EventKind::Referral(r) => out
             .thread_changes
-            .push(ThreadChange::EntryPoint(EntryPoint {
-                reference: r.reference.clone(),
-                source: r.source.clone(),
-                at,
-            })),
+            .push(ThreadChange::EntryPoint(entry_point(r, at))),
         EventKind::Postback(p) => {
             if let Some(r) = &p.referral {
                 out.thread_changes
-                    .push(ThreadChange::EntryPoint(EntryPoint {
-                        reference: r.reference.clone(),
-                        source: r.source.clone(),
-                        at,
-                    }));
+                    .push(ThreadChange::EntryPoint(entry_point(r, at)));
             }
         }
         EventKind::Optin(o) => {
@@ -156,17 +151,15 @@ pub fn changes(page: &PageId, event: &Event, source: Source) -> Changes {
                     .push(ThreadChange::EntryPoint(EntryPoint {
                         reference: Some(reference.to_owned()),
                         source: Some(source.to_owned()),
+                        ad_id: None,
+                        ads_context_data: None,
                         at,
                     }));
             }
         }
-        EventKind::AccountLinking(l) => {
-            out.thread_changes
-                .push(ThreadChange::AccountLink(AccountLink {
-                    linked: l.status == "linked",
-                    at,
-                }))
-        }
+        EventKind::AccountLinking(l) => out
+            .thread_changes
+            .push(ThreadChange::AccountLink(account_link(l, at))),
         // Delivered to the app that receives control: us.
         EventKind::PassThreadControl(p) => {
             out.thread_changes.push(ThreadChange::Control(Control {
@@ -196,6 +189,33 @@ pub fn changes(page: &PageId, event: &Event, source: Source) -> Changes {
         _ => {}
     }
     out
+}
+
+/// A referral (on its own or on a Get Started) as the thread keeps it: every field
+/// Meta sends, the ad's context bounded.
+fn entry_point(r: &Referral, at: Timestamp) -> EntryPoint {
+    EntryPoint {
+        reference: r.reference.clone(),
+        source: r.source.clone(),
+        ad_id: r.ad_id.clone(),
+        ads_context_data: bounded_ads_context(r.ads_context_data.as_ref()),
+        at,
+    }
+}
+
+/// An account-linking event as the thread keeps it: `linked` with its code,
+/// `unlinked` (or anything else) without one.
+fn account_link(l: &AccountLinking, at: Timestamp) -> AccountLink {
+    let linked = l.status == "linked";
+    AccountLink {
+        linked,
+        authorization_code: l
+            .authorization_code
+            .as_deref()
+            .filter(|_| linked)
+            .and_then(AuthorizationCode::new),
+        at,
+    }
 }
 
 #[cfg(test)]
@@ -300,6 +320,64 @@ mod tests {
                 .iter()
                 .any(|ch| matches!(ch, ThreadChange::AccountLink(l) if l.linked))
         );
+    }
+
+    #[test]
+    fn an_ad_referral_and_an_account_link_are_kept_whole_and_unlinking_clears_the_code() {
+        let c = on(
+            r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":7,"referral":{"ref":"winter","ad_id":6045246247433,"source":"ADS","type":"OPEN_THREAD","ads_context_data":{"ad_title":"Boots","post_id":"12_34"}}}"#,
+            Source::Messaging,
+        );
+        let entry = c
+            .thread_changes
+            .iter()
+            .find_map(|ch| match ch {
+                ThreadChange::EntryPoint(e) => Some(e.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(entry.reference.as_deref(), Some("winter"));
+        assert_eq!(entry.ad_id.as_deref(), Some("6045246247433"));
+        assert_eq!(
+            serde_json::Value::Object(entry.ads_context_data.unwrap()),
+            serde_json::json!({"ad_title": "Boots", "post_id": "12_34"})
+        );
+
+        let link = |json: &str| {
+            on(json, Source::Messaging)
+                .thread_changes
+                .into_iter()
+                .find_map(|ch| match ch {
+                    ThreadChange::AccountLink(l) => Some(l),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let linked = link(
+            r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":7,"account_linking":{"status":"linked","authorization_code":"code-1"}}"#,
+        );
+        assert!(linked.linked);
+        assert_eq!(
+            linked
+                .authorization_code
+                .as_ref()
+                .map(AuthorizationCode::expose),
+            Some("code-1")
+        );
+        assert!(!format!("{linked:?}").contains("code-1"), "{linked:?}");
+        let unlinked = link(
+            r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":8,"account_linking":{"status":"unlinked","authorization_code":"stray"}}"#,
+        );
+        assert_eq!(
+            (unlinked.linked, unlinked.authorization_code),
+            (false, None)
+        );
+        // A code longer than the thread keeps: the link is kept, the code is not.
+        let long = link(&format!(
+            r#"{{"sender":{{"id":"2"}},"recipient":{{"id":"1"}},"timestamp":9,"account_linking":{{"status":"linked","authorization_code":"{}"}}}}"#,
+            "c".repeat(crate::thread::AUTHORIZATION_CODE_MAX_BYTES + 1)
+        ));
+        assert_eq!((long.linked, long.authorization_code), (true, None));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::ledger::{
 };
 use crate::otn::{
     NewToken, SpendRefused, StoredToken, SweepPage, TokenKind, TokenRef, TokenStatus, day_number,
-    day_string,
+    day_string, topic_key,
 };
 use crate::pages::{PageRecord, PageRegistry, PageStatus, Parked, ParkedMessage};
 use crate::ports::{
@@ -38,7 +38,6 @@ pub struct EventRecord {
 #[derive(Debug, Clone)]
 struct TokenItem {
     token: StoredToken,
-    spend_id: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -570,8 +569,8 @@ impl ThreadStore for MemoryStore {
                     status,
                     created_at: t.created_at,
                     expires_at: t.expires_at,
+                    spend_id: None,
                 },
-                spend_id: None,
             },
         );
         Ok(true)
@@ -638,7 +637,7 @@ impl TokenStore for MemoryStore {
             .values()
             .filter(|t| {
                 &t.token.page == page
-                    && t.token.topic == topic
+                    && topic_key(&t.token.topic) == topic_key(topic)
                     && t.token.status == TokenStatus::Active
             })
             .map(|t| {
@@ -677,10 +676,25 @@ impl TokenStore for MemoryStore {
             .filter(|t| {
                 &t.token.page == page
                     && &t.token.psid == psid
-                    && t.token.topic == topic
+                    && topic_key(&t.token.topic) == topic_key(topic)
                     && t.token.status == TokenStatus::Active
             })
             .map(|t| token_ref(&t.token))
+            .collect())
+    }
+
+    async fn tokens_held(
+        &self,
+        page: &PageId,
+        psid: &Psid,
+    ) -> Result<Vec<StoredToken>, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "tokens_held")?;
+        Ok(inner
+            .tokens
+            .values()
+            .filter(|t| &t.token.page == page && &t.token.psid == psid)
+            .map(|t| t.token.clone())
             .collect())
     }
 
@@ -707,7 +721,7 @@ impl TokenStore for MemoryStore {
             return Ok(Err(SpendRefused::Expired));
         }
         item.token.status = TokenStatus::Used;
-        item.spend_id = Some(spend_id.to_owned());
+        item.token.spend_id = Some(spend_id.to_owned());
         Ok(Ok(item.token.clone()))
     }
 
@@ -718,10 +732,10 @@ impl TokenStore for MemoryStore {
         match inner.tokens.get_mut(&key) {
             Some(item)
                 if item.token.status == TokenStatus::Used
-                    && item.spend_id.as_deref() == Some(spend_id) =>
+                    && item.token.spend_id.as_deref() == Some(spend_id) =>
             {
                 item.token.status = TokenStatus::Active;
-                item.spend_id = None;
+                item.token.spend_id = None;
                 Ok(true)
             }
             _ => Ok(false),
@@ -738,7 +752,7 @@ impl TokenStore for MemoryStore {
         self.request(&mut inner, "retire_token")?;
         let key = item_key(&at.page, &at.psid, &at.sk);
         match inner.tokens.get_mut(&key) {
-            Some(item) if item.spend_id.as_deref() == Some(spend_id) => {
+            Some(item) if item.token.spend_id.as_deref() == Some(spend_id) => {
                 item.token.status = TokenStatus::Retired;
                 Ok(true)
             }

@@ -144,20 +144,93 @@ pub struct Control {
     pub since: Timestamp,
 }
 
-/// How the person arrived: an m.me ref, an ad, a plugin's data-ref.
+/// How the person arrived: an m.me ref, an ad, a plugin's data-ref, kept whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryPoint {
     pub reference: Option<String>,
     pub source: Option<String>,
+    /// The ad the person came from (click-to-Messenger).
+    pub ad_id: Option<String>,
+    /// The ad's context as Meta sent it, a JSON object of at most
+    /// [`ADS_CONTEXT_MAX_BYTES`] (see [`bounded_ads_context`]).
+    pub ads_context_data: Option<serde_json::Map<String, serde_json::Value>>,
     pub at: Timestamp,
 }
 
-/// Whether the person linked an account on the business's site. The
-/// `authorization_code` Meta sends with it is a short-lived credential for the
-/// business's own linking flow and is not kept.
+/// The most an ad's context takes on the thread, as JSON: the thread's item is
+/// written by every event, so what it keeps for good stays small.
+pub const ADS_CONTEXT_MAX_BYTES: usize = 512;
+
+/// The most an account-linking `authorization_code` takes on the thread; a longer
+/// one is not kept (the link itself is).
+pub const AUTHORIZATION_CODE_MAX_BYTES: usize = 256;
+
+/// An ad's context as kept on the thread: an object, whole if its JSON fits in
+/// [`ADS_CONTEXT_MAX_BYTES`]; otherwise its largest fields (media URLs, usually)
+/// are left out until it fits, so the ids and the title are kept. `None` for
+/// anything that is not an object, or an object left empty.
+pub fn bounded_ads_context(
+    data: Option<&serde_json::Value>,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let object = data?.as_object()?;
+    let size = |m: &serde_json::Map<String, serde_json::Value>| {
+        serde_json::to_string(m).map_or(usize::MAX, |s| s.len())
+    };
+    if size(object) <= ADS_CONTEXT_MAX_BYTES {
+        return (!object.is_empty()).then(|| object.clone());
+    }
+    let mut fields: Vec<(&String, &serde_json::Value, usize)> = object
+        .iter()
+        .map(|(k, v)| {
+            let one = serde_json::Map::from_iter([(k.clone(), v.clone())]);
+            (k, v, size(&one))
+        })
+        .collect();
+    fields.sort_by(|a, b| (a.2, a.0).cmp(&(b.2, b.0)));
+    let mut kept = serde_json::Map::new();
+    for (k, v, _) in fields {
+        kept.insert(k.clone(), v.clone());
+        if size(&kept) > ADS_CONTEXT_MAX_BYTES {
+            kept.remove(k);
+            break;
+        }
+    }
+    (!kept.is_empty()).then_some(kept)
+}
+
+/// The `authorization_code` of an account link: what the business's linking flow
+/// handed Meta, which names the business's account of this person. A credential:
+/// it never appears in a `Debug` print, a log, an error or a published event.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthorizationCode(String);
+
+impl AuthorizationCode {
+    /// The code, when it is not empty and fits in [`AUTHORIZATION_CODE_MAX_BYTES`].
+    pub fn new(code: &str) -> Option<Self> {
+        (!code.is_empty() && code.len() <= AUTHORIZATION_CODE_MAX_BYTES)
+            .then(|| Self(code.to_owned()))
+    }
+
+    /// The code itself, for the store and the business's own reads.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AuthorizationCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthorizationCode(<redacted>)")
+    }
+}
+
+/// Whether the person linked an account on the business's site, with the
+/// `authorization_code` Meta passed on from the business's linking flow (which of
+/// its accounts the thread belongs to) and the time of the link. Unlinking clears
+/// the code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountLink {
     pub linked: bool,
+    pub authorization_code: Option<AuthorizationCode>,
     pub at: Timestamp,
 }
 
@@ -206,4 +279,47 @@ pub struct PageState {
     pub policy_action: Option<String>,
     pub policy_reason: Option<String>,
     pub app_roles: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_ads_context_is_kept_whole_when_small_and_without_its_largest_fields_when_not() {
+        let small = json!({"ad_title": "Boots", "post_id": "12_34", "product_id": "551"});
+        assert_eq!(
+            bounded_ads_context(Some(&small)).map(serde_json::Value::Object),
+            Some(small)
+        );
+        let large = json!({
+            "ad_title": "Boots",
+            "post_id": "12_34",
+            "photo_url": format!("https://scontent.example/{}", "p".repeat(300)),
+            "video_url": format!("https://video.example/{}", "v".repeat(400)),
+        });
+        let kept = bounded_ads_context(Some(&large)).unwrap();
+        assert!(serde_json::to_string(&kept).unwrap().len() <= ADS_CONTEXT_MAX_BYTES);
+        let mut keys: Vec<&str> = kept.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            ["ad_title", "photo_url", "post_id"],
+            "the largest field left out"
+        );
+        for not_kept in [json!("a string"), json!(null), json!({}), json!([1])] {
+            assert_eq!(bounded_ads_context(Some(&not_kept)), None, "{not_kept}");
+        }
+        let one_huge = json!({"photo_url": "x".repeat(2 * ADS_CONTEXT_MAX_BYTES)});
+        assert_eq!(bounded_ads_context(Some(&one_huge)), None);
+    }
+
+    #[test]
+    fn an_authorization_code_never_shows_in_debug() {
+        let code = AuthorizationCode::new("secret-code").unwrap();
+        assert_eq!(code.expose(), "secret-code");
+        assert!(!format!("{code:?}").contains("secret"));
+        assert_eq!(AuthorizationCode::new(""), None);
+    }
 }

@@ -660,6 +660,15 @@ pub struct Referral {
         skip_serializing_if = "Option::is_none"
     )]
     pub ad_id: Option<String>,
+    /// A click-to-Messenger ad's context (`ad_title`, `photo_url`, `video_url`,
+    /// `post_id`, `product_id`, ...), as JSON: an object as Meta documents it, kept
+    /// as sent whatever it is (`null` included, so the event writes back the same).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub ads_context_data: Option<Value>,
     #[serde(flatten)]
     pub extra: Extra,
 }

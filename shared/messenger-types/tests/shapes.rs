@@ -294,6 +294,34 @@ fn a_field_the_kind_can_do_without_is_set_aside_and_named_and_the_rest_is_read()
 }
 
 #[test]
+fn an_ad_referral_reads_its_ad_and_context_and_writes_back_the_same() {
+    let context = json!({"ad_title": "Boots", "photo_url": "https://scontent.example/b.jpg",
+                         "video_url": "https://video.example/b.mp4", "post_id": "12_34", "product_id": "551"});
+    for (ads_context_data, ad_id) in [
+        (context.clone(), json!("6045246247433")),
+        (context.clone(), json!(6_045_246_247_433_u64)),
+        // Not the object Meta documents: read as it is, never a reason to drop the event.
+        (json!(null), json!("6045246247433")),
+        (json!("text"), json!("6045246247433")),
+    ] {
+        let event = json!({"sender": {"id": "2"}, "recipient": {"id": PAGE}, "timestamp": 1795269600300_i64,
+                           "referral": {"ref": "winter", "ad_id": ad_id, "source": "ADS", "type": "OPEN_THREAD",
+                                        "ads_context_data": ads_context_data}});
+        let typed = parse(&event);
+        let EventKind::Referral(r) = &typed.kind else {
+            panic!("not a referral: {typed:?}");
+        };
+        assert_eq!(r.ad_id.as_deref(), Some("6045246247433"));
+        assert_eq!(r.ads_context_data.as_ref(), Some(&ads_context_data));
+        assert!(r.extra.is_empty(), "{:?}", r.extra);
+        assert!(typed.unread.is_empty(), "{:?}", typed.unread);
+        if ad_id.is_string() {
+            assert_eq!(serde_json::to_value(&typed).unwrap(), event);
+        }
+    }
+}
+
+#[test]
 fn a_kind_missing_what_it_cannot_do_without_is_kept_whole_and_the_field_named() {
     for (kind, content, field, problem) in [
         (

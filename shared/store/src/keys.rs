@@ -51,12 +51,20 @@ pub(crate) fn token_guard_sk(token: &str) -> String {
     format!("OTNTOKEN#{}", token_id(token))
 }
 
-/// The topic index key. The topic is a person-facing string of any length; its
-/// digest keeps the key short and within DynamoDB's key limits.
+/// The topic index key: a digest of the topic's [`topic_key`] (trimmed, spaces
+/// collapsed, case-folded), so that every wording of a topic meets under one key.
+/// The topic is a person-facing string of any length; its digest keeps the key
+/// short and within DynamoDB's key limits.
 pub(crate) fn topic_pk(page: &PageId, topic: &str) -> String {
+    legacy_topic_pk(page, &crate::otn::topic_key(topic))
+}
+
+/// The topic index key of a token stored before topics were normalised: a digest
+/// of its exact wording. Equal to [`topic_pk`] for a wording that is its own key.
+pub(crate) fn legacy_topic_pk(page: &PageId, wording: &str) -> String {
     format!(
         "OTN#{page}#{}",
-        hex::encode(Sha256::digest(topic.as_bytes()))
+        hex::encode(Sha256::digest(wording.as_bytes()))
     )
 }
 
@@ -71,5 +79,15 @@ mod tests {
         assert!(
             token_sk(Timestamp::from_millis(5), "a") < token_sk(Timestamp::from_millis(40), "a")
         );
+    }
+
+    #[test]
+    fn every_wording_of_a_topic_has_one_index_key_and_old_tokens_keep_theirs() {
+        let page = PageId::new("1");
+        let key = topic_pk(&page, "back in stock");
+        assert_eq!(topic_pk(&page, "  Back   in Stock "), key);
+        assert_eq!(legacy_topic_pk(&page, "back in stock"), key);
+        assert_ne!(legacy_topic_pk(&page, "Back in Stock"), key);
+        assert_ne!(topic_pk(&PageId::new("2"), "back in stock"), key);
     }
 }

@@ -3,7 +3,8 @@
 //! A token lives on its thread's partition (`PAGE#<page>#USER#<psid>`,
 //! `OTN#<created>#<id>`, where `<id>` is a digest of the token: the token itself,
 //! a credential, is never part of a key). While it is ACTIVE it also carries the keys
-//! of two sparse indexes: `otn-by-topic` (`OTN#<page>#<topic>`) for the notify
+//! of two sparse indexes: `otn-by-topic` (`OTN#<page>#<digest of the topic's key>`,
+//! the key being [`topic_key`]: trimmed, spaces collapsed, case-folded) for the notify
 //! fan-out and `otn-by-expiry` (`EXPIRY#<day it expires>`) for the sweeper. Spending,
 //! expiring or retiring a token removes those keys in the same conditional write, so
 //! the indexes hold only tokens that may still be used.
@@ -37,5 +38,6 @@ pub(crate) fn stored_token(item: &HashMap<String, AttributeValue>) -> Option<Sto
         status: TokenStatus::parse(&s("status")?)?,
         created_at: n("created_at")?,
         expires_at: n("expires_at")?,
+        spend_id: s("spend_id"),
     })
 }

@@ -13,8 +13,8 @@ use crate::keys::page_pk;
 use crate::otn::{self, NewToken, TokenStatus};
 use crate::tokens::index_keys;
 use crate::{
-    AccountLink, Control, EntryPoint, PageChange, PageState, StoreError, ThreadChange, ThreadKey,
-    ThreadState, ThreadStore, Unreachable,
+    AccountLink, AuthorizationCode, Control, EntryPoint, PageChange, PageState, StoreError,
+    ThreadChange, ThreadKey, ThreadState, ThreadStore, Unreachable,
 };
 
 impl DynamoStore {
@@ -258,10 +258,16 @@ pub(crate) fn thread_state(item: &HashMap<String, AttributeValue>) -> ThreadStat
         entry_point: get_ts(item, "entry_ts").map(|at| EntryPoint {
             reference: get_s(item, "entry_ref"),
             source: get_s(item, "entry_source"),
+            ad_id: get_s(item, "entry_ad_id"),
+            ads_context_data: get_s(item, "entry_ads_context")
+                .and_then(|json| serde_json::from_str(&json).ok()),
             at,
         }),
         account_link: get_ts(item, "link_ts").map(|at| AccountLink {
             linked: get_bool(item, "link_linked").unwrap_or(false),
+            authorization_code: get_s(item, "link_code")
+                .as_deref()
+                .and_then(AuthorizationCode::new),
             at,
         }),
         reachable_since: reach_ts.filter(|_| unreachable_reason.is_none()),
@@ -303,9 +309,19 @@ pub(crate) fn thread_fields(expr: &mut Expr, state: &ThreadState) {
     let entry = state.entry_point.as_ref();
     number(expr, "entry_ts", ts(entry.map(|e| e.at)));
     expr.set_opt("entry_ref", entry.and_then(|e| e.reference.as_deref()))
-        .set_opt("entry_source", entry.and_then(|e| e.source.as_deref()));
+        .set_opt("entry_source", entry.and_then(|e| e.source.as_deref()))
+        .set_opt("entry_ad_id", entry.and_then(|e| e.ad_id.as_deref()))
+        .set_opt(
+            "entry_ads_context",
+            entry.and_then(ads_context_json).as_deref(),
+        );
     let link = state.account_link.as_ref();
     number(expr, "link_ts", ts(link.map(|l| l.at)));
+    expr.set_opt(
+        "link_code",
+        link.and_then(|l| l.authorization_code.as_ref())
+            .map(AuthorizationCode::expose),
+    );
     match link {
         Some(l) => {
             expr.set("link_linked", AttributeValue::Bool(l.linked));
@@ -319,6 +335,13 @@ pub(crate) fn thread_fields(expr: &mut Expr, state: &ThreadState) {
         "unreachable_reason",
         state.unreachable.as_ref().map(|u| u.reason.as_str()),
     );
+}
+
+/// An entry point's ad context as stored: its JSON text.
+fn ads_context_json(e: &EntryPoint) -> Option<String> {
+    e.ads_context_data
+        .as_ref()
+        .and_then(|m| serde_json::to_string(m).ok())
 }
 
 /// Adds `change` to `expr`: its fields, and the condition that it is newer than
@@ -349,10 +372,17 @@ pub(crate) fn thread_change(expr: &mut Expr, change: &ThreadChange) {
         ThreadChange::EntryPoint(e) => {
             expr.set_opt("entry_ref", e.reference.as_deref())
                 .set_opt("entry_source", e.source.as_deref())
+                .set_opt("entry_ad_id", e.ad_id.as_deref())
+                .set_opt("entry_ads_context", ads_context_json(e).as_deref())
                 .only_if_newer("entry_ts", e.at);
         }
         ThreadChange::AccountLink(l) => {
+            // `unlinked` carries no code: the one kept is removed.
             expr.set("link_linked", AttributeValue::Bool(l.linked))
+                .set_opt(
+                    "link_code",
+                    l.authorization_code.as_ref().map(AuthorizationCode::expose),
+                )
                 .only_if_newer("link_ts", l.at);
         }
         ThreadChange::Unreachable(u) => {

@@ -88,6 +88,56 @@ pub(crate) fn decode_cursor(
     ))
 }
 
+/// The topic index keys a notify for `topic` reads, in order: the normalised key,
+/// then, when it differs, the key of tokens stored before topics were normalised
+/// with exactly this wording (they keep that key until spent, given back or
+/// expired: a token given back is re-keyed to the normalised key).
+fn topic_index_keys(page: &PageId, topic: &str) -> Vec<String> {
+    let normalised = crate::keys::topic_pk(page, topic);
+    let legacy = crate::keys::legacy_topic_pk(page, topic);
+    if legacy == normalised {
+        vec![normalised]
+    } else {
+        vec![normalised, legacy]
+    }
+}
+
+/// The name, in a fan-out's cursor, of the index key it is reading.
+const CURSOR_KEY: &str = "@in";
+
+/// A fan-out's cursor: the index key it reads (`@in`) and where in it to go on
+/// (DynamoDB's LastEvaluatedKey; none: from that key's start).
+fn topic_cursor(key: &str, last: Option<&HashMap<String, AttributeValue>>) -> String {
+    let mut map: std::collections::BTreeMap<&str, &str> = last
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_s().ok()?.as_str())))
+        .collect();
+    map.insert(CURSOR_KEY, key);
+    serde_json::to_string(&map).unwrap_or_default()
+}
+
+/// Which of `keys` a cursor continues in, and where. A cursor made before it
+/// named its key (a fan-out queued before topics were normalised) continues in
+/// the key its LastEvaluatedKey holds.
+#[allow(clippy::type_complexity)]
+fn decode_topic_cursor(
+    cursor: Option<&str>,
+    keys: &[String],
+) -> Result<(usize, Option<HashMap<String, AttributeValue>>), StoreError> {
+    let Some(mut start) = decode_cursor(cursor)? else {
+        return Ok((0, None));
+    };
+    let named = match start.remove(CURSOR_KEY) {
+        Some(AttributeValue::S(key)) => Some(key),
+        _ => start.get("topic_pk").and_then(|v| v.as_s().ok()).cloned(),
+    };
+    let at = named
+        .and_then(|key| keys.iter().position(|k| *k == key))
+        .ok_or_else(|| StoreError::invalid("Query", "the paging cursor is for another topic"))?;
+    Ok((at, (!start.is_empty()).then_some(start)))
+}
+
 pub(crate) fn token_ref(item: &HashMap<String, AttributeValue>) -> Option<TokenRef> {
     Some(TokenRef {
         page: PageId::new(get_s(item, "page_id")?),
@@ -106,20 +156,26 @@ impl TokenStore for DynamoStore {
         after: Option<&str>,
         limit: i32,
     ) -> Result<(Vec<TokenRef>, Option<String>), StoreError> {
+        let keys = topic_index_keys(page, topic);
+        let (at, start) = decode_topic_cursor(after, &keys)?;
         let out = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(crate::schema::OTN_BY_TOPIC.name)
             .key_condition_expression("topic_pk = :t")
-            .expression_attribute_values(":t", s(&crate::keys::topic_pk(page, topic)))
-            .set_exclusive_start_key(decode_cursor(after)?)
+            .expression_attribute_values(":t", s(&keys[at]))
+            .set_exclusive_start_key(start)
             .limit(limit)
             .send()
             .await
             .map_err(|e| crate::error::from_sdk("Query(otn-by-topic)", e))?;
         let refs = out.items().iter().filter_map(token_ref).collect();
-        Ok((refs, encode_cursor(out.last_evaluated_key())))
+        let next = match out.last_evaluated_key() {
+            Some(last) => Some(topic_cursor(&keys[at], Some(last))),
+            None => keys.get(at + 1).map(|next| topic_cursor(next, None)),
+        };
+        Ok((refs, next))
     }
 
     async fn person_tokens(
@@ -129,17 +185,29 @@ impl TokenStore for DynamoStore {
         topic: &str,
     ) -> Result<Vec<TokenRef>, StoreError> {
         let thread = crate::ThreadKey::psid(page.clone(), psid.clone());
+        // Compared by key here, so tokens stored with their wording before topics
+        // were normalised match too.
+        let key = otn::topic_key(topic);
         Ok(self
             .tokens_of(&thread)
             .await?
             .into_iter()
-            .filter(|t| t.status == TokenStatus::Active && t.topic == topic)
+            .filter(|t| t.status == TokenStatus::Active && otn::topic_key(&t.topic) == key)
             .map(|t| TokenRef {
                 page: t.page,
                 psid: t.psid,
                 sk: t.sk,
             })
             .collect())
+    }
+
+    async fn tokens_held(
+        &self,
+        page: &PageId,
+        psid: &messenger_types::Psid,
+    ) -> Result<Vec<StoredToken>, StoreError> {
+        self.tokens_of(&crate::ThreadKey::psid(page.clone(), psid.clone()))
+            .await
     }
 
     async fn spend_token(
@@ -287,5 +355,51 @@ impl TokenStore for DynamoStore {
         )
         .await
         .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notify_reads_the_normalised_key_then_the_exact_wording_of_older_tokens() {
+        let page = PageId::new("1");
+        let keys = topic_index_keys(&page, "Back in Stock");
+        assert_eq!(
+            keys,
+            [
+                crate::keys::topic_pk(&page, "back in stock"),
+                crate::keys::legacy_topic_pk(&page, "Back in Stock")
+            ]
+        );
+        // A topic already in its normalised form has one key: old tokens are under it.
+        assert_eq!(topic_index_keys(&page, "back in stock").len(), 1);
+    }
+
+    #[test]
+    fn a_fan_out_cursor_says_which_key_it_reads_and_where() {
+        let keys = vec!["K0".to_owned(), "K1".to_owned()];
+        assert_eq!(decode_topic_cursor(None, &keys).unwrap(), (0, None));
+        let last = HashMap::from([
+            ("topic_pk".to_owned(), s("K0")),
+            ("topic_sk".to_owned(), s("0001#2#ab")),
+        ]);
+        let (at, start) =
+            decode_topic_cursor(Some(&topic_cursor("K0", Some(&last))), &keys).unwrap();
+        assert_eq!((at, start), (0, Some(last.clone())));
+        // The next key from its start.
+        assert_eq!(
+            decode_topic_cursor(Some(&topic_cursor("K1", None)), &keys).unwrap(),
+            (1, None)
+        );
+        // A cursor queued before cursors named their key: the key its position holds.
+        let old = encode_cursor(Some(&HashMap::from([
+            ("topic_pk".to_owned(), s("K1")),
+            ("topic_sk".to_owned(), s("0001#2#ab")),
+        ])));
+        assert_eq!(decode_topic_cursor(old.as_deref(), &keys).unwrap().0, 1);
+        // Another topic's cursor is refused rather than read in the wrong place.
+        assert!(decode_topic_cursor(Some(&topic_cursor("K9", None)), &keys).is_err());
     }
 }

@@ -121,6 +121,22 @@ pub fn item_size(item: &Item) -> usize {
     item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
 }
 
+/// What a thread keeps for good, whatever its ledger does: an ad's context and an
+/// account link's code.
+const KEPT_WHOLE: [&str; 2] = ["entry_ads_context", "link_code"];
+
+/// The item's size less [`KEPT_WHOLE`]: what archiving can shrink. Archiving is for
+/// the ledger's growth; a thread holding an ad's context or a linking code (each
+/// bounded) may take a second write unit per write, but never an archive write per
+/// turn.
+fn ledger_size(item: &Item) -> usize {
+    let kept: usize = KEPT_WHOLE
+        .iter()
+        .filter_map(|k| item.get(*k).map(|v| k.len() + value_size(v)))
+        .sum();
+    item_size(item).saturating_sub(kept)
+}
+
 fn value_size(v: &AttributeValue) -> usize {
     match v {
         AttributeValue::S(s) => s.len(),
@@ -433,7 +449,7 @@ impl ThreadLedger for DynamoStore {
                 has_outcome: e.contains_key("o"),
             })
             .collect();
-        let archive = item_size(&item) > ARCHIVE_ABOVE && !done.is_empty();
+        let archive = ledger_size(&item) > ARCHIVE_ABOVE && !done.is_empty();
         Ok(Opened::Open {
             thread: thread_state(&item),
             progress,
