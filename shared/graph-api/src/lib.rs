@@ -28,6 +28,9 @@
 use std::fmt;
 use std::time::Duration;
 
+mod connect;
+pub use connect::{PageAccount, TokenInfo};
+
 use hmac::{Hmac, Mac};
 use messenger_types::send::{GraphErrorEnvelope, SendRequest, SendResponse};
 use messenger_types::{AppId, PageId, Psid};
@@ -360,7 +363,7 @@ impl GraphClient {
 
     /// Makes one call. `Ok(Some(body))` for a 2xx answer, `Ok(None)` for a 2xx
     /// whose body could not be read, `Err` for everything else.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         call: Call<'_>,
         token: &SecretString,
@@ -380,7 +383,11 @@ impl GraphClient {
         url.path_segments_mut()
             .map_err(|()| GraphError::new(ErrorClass::Permanent, "base URL cannot take a path"))?
             .pop_if_empty()
-            .extend([self.version.as_str(), call.page.as_str(), call.edge]);
+            .extend(
+                [self.version.as_str(), call.page.as_str(), call.edge]
+                    .into_iter()
+                    .filter(|segment| !segment.is_empty()),
+            );
         if !call.query.is_empty() || proof.is_some() {
             let mut pairs = url.query_pairs_mut();
             pairs.extend_pairs(call.query);
@@ -462,17 +469,17 @@ impl GraphClient {
     }
 }
 
-struct Call<'a> {
-    method: Method,
-    page: &'a PageId,
-    edge: &'static str,
-    query: &'a [(&'a str, &'a str)],
-    body: Option<Body<'a>>,
+pub(crate) struct Call<'a> {
+    pub(crate) method: Method,
+    pub(crate) page: &'a PageId,
+    pub(crate) edge: &'static str,
+    pub(crate) query: &'a [(&'a str, &'a str)],
+    pub(crate) body: Option<Body<'a>>,
     /// Error 100 means "retired tag" for this call.
-    retired_tag: bool,
+    pub(crate) retired_tag: bool,
 }
 
-enum Body<'a> {
+pub(crate) enum Body<'a> {
     Send(&'a SendRequest),
     Json(&'a Value),
 }

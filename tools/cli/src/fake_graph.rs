@@ -1,5 +1,6 @@
-//! A stand-in for the Graph API: answers the Send API, the Handover Protocol and
-//! `subscribed_apps` with success, prints each call and appends it as one JSON line
+//! A stand-in for the Graph API: answers the Send API, the Handover Protocol,
+//! `subscribed_apps` (remembering each Page's fields), and what `page connect` asks
+//! (`oauth/access_token`, `me/accounts` with the local Pages, `debug_token`), prints each call and appends it as one JSON line
 //! to a file. Access tokens are never printed or recorded, only whether one came.
 
 use std::convert::Infallible;
@@ -24,7 +25,23 @@ pub struct FakeGraph {
 struct Recorder {
     file: Mutex<tokio::fs::File>,
     calls: AtomicU64,
+    /// The fields each Page was subscribed to (`POST subscribed_apps`).
+    subscribed: Mutex<std::collections::BTreeMap<String, Vec<String>>>,
 }
+
+/// The Pages `me/accounts` lists, with their made-up tokens (the local stack's).
+const ACCOUNTS: [(&str, &str, &str); 2] = [
+    (
+        crate::samples::LOCAL_PAGE,
+        "Local Page",
+        "local-page-token-1",
+    ),
+    (
+        crate::samples::LOCAL_PAGE_2,
+        "Local Page 2",
+        "local-page-token-2",
+    ),
+];
 
 /// Starts the fake on 127.0.0.1:`port` (0 = a free port), recording into `record`.
 pub async fn start(port: u16, record: &Path) -> crate::Result<FakeGraph> {
@@ -40,6 +57,7 @@ pub async fn start(port: u16, record: &Path) -> crate::Result<FakeGraph> {
     let recorder = Arc::new(Recorder {
         file: Mutex::new(file),
         calls: AtomicU64::new(0),
+        subscribed: Mutex::new(std::collections::BTreeMap::new()),
     });
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let url = format!("http://{}", listener.local_addr()?);
@@ -58,7 +76,17 @@ async fn answer(recorder: &Recorder, req: Request<Incoming>) -> Response<Full<By
         .query()
         .map(|q| {
             form_urlencoded::parse(q.as_bytes())
-                .filter(|(k, _)| k != "access_token" && k != "appsecret_proof")
+                // Credentials are never recorded, only whether they came.
+                .filter(|(k, _)| {
+                    !matches!(
+                        k.as_ref(),
+                        "access_token"
+                            | "appsecret_proof"
+                            | "client_secret"
+                            | "fb_exchange_token"
+                            | "input_token"
+                    )
+                })
                 .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
                 .collect()
         })
@@ -68,6 +96,10 @@ async fn answer(recorder: &Recorder, req: Request<Incoming>) -> Response<Full<By
             .uri()
             .query()
             .is_some_and(|q| q.contains("access_token="));
+    let proof = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.contains("appsecret_proof="));
     let method = req.method().clone();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
@@ -78,8 +110,10 @@ async fn answer(recorder: &Recorder, req: Request<Incoming>) -> Response<Full<By
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (page, edge) = match parts.as_slice() {
         [_version, page, edge] => (*page, *edge),
+        [_version, node] => (*node, ""),
         _ => ("", ""),
     };
+
     let n = recorder.calls.fetch_add(1, Ordering::Relaxed) + 1;
     let (status, reply) = match (method.as_str(), edge) {
         ("POST", "messages") => {
@@ -92,16 +126,54 @@ async fn answer(recorder: &Recorder, req: Request<Incoming>) -> Response<Full<By
                 json!({"recipient_id": recipient, "message_id": format!("m_fake_{n}")}),
             )
         }
+        ("POST", "subscribed_apps") => {
+            let fields = query["subscribed_fields"]
+                .as_str()
+                .unwrap_or_default()
+                .split(',')
+                .map(str::to_owned)
+                .collect();
+            recorder
+                .subscribed
+                .lock()
+                .await
+                .insert(page.to_owned(), fields);
+            (StatusCode::OK, json!({"success": true}))
+        }
+        ("GET", "subscribed_apps") => {
+            let fields = recorder.subscribed.lock().await.get(page).cloned();
+            let data: Vec<Value> = fields
+                .into_iter()
+                .map(|f| json!({"id": "local-app", "name": "local app", "subscribed_fields": f}))
+                .collect();
+            (StatusCode::OK, json!({"data": data}))
+        }
+        ("DELETE", "subscribed_apps") => {
+            recorder.subscribed.lock().await.remove(page);
+            (StatusCode::OK, json!({"success": true}))
+        }
+        ("GET", "access_token") if page == "oauth" => (
+            StatusCode::OK,
+            json!({"access_token": "local-long-lived-user-token", "token_type": "bearer", "expires_in": 5_183_944}),
+        ),
+        ("GET", "accounts") if page == "me" => (
+            StatusCode::OK,
+            json!({"data": ACCOUNTS.iter().map(|(id, name, token)| json!({
+                "id": id, "name": name, "access_token": token, "tasks": ["MESSAGING", "MODERATE"]
+            })).collect::<Vec<_>>()}),
+        ),
+        ("GET", "") if page == "debug_token" => (
+            StatusCode::OK,
+            json!({"data": {"is_valid": true, "expires_at": 0, "scopes": ["pages_messaging", "pages_manage_metadata"]}}),
+        ),
         (
             "POST",
             "pass_thread_control"
             | "take_thread_control"
             | "release_thread_control"
             | "extend_thread_control"
-            | "request_thread_control"
-            | "subscribed_apps",
-        )
-        | ("DELETE", "subscribed_apps") => (StatusCode::OK, json!({"success": true})),
+            | "request_thread_control",
+        ) => (StatusCode::OK, json!({"success": true})),
         _ => (
             StatusCode::BAD_REQUEST,
             json!({"error": {"message": format!("the fake Graph API has no {method} {path}"),
@@ -110,7 +182,7 @@ async fn answer(recorder: &Recorder, req: Request<Incoming>) -> Response<Full<By
     };
     let call = json!({
         "n": n, "method": method.as_str(), "path": path, "page_id": page, "edge": edge,
-        "authorized": authorized, "query": query, "body": body, "status": status.as_u16(),
+        "authorized": authorized, "appsecret_proof": proof, "query": query, "body": body, "status": status.as_u16(),
     });
     println!("{}", describe(&call));
     let mut line = call.to_string();

@@ -25,6 +25,21 @@ pub enum PageCommand {
         #[arg(long, default_value = WEBHOOK_FIELDS)]
         fields: String,
     },
+    /// Connect Pages: a user (or system user) token on stdin is made long-lived
+    /// (fb_exchange_token), the Pages it manages are listed (me/accounts), and each
+    /// chosen Page's token is checked (debug_token), stored sealed in the table
+    /// (its parked messages replayed) and subscribed to every webhook field the
+    /// backend handles, with appsecret_proof.
+    Connect {
+        /// The Pages to connect (repeat); default: every Page the user manages.
+        #[arg(long)]
+        page: Vec<String>,
+        /// The Meta app's id (App settings > Basic).
+        #[arg(long, env = "APP_ID")]
+        app_id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Store the Page's access token, read from stdin so it stays out of shell
     /// history: sealed with the stack's key (TOKEN_KEY_ID) in the table, used by
     /// the running functions within CREDENTIALS_TTL_SECONDS, and the Page's parked
@@ -150,6 +165,11 @@ pub async fn page(env: &Env, sdk: &SdkConfig, command: PageCommand) -> Result<()
             println!("Page {page} subscribed to: {fields}");
             Ok(())
         }
+        PageCommand::Connect {
+            page: chosen,
+            app_id,
+            json,
+        } => connect(env, sdk, &chosen, &app_id, json).await,
         PageCommand::StoreToken { page, json } => {
             let page = PageId::new(&page);
             let token = SecretString::from(read_stdin("the Page access token").await?);
@@ -265,4 +285,101 @@ pub async fn page(env: &Env, sdk: &SdkConfig, command: PageCommand) -> Result<()
             Ok(())
         }
     }
+}
+
+/// `page connect`: see [`PageCommand::Connect`].
+async fn connect(
+    env: &Env,
+    sdk: &SdkConfig,
+    chosen: &[String],
+    app_id: &str,
+    json_out: bool,
+) -> Result<()> {
+    let user_token = SecretString::from(read_stdin("a user or system-user access token").await?);
+    let (secrets, origin) = app_config::Secrets::load(env, sdk).await?;
+    let app_secret = secrets.require_app_secret(origin)?.clone();
+    let graph = graph(env, Some(app_secret.clone()))?;
+    let long_lived = graph
+        .exchange_user_token(app_id, &app_secret, &user_token)
+        .await
+        .map_err(|e| format!("fb_exchange_token: {e}"))?;
+    let accounts = graph
+        .page_accounts(&long_lived)
+        .await
+        .map_err(|e| format!("me/accounts: {e}"))?;
+    let unknown: Vec<&String> = chosen
+        .iter()
+        .filter(|p| !accounts.iter().any(|a| a.id.as_str() == p.as_str()))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(format!(
+            "the token does not manage Page(s) {unknown:?}; it manages: {}",
+            accounts
+                .iter()
+                .map(|a| format!("{} ({})", a.id, a.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+        .into());
+    }
+    let (store, key, queue) = (store(env, sdk)?, key(env, sdk)?, queue(env, sdk)?);
+    let fields: Vec<&str> = WEBHOOK_FIELDS.split(',').collect();
+    let mut connected = Vec::new();
+    for account in accounts
+        .iter()
+        .filter(|a| chosen.is_empty() || chosen.iter().any(|p| p == a.id.as_str()))
+    {
+        let page = &account.id;
+        let info = graph
+            .debug_token(app_id, &app_secret, &account.access_token)
+            .await
+            .map_err(|e| format!("debug_token for Page {page}: {e}"))?;
+        if !info.is_valid {
+            connected.push(json!({"page_id": page.as_str(), "name": account.name, "status": "INVALID", "reason": "debug_token: not valid"}));
+            continue;
+        }
+        let replayed = processor::park::store_token(
+            &store,
+            &key,
+            &queue,
+            page,
+            &account.access_token,
+            Timestamp::now(),
+        )
+        .await?;
+        graph
+            .subscribe_app(page, &account.access_token, &fields)
+            .await
+            .map_err(|e| format!("subscribed_apps for Page {page}: {e}"))?;
+        let subscribed = graph
+            .subscribed_fields(page, &account.access_token, None)
+            .await
+            .map_err(|e| format!("subscribed_apps for Page {page}: {e}"))?;
+        connected.push(json!({
+            "page_id": page.as_str(), "name": account.name, "status": PageStatus::Active.as_str(),
+            "subscribed_fields": subscribed, "replayed": replayed.queued,
+            "token_expires_at": info.expires_at,
+        }));
+    }
+    if json_out {
+        println!("{}", Value::Array(connected));
+        return Ok(());
+    }
+    for line in &connected {
+        println!(
+            "{} {:?}: {}{}",
+            line["page_id"].as_str().unwrap_or_default(),
+            line["name"].as_str().unwrap_or_default(),
+            line["status"].as_str().unwrap_or_default(),
+            match line["subscribed_fields"].as_array() {
+                Some(f) => format!(
+                    ", subscribed to {} fields, {} parked message(s) replayed",
+                    f.len(),
+                    line["replayed"]
+                ),
+                None => format!(" ({})", line["reason"].as_str().unwrap_or_default()),
+            }
+        );
+    }
+    Ok(())
 }
