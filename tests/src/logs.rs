@@ -14,12 +14,24 @@ pub type Logged = BTreeMap<String, String>;
 
 /// Collects every warning and error logged on this thread while its guard lives.
 /// A `#[tokio::test]` runs on one thread, the code under test included.
-#[derive(Debug, Clone, Default)]
-pub struct Warnings(Arc<Mutex<Vec<Logged>>>);
+#[derive(Debug, Clone)]
+pub struct Warnings(Arc<Mutex<Vec<Logged>>>, Level);
+
+impl Default for Warnings {
+    fn default() -> Self {
+        Self(Arc::default(), Level::WARN)
+    }
+}
 
 impl Warnings {
     pub fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
-        let warnings = Self::default();
+        Self::capture_from(Level::WARN)
+    }
+
+    /// Every line at `level` or more severe (`TRACE`: every line), e.g. to check
+    /// that no credential is ever logged at any level.
+    pub fn capture_from(level: Level) -> (Self, tracing::subscriber::DefaultGuard) {
+        let warnings = Self(Arc::default(), level);
         let guard = tracing::subscriber::set_default(warnings.clone());
         (warnings, guard)
     }
@@ -43,7 +55,7 @@ impl Visit for Fields<'_> {
 
 impl Subscriber for Warnings {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.is_event() && *metadata.level() <= Level::WARN
+        metadata.is_event() && *metadata.level() <= self.1
     }
 
     fn new_span(&self, _: &Attributes<'_>) -> Id {

@@ -518,6 +518,124 @@ async fn an_event_for_a_page_without_a_token_is_kept_and_answered_once_its_token
     assert_eq!(sends(&rig.graph).await.len(), 2);
 }
 
+/// The whole life of a Page's token: a 190 marks the Page INVALID after one call,
+/// its next events are parked without one, a new token replays them; and no token
+/// is ever in a log line (any level), a queue message or the table in clear.
+#[tokio::test]
+async fn a_page_whose_token_graph_refuses_is_parked_until_a_new_token_and_no_token_is_ever_logged()
+{
+    let (logs, _guard) = integration_tests::logs::Warnings::capture_from(tracing::Level::TRACE);
+    let rig = rig().await;
+    let key_id = token_key(&rig).await;
+    let mut env = env(&rig.table, &rig.queue, &rig.graph);
+    env.insert("TOKEN_KEY_ID".into(), key_id.clone());
+    let processor = processor::from_env(&env, &rig.sdk).await.unwrap();
+    let store = dynamo_store(&rig);
+    let kms = processor::credentials::KmsKey::new(aws_sdk_kms::Client::new(&rig.sdk), key_id);
+    let queue = event_queue::SqsQueue::new(aws_sdk_sqs::Client::new(&rig.sdk), &rig.queue);
+    let page_d = "100000000000004";
+    let page = PageId::new(page_d);
+    let (dead, fresh) = ("page-d-token-that-died", "page-d-token-stored-after");
+    processor::park::store_token(
+        &store,
+        &kms,
+        &queue,
+        &page,
+        &SecretString::from(dead.to_owned()),
+        messenger_types::Timestamp::now(),
+    )
+    .await
+    .unwrap();
+
+    failing_graph(
+        &rig,
+        401,
+        json!({"error": {"message": format!("Error validating access token: {dead}"),
+                         "type": "OAuthException", "code": 190, "error_subcode": 460}}),
+    )
+    .await;
+    let psid = "5000000000000001";
+    let first = queue_messages(&[(
+        page_d,
+        vec![text_event(page_d, psid, "m_d1", "hi", 3000)],
+        vec![],
+    )]);
+    processor.handle(sqs_event("d1", &first), None).await;
+    assert_eq!(graph_calls(&rig.graph).await.len(), 1);
+    let record = store.page_record(&page).await.unwrap().unwrap();
+    assert_eq!(record.status, PageStatus::Invalid);
+    assert!(record.reason.unwrap().contains("190/460"));
+
+    // The next two: no call at all, kept in order.
+    let next = queue_messages(&[(
+        page_d,
+        vec![
+            text_event(page_d, psid, "m_d2", "still there?", 2000),
+            text_event(page_d, psid, "m_d3", "hello?", 1000),
+        ],
+        vec![],
+    )]);
+    let response = processor.handle(sqs_event("d2", &next), None).await;
+    assert!(failed_ids(&response).is_empty());
+    assert_eq!(
+        graph_calls(&rig.graph).await.len(),
+        1,
+        "parked without a call"
+    );
+    assert_eq!(store.parked(&page, None, 10).await.unwrap().len(), 2);
+
+    // A new token: the two replayed in order and answered with it, once each.
+    rig.graph.reset().await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/v23\.0/[0-9]+/messages$"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"recipient_id": psid, "message_id": "m_ok"})),
+        )
+        .mount(&rig.graph)
+        .await;
+    let replayed = processor::park::store_token(
+        &store,
+        &kms,
+        &queue,
+        &page,
+        &SecretString::from(fresh.to_owned()),
+        messenger_types::Timestamp::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(replayed.queued, 2);
+    let queued = drain(&rig.sdk, &rig.queue).await;
+    let bodies = format!("{queued:?}");
+    let requeued: Vec<webhook::OutgoingMessage> = queued
+        .into_iter()
+        .map(|q| webhook::OutgoingMessage {
+            group_id: q.group_id,
+            dedup_id: q.dedup_id,
+            body: q.body.to_string(),
+            kind: "replay",
+        })
+        .collect();
+    assert!(requeued[0].body.contains("m_d2") && requeued[1].body.contains("m_d3"));
+    processor.handle(sqs_event("d3", &requeued), None).await;
+    let sent = sends(&rig.graph).await;
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent.iter()
+            .all(|(_, auth, _)| *auth == format!("Bearer {fresh}"))
+    );
+
+    // No token anywhere it must not be.
+    let logged = format!("{:?}", logs.all());
+    assert!(logged.contains("INVALID"), "the logs were captured");
+    let table = format!("{:?}", scan_table(&rig).await);
+    for token in [dead, fresh] {
+        assert!(!logged.contains(token), "{token} was logged");
+        assert!(!bodies.contains(token), "{token} was in a queue message");
+        assert!(!table.contains(token), "{token} is in the table in clear");
+    }
+}
+
 #[tokio::test]
 async fn unreadable_messages_are_handed_back_for_the_dead_letter_queue() {
     let rig = rig().await;
