@@ -50,8 +50,9 @@ pub enum PageCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Each Page's status (ACTIVE, INVALID, MISSING), why, since when, and how many
-    /// messages are parked.
+    /// Each Page's status (ACTIVE, INVALID, MISSING), why, since when, how many
+    /// messages are parked, and the fields its subscription has (asked of Graph
+    /// with the stored token).
     Status {
         /// Only this Page.
         #[arg(long)]
@@ -118,6 +119,35 @@ fn print(json_out: bool, value: &Value, text: impl FnOnce() -> String) {
         println!("{value}");
     } else {
         println!("{}", text());
+    }
+}
+
+/// The fields the Page's subscription has (`GET /{page}/subscribed_apps`, with
+/// its stored token), or `null` when that cannot be asked (no token, no key, or
+/// Graph refused: its error is on stderr).
+async fn subscribed(
+    env: &Env,
+    sdk: &SdkConfig,
+    page: &PageId,
+    record: Option<&PageRecord>,
+) -> Value {
+    let Some(sealed) = record.and_then(|r| r.sealed_token.as_ref()) else {
+        return Value::Null;
+    };
+    let asked = async {
+        let token = key(env, sdk)?.open(page, sealed).await?;
+        let (secrets, _) = app_config::Secrets::load(env, sdk).await?;
+        let fields = graph(env, secrets.app_secret.clone())?
+            .subscribed_fields(page, &token, env.get("APP_ID").as_deref())
+            .await?;
+        Ok::<_, crate::Error>(fields)
+    };
+    match asked.await {
+        Ok(fields) => json!(fields),
+        Err(e) => {
+            eprintln!("Page {page}: cannot read its subscription: {e}");
+            Value::Null
+        }
     }
 }
 
@@ -217,7 +247,9 @@ pub async fn page(env: &Env, sdk: &SdkConfig, command: PageCommand) -> Result<()
             let mut lines = Vec::new();
             for id in &pages {
                 let parked = store.parked(id, None, COUNT_UP_TO).await?.len();
-                lines.push(status_json(id, records.get(id), parked));
+                let mut line = status_json(id, records.get(id), parked);
+                line["subscribed_fields"] = subscribed(env, sdk, id, records.get(id)).await;
+                lines.push(line);
             }
             if json {
                 println!("{}", Value::Array(lines));
@@ -230,10 +262,14 @@ pub async fn page(env: &Env, sdk: &SdkConfig, command: PageCommand) -> Result<()
             }
             for line in lines {
                 println!(
-                    "{}  {:<8} parked {}{}",
+                    "{}  {:<8} parked {}  subscribed to {}{}",
                     line["page_id"].as_str().unwrap_or_default(),
                     line["status"].as_str().unwrap_or_default(),
                     line["parked"],
+                    match line["subscribed_fields"].as_array() {
+                        Some(fields) => format!("{} fields", fields.len()),
+                        None => "? fields".to_owned(),
+                    },
                     line["reason"]
                         .as_str()
                         .map(|r| format!("  ({r})"))
