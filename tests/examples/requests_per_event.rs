@@ -215,7 +215,25 @@ async fn main() {
             .interceptor(counter.clone())
             .build(),
     );
-    let processor = with_store(&rig, DynamoStore::new(dynamo, &rig.table));
+    let mut processor = with_store(&rig, DynamoStore::new(dynamo, &rig.table));
+    // Seed tokens for every Page of the bodies (batch50's three): with none, a
+    // Page's events would be parked, not processed.
+    processor.credentials = processor::credentials::Credentials::seeded(
+        [
+            PAGE_A,
+            "108801460350462",
+            "282749490129311",
+            "723422806798965",
+        ]
+        .into_iter()
+        .map(|page| {
+            (
+                messenger_types::PageId::new(page),
+                secrecy::SecretString::from(format!("token-of-{page}")),
+            )
+        })
+        .collect(),
+    );
     let process = |messages: Vec<webhook::OutgoingMessage>, label: &'static str| {
         let processor = &processor;
         async move {

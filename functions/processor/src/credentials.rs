@@ -161,6 +161,9 @@ pub struct Credentials {
     key: Box<dyn TokenKey>,
     ttl: Duration,
     cache: Mutex<HashMap<PageId, (Instant, PageCredential)>>,
+    /// One lookup at a time: the groups of a batch that all miss a cold cache
+    /// wait for the first one's answer instead of each reading the table.
+    looking_up: tokio::sync::Mutex<()>,
 }
 
 impl Credentials {
@@ -174,6 +177,7 @@ impl Credentials {
             key,
             ttl,
             cache: Mutex::new(HashMap::new()),
+            looking_up: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -208,13 +212,23 @@ impl Credentials {
         store: &R,
         page: &PageId,
     ) -> Result<PageCredential, CredentialsError> {
-        let now = Instant::now();
-        if let Some((until, credential)) = self.lock().get(page)
-            && *until > now
-        {
-            return Ok(credential.clone());
+        if let Some(fresh) = self.fresh(page) {
+            return Ok(fresh);
+        }
+        let _one_lookup = self.looking_up.lock().await;
+        // Looked up by another task while this one waited?
+        if let Some(fresh) = self.fresh(page) {
+            return Ok(fresh);
         }
         self.refresh(store, page).await
+    }
+
+    fn fresh(&self, page: &PageId) -> Option<PageCredential> {
+        let now = Instant::now();
+        match self.lock().get(page) {
+            Some((until, credential)) if *until > now => Some(credential.clone()),
+            _ => None,
+        }
     }
 
     /// Looks the Page up in the table now, whatever the cache holds.
