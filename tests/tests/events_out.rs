@@ -477,10 +477,47 @@ async fn forget_erases_every_trace_of_the_person_and_nothing_of_anyone_else() {
         vec![],
     )]);
     processor.handle(sqs_event("b", &other_text), None).await;
+    // A message of each person parked while the Page had no token; then the Page's
+    // record is removed again, so the seed token serves the rest of this test.
+    {
+        use messenger_store::PageRegistry;
+        let store = rig::dynamo_store(&r);
+        let page = messenger_types::PageId::new(PAGE_A);
+        for (who, message) in [(psid, &first[0]), (other, &other_text[0])] {
+            let parked = messenger_store::ParkedMessage {
+                key: messenger_store::ParkedMessage::key_for(
+                    messenger_types::Timestamp::now(),
+                    &format!("sqs-{who}"),
+                ),
+                group: message.group_id.clone(),
+                body: message.body.clone(),
+            };
+            let thread =
+                messenger_store::ThreadKey::psid(page.clone(), messenger_types::Psid::new(who));
+            let kept = store
+                .park(
+                    &page,
+                    &parked,
+                    Some(&thread),
+                    messenger_types::Timestamp::now(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(kept, messenger_store::Parked::Kept);
+        }
+        aws_sdk_dynamodb::Client::new(&r.sdk)
+            .delete_item()
+            .table_name(&r.table)
+            .key("pk", AttributeValue::S("PAGES".to_owned()))
+            .key("sk", AttributeValue::S(format!("PAGE#{PAGE_A}")))
+            .send()
+            .await
+            .unwrap();
+    }
     let before = every_item(&r.sdk, &r.table).await;
     assert!(
-        before.iter().filter(|i| i.contains(psid)).count() >= 3,
-        "the thread, an archive, the token"
+        before.iter().filter(|i| i.contains(psid)).count() >= 4,
+        "the thread, an archive, the token, the parked message"
     );
     let others_before: Vec<&String> = before.iter().filter(|i| i.contains(other)).collect();
     assert!(!others_before.is_empty());
