@@ -1,7 +1,13 @@
 //! A stand-in for the Graph API: answers the Send API, the Handover Protocol,
 //! `subscribed_apps` (remembering each Page's fields), and what `page connect` asks
-//! (`oauth/access_token`, `me/accounts` with the local Pages, `debug_token`), prints each call and appends it as one JSON line
-//! to a file. Access tokens are never printed or recorded, only whether one came.
+//! (`oauth/access_token`, `me/accounts` with the local Pages, `debug_token`), prints
+//! each call and appends it as one JSON line to a file. Access tokens are never printed
+//! or recorded, only whether one came.
+//!
+//! A token can be declared dead, as when a Page admin changes their password:
+//! `POST /_fake/dead-tokens` with `{"access_token": "..."}`. From then on every call
+//! made with it is answered 190 (`OAuthException`), and `debug_token` says it is not
+//! valid.
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -27,6 +33,8 @@ struct Recorder {
     calls: AtomicU64,
     /// The fields each Page was subscribed to (`POST subscribed_apps`).
     subscribed: Mutex<std::collections::BTreeMap<String, Vec<String>>>,
+    /// Tokens declared dead (`POST /_fake/dead-tokens`): kept in memory only.
+    dead: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// The Pages `me/accounts` lists, with their made-up tokens (the local stack's).
@@ -58,6 +66,7 @@ pub async fn start(port: u16, record: &Path) -> crate::Result<FakeGraph> {
         file: Mutex::new(file),
         calls: AtomicU64::new(0),
         subscribed: Mutex::new(std::collections::BTreeMap::new()),
+        dead: Mutex::new(std::collections::BTreeSet::new()),
     });
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let url = format!("http://{}", listener.local_addr()?);
@@ -100,6 +109,9 @@ async fn answer(recorder: &Recorder, req: Request<Incoming>) -> Response<Full<By
         .uri()
         .query()
         .is_some_and(|q| q.contains("appsecret_proof="));
+    // The token the call is made with, and the one `debug_token` inspects.
+    let token = bearer(&req).or_else(|| query_value(&req, "access_token"));
+    let input_token = query_value(&req, "input_token");
     let method = req.method().clone();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
@@ -114,8 +126,40 @@ async fn answer(recorder: &Recorder, req: Request<Incoming>) -> Response<Full<By
         _ => ("", ""),
     };
 
+    if path == "/_fake/dead-tokens" && method == http::Method::POST {
+        // Never recorded or printed: the body is a token.
+        return match body["access_token"].as_str() {
+            Some(dead) => {
+                recorder.dead.lock().await.insert(dead.to_owned());
+                reply(StatusCode::OK, &json!({"success": true}))
+            }
+            None => reply(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": {"message": "give {\"access_token\": \"...\"}", "code": 100}}),
+            ),
+        };
+    }
+    let dead = {
+        let dead = recorder.dead.lock().await;
+        (
+            token.as_ref().is_some_and(|t| dead.contains(t)),
+            input_token.as_ref().is_some_and(|t| dead.contains(t)),
+        )
+    };
+
     let n = recorder.calls.fetch_add(1, Ordering::Relaxed) + 1;
     let (status, reply) = match (method.as_str(), edge) {
+        // What Graph answers for a token invalidated by a password change.
+        _ if dead.0 => (
+            StatusCode::UNAUTHORIZED,
+            json!({"error": {"message": "Error validating access token: The session has been invalidated because the user changed their password.",
+                "type": "OAuthException", "code": 190, "error_subcode": 460}}),
+        ),
+        ("GET", "") if page == "debug_token" && dead.1 => (
+            StatusCode::OK,
+            json!({"data": {"is_valid": false, "expires_at": 0, "scopes": [],
+                "error": {"code": 190, "subcode": 460, "message": "The session has been invalidated because the user changed their password."}}}),
+        ),
         ("POST", "messages") => {
             let recipient = body["recipient"]["id"]
                 .as_str()
@@ -190,13 +234,32 @@ async fn answer(recorder: &Recorder, req: Request<Incoming>) -> Response<Full<By
     if let Err(e) = recorder.file.lock().await.write_all(line.as_bytes()).await {
         eprintln!("fake Graph API: cannot record the call: {e}");
     }
-    let mut response = Response::new(Full::new(Bytes::from(reply.to_string())));
+    self::reply(status, &reply)
+}
+
+fn reply(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+fn bearer(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::to_owned)
+}
+
+fn query_value(req: &Request<Incoming>, name: &str) -> Option<String> {
+    form_urlencoded::parse(req.uri().query()?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 /// One line a person reads: who gets what, under which messaging type.
