@@ -402,6 +402,14 @@ impl<S: PageRegistry> PageRegistry for ThrottlingStore<S> {
         self.inner.forget_page_token(page, reason, now).await
     }
 
+    async fn page_checked(&self, page: &PageId, now: Timestamp) -> Result<(), StoreError> {
+        self.inner.page_checked(page, now).await
+    }
+
+    async fn page_seen(&self, page: &PageId, at: Timestamp) -> Result<(), StoreError> {
+        self.inner.page_seen(page, at).await
+    }
+
     async fn park(
         &self,
         page: &PageId,

@@ -100,12 +100,16 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
     ) -> Result<MessageOutcome, ProcessError> {
         let body = message.body.as_deref().unwrap_or("");
         let queued = QueueMessage::from_json(body)?;
-        if let Some((page, thread)) = crate::park::needs_token(&queued)
-            && let Some(parked) = self
+        if let Some((page, thread)) = crate::park::needs_token(&queued) {
+            let parked = self
                 .park_unless_active(message, &page, thread.as_ref())
-                .await?
-        {
-            return Ok(parked);
+                .await?;
+            if matches!(queued, QueueMessage::Event(_)) {
+                self.note_seen(&page).await;
+            }
+            if let Some(parked) = parked {
+                return Ok(parked);
+            }
         }
         match queued {
             QueueMessage::Event(queued) => self.process_event(&queued, deadline).await,

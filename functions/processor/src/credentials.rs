@@ -20,6 +20,9 @@ use secrecy::{ExposeSecret, SecretString};
 pub use app_config::DEFAULT_CREDENTIALS_TTL;
 /// A Page found without a usable token is looked up again after this at the latest.
 pub const NOT_ACTIVE_TTL: Duration = Duration::from_secs(30);
+/// How often an instance notes a Page's last event on its record (`page status`
+/// shows it): at most one write per Page per instance in this time.
+pub const SEEN_EVERY: Duration = Duration::from_secs(300);
 
 /// Why a token could not be sealed or opened. Never holds the token.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +129,9 @@ pub enum PageCredential {
     NotActive {
         status: PageStatus,
         reason: Option<String>,
+        /// Whether the table has a record of the Page (`false`: the first park
+        /// makes one, `MISSING`).
+        recorded: bool,
     },
 }
 
@@ -137,10 +143,15 @@ impl fmt::Debug for PageCredential {
                 .field("token", &"[redacted]")
                 .field("version", version)
                 .finish(),
-            Self::NotActive { status, reason } => f
+            Self::NotActive {
+                status,
+                reason,
+                recorded,
+            } => f
                 .debug_struct("NotActive")
                 .field("status", status)
                 .field("reason", reason)
+                .field("recorded", recorded)
                 .finish(),
         }
     }
@@ -164,6 +175,8 @@ pub struct Credentials {
     /// One lookup at a time: the groups of a batch that all miss a cold cache
     /// wait for the first one's answer instead of each reading the table.
     looking_up: tokio::sync::Mutex<()>,
+    /// When this instance last noted each Page's last event.
+    seen: Mutex<HashMap<PageId, Instant>>,
 }
 
 impl Credentials {
@@ -178,6 +191,20 @@ impl Credentials {
             ttl,
             cache: Mutex::new(HashMap::new()),
             looking_up: tokio::sync::Mutex::new(()),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the Page's last event is due to be noted (true at most once per
+    /// [`SEEN_EVERY`] per Page on this instance).
+    pub fn seen_due(&self, page: &PageId) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        match seen.get(page) {
+            Some(at) if at.elapsed() < SEEN_EVERY => false,
+            _ => {
+                seen.insert(page.clone(), Instant::now());
+                true
+            }
         }
     }
 
@@ -254,6 +281,7 @@ impl Credentials {
                     status => status,
                 },
                 reason: record.reason,
+                recorded: true,
             },
             None => match self.seed.get(page) {
                 Some(token) => PageCredential::Active {
@@ -262,7 +290,8 @@ impl Credentials {
                 },
                 None => PageCredential::NotActive {
                     status: PageStatus::Missing,
-                    reason: Some("no token".to_owned()),
+                    reason: Some(crate::park::NO_TOKEN.to_owned()),
+                    recorded: false,
                 },
             },
         };

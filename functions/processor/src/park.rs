@@ -9,7 +9,7 @@
 use aws_lambda_events::sqs::SqsMessage;
 use event_queue::{EventQueue, OutgoingMessage, RetryPolicy};
 use messenger_store::{
-    PageRegistry, Parked, ParkedMessage, Store, StoreError, ThreadKey, TokenStore,
+    PageRegistry, PageStatus, Parked, ParkedMessage, Store, StoreError, ThreadKey, TokenStore,
 };
 use messenger_types::{Event, PageId, QueueMessage};
 use sha2::{Digest, Sha256};
@@ -18,6 +18,9 @@ use signals::Metric;
 use crate::bot::Bot;
 use crate::credentials::PageCredential;
 use crate::{MessageOutcome, Messenger, ProcessError, Processor, state};
+
+/// The reason of a Page that is `MISSING` because its events came before any token.
+pub const NO_TOKEN: &str = "no token";
 
 /// The Page a message needs a token of, with the person it is about. `None` for
 /// messages that call no Graph API (the notify fan-out, `forget`).
@@ -64,9 +67,11 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             return Ok(None);
         }
         // Looked up again before parking: a token may have been stored since.
-        let status = match self.credentials.refresh(&self.store, page).await? {
+        let (status, recorded) = match self.credentials.refresh(&self.store, page).await? {
             PageCredential::Active { .. } => return Ok(None),
-            PageCredential::NotActive { status, .. } => status,
+            PageCredential::NotActive {
+                status, recorded, ..
+            } => (status, recorded),
         };
         let now = (self.clock)();
         let parked = ParkedMessage {
@@ -86,6 +91,16 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
                     status = status.as_str(),
                     "parked: the Page has no usable token; kept until one is stored (messenger page store-token)"
                 );
+                // The park gave the Page its first record: it is MISSING from now.
+                if !recorded {
+                    crate::publish::page_status_changed(
+                        &*self.bus,
+                        page,
+                        PageStatus::Missing,
+                        Some(NO_TOKEN),
+                    )
+                    .await;
+                }
                 Ok(Some(MessageOutcome::Parked { status }))
             }
             // Stored between the lookup and the park: the Page is ACTIVE now.
@@ -98,31 +113,44 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
         }
     }
 
+    /// Notes on the Page's record that an event of it arrived (`page status`'s
+    /// last event seen), at most once per [`crate::credentials::SEEN_EVERY`] per
+    /// Page on this instance. A failure is logged: it never holds up the event.
+    pub(crate) async fn note_seen(&self, page: &PageId) {
+        if !self.credentials.seen_due(page) {
+            return;
+        }
+        if let Err(error) = self.store.page_seen(page, (self.clock)()).await {
+            tracing::warn!(page_id = %page, %error, "could not note the Page's last event");
+        }
+    }
+
     /// Graph refused the Page's token (190, or a permission error of 200-299):
     /// the Page is `INVALID` from now, and its next messages are parked without a
     /// call. A token stored since the one that failed is left alone.
     pub(crate) async fn page_refused(&self, page: &PageId, e: &graph_api::GraphError) {
-        let invalidates = e.class == graph_api::ErrorClass::TokenInvalid
-            || e.code.is_some_and(|code| (200..300).contains(&code));
-        if !invalidates {
+        if !refuses_token(e) {
             return;
         }
         let version = match self.credentials.last_known(page) {
             Some(PageCredential::Active { version, .. }) => version,
             _ => None,
         };
-        let reason = match (e.code, e.subcode) {
-            (Some(code), Some(sub)) => format!("{} (Graph {code}/{sub})", e.class.as_str()),
-            (Some(code), None) => format!("{} (Graph {code})", e.class.as_str()),
-            _ => e.class.as_str().to_owned(),
-        };
+        let reason = refusal_reason(e);
         match self
             .store
             .mark_page_invalid(page, version, &reason, (self.clock)())
             .await
         {
             Ok(true) => {
-                tracing::error!(page_id = %page, %reason, alert = true, "Page marked INVALID: its events are parked until a new token is stored (messenger page store-token)")
+                tracing::error!(page_id = %page, %reason, alert = true, "Page marked INVALID: its events are parked until a new token is stored (messenger page store-token)");
+                crate::publish::page_status_changed(
+                    &*self.bus,
+                    page,
+                    PageStatus::Invalid,
+                    Some(&reason),
+                )
+                .await;
             }
             Ok(false) => {
                 tracing::info!(page_id = %page, "a newer token was stored since; Page left as it is")
@@ -132,6 +160,24 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             }
         }
         self.credentials.forget(page);
+    }
+}
+
+/// Whether Graph's answer says the Page's token is no longer usable: 190 (or
+/// 102), or a permission error of 200-299. The processor and the Page check mark
+/// such a Page `INVALID`.
+pub fn refuses_token(e: &graph_api::GraphError) -> bool {
+    e.class == graph_api::ErrorClass::TokenInvalid
+        || e.code.is_some_and(|code| (200..300).contains(&code))
+}
+
+/// The reason an `INVALID` Page is kept with: the error's class and codes, never
+/// Meta's message (which may quote the request).
+pub fn refusal_reason(e: &graph_api::GraphError) -> String {
+    match (e.code, e.subcode) {
+        (Some(code), Some(sub)) => format!("{} (Graph {code}/{sub})", e.class.as_str()),
+        (Some(code), None) => format!("{} (Graph {code})", e.class.as_str()),
+        _ => e.class.as_str().to_owned(),
     }
 }
 

@@ -26,6 +26,14 @@ fn now() -> Timestamp {
 
 type P = Processor<MemoryStore, FakeGraph, DefaultBot, MemoryQueue>;
 
+/// A processor that publishes on an in-memory bus.
+fn publishing() -> (P, std::sync::Arc<crate::testing::MemoryBus>) {
+    let bus = std::sync::Arc::new(crate::testing::MemoryBus::default());
+    let mut p = processor();
+    p.bus = Box::new(bus.clone());
+    (p, bus)
+}
+
 /// A processor whose Pages have no seed token: only the table's count.
 fn processor() -> P {
     let mut p = Processor::new(
@@ -274,4 +282,75 @@ async fn forget_erases_the_persons_parked_messages_and_no_one_elses() {
     let left = p.store.parked(&page, None, 10).await.unwrap();
     assert_eq!(left.len(), 1);
     assert!(left[0].body.contains("2006"));
+}
+
+#[tokio::test]
+async fn a_page_status_change_is_published_once_and_never_with_the_token() {
+    let (p, bus) = publishing();
+    let page = PageId::new(PAGE);
+    let group = format!("{PAGE}:2010");
+    // Events before any token: the first park makes the Page MISSING, once.
+    p.handle(sqs(&[(group.clone(), text("2010", "m1", 1_000))]), None)
+        .await;
+    p.credentials.forget(&page);
+    p.handle(sqs(&[(group.clone(), text("2010", "m2", 900))]), None)
+        .await;
+    assert_eq!(
+        bus.details("Page Status Changed"),
+        vec![serde_json::json!({"page_id": PAGE, "status": "MISSING", "reason": "no token"})]
+    );
+
+    // A token, then Graph refuses it: INVALID with the error's codes.
+    let token = SecretString::from("page-token-that-dies".to_owned());
+    park::store_token(&p.store, &TestKey, &p.queue, &page, &token, now())
+        .await
+        .unwrap();
+    p.queue.clear();
+    p.graph.fail_next(GraphError {
+        http_status: Some(401),
+        code: Some(190),
+        subcode: Some(460),
+        ..GraphError::new(ErrorClass::TokenInvalid, "the session was invalidated")
+    });
+    p.handle(sqs(&[(group.clone(), text("2010", "m3", 800))]), None)
+        .await;
+    let published = bus.details("Page Status Changed");
+    assert_eq!(published.len(), 2);
+    assert_eq!(
+        published[1],
+        serde_json::json!({"page_id": PAGE, "status": "INVALID", "reason": "token_invalid (Graph 190/460)"})
+    );
+    // Parked from now on: nothing more is published.
+    p.handle(sqs(&[(group, text("2010", "m4", 700))]), None)
+        .await;
+    assert_eq!(bus.details("Page Status Changed").len(), 2);
+    assert!(!format!("{:?}", bus.published()).contains("page-token-that-dies"));
+}
+
+#[tokio::test]
+async fn the_pages_last_event_is_noted_once_per_instance_every_few_minutes() {
+    let p = processor();
+    let page = PageId::new(PAGE);
+    let token = SecretString::from("page-token".to_owned());
+    park::store_token(&p.store, &TestKey, &p.queue, &page, &token, now())
+        .await
+        .unwrap();
+    let before = p.store.requests();
+    let group = format!("{PAGE}:2011");
+    p.handle(sqs(&[(group.clone(), text("2011", "m1", 1_000))]), None)
+        .await;
+    let first = p.store.requests() - before;
+    let record = p.store.page_record(&page).await.unwrap().unwrap();
+    assert_eq!(record.last_event_at, Some(now()));
+
+    // The next event on this instance, within SEEN_EVERY: no write for it.
+    let before = p.store.requests();
+    p.handle(sqs(&[(group, text("2011", "m2", 900))]), None)
+        .await;
+    let second = p.store.requests() - before;
+    assert_eq!(
+        first - second,
+        2,
+        "the first event of the Page read its record and noted the event; the second did neither"
+    );
 }

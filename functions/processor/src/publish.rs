@@ -9,6 +9,7 @@
 //! | `Send Failed` | Meta refused a send for good |
 //! | `Thread Control Changed` | the thread's owner changed (an event, or a pass) |
 //! | `Notification Token Captured` | a one-time notification optin was stored |
+//! | `Page Status Changed` | a Page's token status changed (`ACTIVE`, `INVALID`, `MISSING`) |
 //!
 //! Delivery is at least once. The event's outcome is recorded first, then its bus
 //! events are published (entries the bus refuses are sent again, a few times); if
@@ -124,6 +125,36 @@ impl Bus for EventBridgeBus {
                 .map(|(i, _)| i)
                 .collect())
         })
+    }
+}
+
+/// `Page Status Changed`: the Page is `status` now, for `reason`. Never the token.
+pub fn page_status_event(
+    page: &PageId,
+    status: messenger_store::PageStatus,
+    reason: Option<&str>,
+) -> BusEvent {
+    let mut detail = json!({"page_id": page.as_str(), "status": status.as_str()});
+    if let Some(reason) = reason {
+        detail["reason"] = json!(reason);
+    }
+    BusEvent {
+        detail_type: "Page Status Changed",
+        detail,
+    }
+}
+
+/// Publishes a Page's new status. A status is recorded in the table before it is
+/// published, and what publishes it has no message to hand back: a failure is
+/// logged (the table and the alarms still tell), not retried later.
+pub async fn page_status_changed(
+    bus: &dyn Bus,
+    page: &PageId,
+    status: messenger_store::PageStatus,
+    reason: Option<&str>,
+) {
+    if let Err(error) = publish(bus, vec![page_status_event(page, status, reason)]).await {
+        tracing::error!(page_id = %page, status = status.as_str(), %error, "Page Status Changed not published");
     }
 }
 

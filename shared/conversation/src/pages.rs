@@ -64,6 +64,26 @@ pub struct PageRecord {
     /// When the token was stored: a failure seen with an older token never marks a
     /// newer one `INVALID`.
     pub token_version: Option<i64>,
+    /// When the hourly Page check last looked at the Page.
+    pub checked_at: Option<Timestamp>,
+    /// About when the Page's last event arrived (written at most every few minutes
+    /// per processor instance, so it can be that much behind).
+    pub last_event_at: Option<Timestamp>,
+}
+
+impl PageRecord {
+    /// A record with `status` since `now`, nothing else known.
+    pub fn new(status: PageStatus, reason: Option<String>, now: Timestamp) -> Self {
+        Self {
+            status,
+            reason,
+            since: now,
+            sealed_token: None,
+            token_version: None,
+            checked_at: None,
+            last_event_at: None,
+        }
+    }
 }
 
 impl fmt::Debug for PageRecord {
@@ -77,6 +97,8 @@ impl fmt::Debug for PageRecord {
                 &self.sealed_token.as_ref().map(|_| "[sealed]"),
             )
             .field("token_version", &self.token_version)
+            .field("checked_at", &self.checked_at)
+            .field("last_event_at", &self.last_event_at)
             .finish()
     }
 }
@@ -146,6 +168,22 @@ pub trait PageRegistry: Send + Sync {
         page: &PageId,
         reason: &str,
         now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Notes that the Page check looked at the Page at `now`. A Page without a
+    /// record is left without one.
+    fn page_checked(
+        &self,
+        page: &PageId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Notes that an event of the Page arrived at `at` (kept only when later than
+    /// what is noted). A Page without a record is left without one.
+    fn page_seen(
+        &self,
+        page: &PageId,
+        at: Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Keeps `message` while the Page is not `ACTIVE`, in one transaction with the

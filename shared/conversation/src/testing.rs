@@ -841,16 +841,15 @@ impl PageRegistry for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         self.request(&mut inner, "store_page_token")?;
-        inner.page_records.insert(
-            page.clone(),
-            PageRecord {
-                status: PageStatus::Active,
-                reason: None,
-                since: now,
-                sealed_token: Some(sealed),
-                token_version: Some(now.as_millis()),
-            },
-        );
+        let record = inner
+            .page_records
+            .entry(page.clone())
+            .or_insert_with(|| PageRecord::new(PageStatus::Active, None, now));
+        record.status = PageStatus::Active;
+        record.reason = None;
+        record.since = now;
+        record.sealed_token = Some(sealed);
+        record.token_version = Some(now.as_millis());
         Ok(())
     }
 
@@ -870,13 +869,7 @@ impl PageRegistry for MemoryStore {
         let record = inner
             .page_records
             .entry(page.clone())
-            .or_insert_with(|| PageRecord {
-                status: PageStatus::Invalid,
-                reason: None,
-                since: now,
-                sealed_token: None,
-                token_version: None,
-            });
+            .or_insert_with(|| PageRecord::new(PageStatus::Invalid, None, now));
         record.status = PageStatus::Invalid;
         record.reason = Some(reason.to_owned());
         record.since = now;
@@ -891,16 +884,35 @@ impl PageRegistry for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         self.request(&mut inner, "forget_page_token")?;
-        inner.page_records.insert(
-            page.clone(),
-            PageRecord {
-                status: PageStatus::Missing,
-                reason: Some(reason.to_owned()),
-                since: now,
-                sealed_token: None,
-                token_version: None,
-            },
-        );
+        let record = inner
+            .page_records
+            .entry(page.clone())
+            .or_insert_with(|| PageRecord::new(PageStatus::Missing, None, now));
+        record.status = PageStatus::Missing;
+        record.reason = Some(reason.to_owned());
+        record.since = now;
+        record.sealed_token = None;
+        record.token_version = None;
+        Ok(())
+    }
+
+    async fn page_checked(&self, page: &PageId, now: Timestamp) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "page_checked")?;
+        if let Some(record) = inner.page_records.get_mut(page) {
+            record.checked_at = Some(now);
+        }
+        Ok(())
+    }
+
+    async fn page_seen(&self, page: &PageId, at: Timestamp) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "page_seen")?;
+        if let Some(record) = inner.page_records.get_mut(page)
+            && record.last_event_at.is_none_or(|seen| seen < at)
+        {
+            record.last_event_at = Some(at);
+        }
         Ok(())
     }
 
@@ -916,12 +928,8 @@ impl PageRegistry for MemoryStore {
         let record = inner
             .page_records
             .entry(page.clone())
-            .or_insert_with(|| PageRecord {
-                status: PageStatus::Missing,
-                reason: Some("no token".to_owned()),
-                since: now,
-                sealed_token: None,
-                token_version: None,
+            .or_insert_with(|| {
+                PageRecord::new(PageStatus::Missing, Some("no token".to_owned()), now)
             });
         if record.status == PageStatus::Active {
             return Ok(Parked::PageActive);

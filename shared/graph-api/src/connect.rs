@@ -34,10 +34,17 @@ impl fmt::Debug for PageAccount {
     }
 }
 
+/// Every webhook field the product handles: what `page connect`, `page subscribe`
+/// and the hourly Page check subscribe a Page to.
+pub const WEBHOOK_FIELDS: &str = "messages,messaging_postbacks,messaging_optins,messaging_referrals,message_deliveries,message_reads,message_reactions,message_edits,messaging_account_linking,messaging_handovers,standby,messaging_policy_enforcement";
+
 /// What `debug_token` says of a token.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct TokenInfo {
     pub is_valid: bool,
+    /// The app the token was issued for.
+    #[serde(default)]
+    pub app_id: Option<String>,
     /// Seconds since the epoch; 0: never.
     #[serde(default)]
     pub expires_at: i64,
@@ -158,11 +165,26 @@ impl GraphClient {
         app_secret: &SecretString,
         token: &SecretString,
     ) -> Result<TokenInfo, GraphError> {
+        let app_token = SecretString::from(format!("{app_id}|{}", app_secret.expose_secret()));
+        self.inspect_token(&app_token, token).await
+    }
+
+    /// `GET /debug_token?input_token=<token>`, asked with the token itself (when
+    /// the app id is not known). A token that is no longer valid makes the call
+    /// fail with its own error (190, [`ErrorClass::TokenInvalid`]).
+    pub async fn debug_own_token(&self, token: &SecretString) -> Result<TokenInfo, GraphError> {
+        self.inspect_token(token, token).await
+    }
+
+    async fn inspect_token(
+        &self,
+        asking: &SecretString,
+        token: &SecretString,
+    ) -> Result<TokenInfo, GraphError> {
         #[derive(Deserialize)]
         struct Answer {
             data: TokenInfo,
         }
-        let app_token = SecretString::from(format!("{app_id}|{}", app_secret.expose_secret()));
         let query = [("input_token", token.expose_secret())];
         let body = self
             .call(
@@ -174,7 +196,7 @@ impl GraphClient {
                     body: None,
                     retired_tag: false,
                 },
-                &app_token,
+                asking,
             )
             .await?;
         Ok(read::<Answer>(body, "debug_token")?.data)

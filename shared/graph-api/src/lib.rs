@@ -29,7 +29,7 @@ use std::fmt;
 use std::time::Duration;
 
 mod connect;
-pub use connect::{PageAccount, TokenInfo};
+pub use connect::{PageAccount, TokenInfo, WEBHOOK_FIELDS};
 
 use hmac::{Hmac, Mac};
 use messenger_types::send::{GraphErrorEnvelope, SendRequest, SendResponse};

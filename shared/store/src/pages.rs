@@ -3,7 +3,7 @@
 //!
 //! | item | pk | sk |
 //! |---|---|---|
-//! | a Page's credentials: `st`, `why`, `at`, `tok` (sealed), `tv` | `PAGES` | `PAGE#<page>` |
+//! | a Page's credentials: `st`, `why`, `at`, `tok` (sealed), `tv`; `chk` (last checked), `seen` (last event) | `PAGES` | `PAGE#<page>` |
 //! | a parked queue message: `grp`, `body`, `th` (the person's thread key) | `PARKED#<page>` | `<parked at, 15 digits>#<message id>` |
 //!
 //! Every Page's record is in one partition, so `page status` lists them with a
@@ -41,10 +41,41 @@ fn record(item: &HashMap<String, AttributeValue>) -> Option<PageRecord> {
             _ => None,
         },
         token_version: get_n(item, "tv"),
+        checked_at: get_ts(item, "chk"),
+        last_event_at: get_ts(item, "seen"),
     })
 }
 
 impl DynamoStore {
+    /// One update of the Page's record. `None`: its condition refused it.
+    async fn update_page(
+        &self,
+        op: &'static str,
+        page: &PageId,
+        expr: Expr,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        self.update(op, PAGES_PK.to_owned(), &page_record_sk(page), expr, false)
+            .await
+    }
+
+    /// Sets `attr` to `at` on a record that exists, when later than what it holds.
+    async fn note_on_page(
+        &self,
+        op: &'static str,
+        page: &PageId,
+        attr: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut expr = Expr::default();
+        let st = expr.name("st");
+        let n = expr.name(attr);
+        let v = expr.value(n_ms(at));
+        expr.set(attr, n_ms(at)).condition(format!(
+            "attribute_exists({st}) AND (attribute_not_exists({n}) OR {n} < {v})"
+        ));
+        self.update_page(op, page, expr).await.map(|_| ())
+    }
+
     /// The parked messages of the person on `thread`, erased by `forget`.
     pub(crate) async fn forget_parked(&self, thread: &ThreadKey) -> Result<usize, StoreError> {
         let pk = parked_pk(&thread.page);
@@ -126,14 +157,8 @@ impl PageRegistry for DynamoStore {
             .set("tok", AttributeValue::B(Blob::new(sealed)))
             .set("tv", n(now.as_millis()))
             .set_opt("why", None);
-        self.update(
-            "UpdateItem(page-token)",
-            PAGES_PK.to_owned(),
-            &page_record_sk(page),
-            expr,
-            false,
-        )
-        .await?;
+        self.update_page("UpdateItem(page-token)", page, expr)
+            .await?;
         Ok(())
     }
 
@@ -158,13 +183,7 @@ impl PageRegistry for DynamoStore {
         };
         expr.condition(condition);
         let applied = self
-            .update(
-                "UpdateItem(page-invalid)",
-                PAGES_PK.to_owned(),
-                &page_record_sk(page),
-                expr,
-                false,
-            )
+            .update_page("UpdateItem(page-invalid)", page, expr)
             .await?;
         Ok(applied.is_some())
     }
@@ -181,15 +200,19 @@ impl PageRegistry for DynamoStore {
             .set("at", n_ms(now))
             .set_opt("tok", None)
             .set_opt("tv", None);
-        self.update(
-            "UpdateItem(page-forget-token)",
-            PAGES_PK.to_owned(),
-            &page_record_sk(page),
-            expr,
-            false,
-        )
-        .await?;
+        self.update_page("UpdateItem(page-forget-token)", page, expr)
+            .await?;
         Ok(())
+    }
+
+    async fn page_checked(&self, page: &PageId, now: Timestamp) -> Result<(), StoreError> {
+        self.note_on_page("UpdateItem(page-checked)", page, "chk", now)
+            .await
+    }
+
+    async fn page_seen(&self, page: &PageId, at: Timestamp) -> Result<(), StoreError> {
+        self.note_on_page("UpdateItem(page-seen)", page, "seen", at)
+            .await
     }
 
     async fn park(

@@ -208,7 +208,7 @@ async fn answer(recorder: &Recorder, req: Request<Incoming>) -> Response<Full<By
         ),
         ("GET", "") if page == "debug_token" => (
             StatusCode::OK,
-            json!({"data": {"is_valid": true, "expires_at": 0, "scopes": ["pages_messaging", "pages_manage_metadata"]}}),
+            json!({"data": {"is_valid": true, "app_id": "local-app", "expires_at": 0, "scopes": ["pages_messaging", "pages_manage_metadata"]}}),
         ),
         (
             "POST",

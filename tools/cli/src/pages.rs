@@ -109,9 +109,41 @@ fn status_json(page: &PageId, record: Option<&PageRecord>, parked: usize) -> Val
         "reason": record.and_then(|r| r.reason.clone()),
         "since_ms": record.map(|r| r.since.as_millis()),
         "token_stored": record.is_some_and(|r| r.sealed_token.is_some()),
+        "last_event_ms": record.and_then(|r| r.last_event_at).map(Timestamp::as_millis),
+        "last_checked_ms": record.and_then(|r| r.checked_at).map(Timestamp::as_millis),
         "parked": parked,
         "parked_counted_up_to": COUNT_UP_TO,
     })
+}
+
+/// Publishes the Page's new status on the stack's bus (`EVENT_BUS_NAME`), as the
+/// functions do for the changes they make; nothing when no bus is named.
+async fn publish_status(
+    env: &Env,
+    sdk: &SdkConfig,
+    page: &PageId,
+    status: PageStatus,
+    reason: Option<&str>,
+) {
+    let Some(bus) = env.get("EVENT_BUS_NAME").filter(|b| !b.trim().is_empty()) else {
+        return;
+    };
+    let bus = processor::publish::EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), bus);
+    processor::publish::page_status_changed(&bus, page, status, reason).await;
+}
+
+/// `3 min ago`, for a time in the past.
+fn ago(ms: Option<i64>) -> String {
+    let Some(ms) = ms else {
+        return "never".to_owned();
+    };
+    let seconds = (Timestamp::now().as_millis() - ms).max(0) / 1000;
+    match seconds {
+        s if s < 120 => format!("{s} s ago"),
+        s if s < 7_200 => format!("{} min ago", s / 60),
+        s if s < 172_800 => format!("{} h ago", s / 3_600),
+        s => format!("{} days ago", s / 86_400),
+    }
 }
 
 fn print(json_out: bool, value: &Value, text: impl FnOnce() -> String) {
@@ -212,6 +244,7 @@ pub async fn page(env: &Env, sdk: &SdkConfig, command: PageCommand) -> Result<()
                 Timestamp::now(),
             )
             .await?;
+            publish_status(env, sdk, &page, PageStatus::Active, None).await;
             let value = json!({
                 "page_id": page.as_str(), "status": PageStatus::Active.as_str(),
                 "replayed": replayed.queued, "refused_by_queue": replayed.refused,
@@ -262,7 +295,7 @@ pub async fn page(env: &Env, sdk: &SdkConfig, command: PageCommand) -> Result<()
             }
             for line in lines {
                 println!(
-                    "{}  {:<8} parked {}  subscribed to {}{}",
+                    "{}  {:<8} parked {}  subscribed to {}  last event {}  checked {}{}",
                     line["page_id"].as_str().unwrap_or_default(),
                     line["status"].as_str().unwrap_or_default(),
                     line["parked"],
@@ -270,6 +303,8 @@ pub async fn page(env: &Env, sdk: &SdkConfig, command: PageCommand) -> Result<()
                         Some(fields) => format!("{} fields", fields.len()),
                         None => "? fields".to_owned(),
                     },
+                    ago(line["last_event_ms"].as_i64()),
+                    ago(line["last_checked_ms"].as_i64()),
                     line["reason"]
                         .as_str()
                         .map(|r| format!("  ({r})"))
@@ -307,6 +342,7 @@ pub async fn page(env: &Env, sdk: &SdkConfig, command: PageCommand) -> Result<()
             store(env, sdk)?
                 .forget_page_token(&page, "disconnected", Timestamp::now())
                 .await?;
+            publish_status(env, sdk, &page, PageStatus::Missing, Some("disconnected")).await;
             let value = json!({
                 "page_id": page.as_str(), "status": PageStatus::Missing.as_str(),
                 "unsubscribed": unsubscribed.is_ok(),
@@ -383,6 +419,7 @@ async fn connect(
             Timestamp::now(),
         )
         .await?;
+        publish_status(env, sdk, page, PageStatus::Active, None).await;
         graph
             .subscribe_app(page, &account.access_token, &fields)
             .await
