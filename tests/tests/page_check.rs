@@ -61,7 +61,10 @@ async fn the_page_check_repairs_a_lost_field_and_marks_a_dead_token_invalid() {
         }})))
         .mount(&rig.graph)
         .await;
-    let lost: Vec<&str> = FIELDS.split(',').filter(|f| *f != "messaging_optins").collect();
+    let lost: Vec<&str> = FIELDS
+        .split(',')
+        .filter(|f| *f != "messaging_optins")
+        .collect();
     Mock::given(method("GET"))
         .and(path(format!("/v23.0/{PAGE_C}/subscribed_apps")))
         .respond_with(ResponseTemplate::new(200).set_body_json(
@@ -120,11 +123,19 @@ async fn the_page_check_repairs_a_lost_field_and_marks_a_dead_token_invalid() {
     let query: BTreeMap<String, String> = posts[0].url.query_pairs().into_owned().collect();
     assert_eq!(query["subscribed_fields"], FIELDS);
     assert!(query.contains_key("appsecret_proof"));
-    let c = store.page_record(&PageId::new(PAGE_C)).await.unwrap().unwrap();
+    let c = store
+        .page_record(&PageId::new(PAGE_C))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(c.status, PageStatus::Active);
     assert!(c.checked_at.is_some());
     // D: INVALID with the error's codes, and only debug_token was asked.
-    let d = store.page_record(&PageId::new(PAGE_D)).await.unwrap().unwrap();
+    let d = store
+        .page_record(&PageId::new(PAGE_D))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.status, PageStatus::Invalid);
     assert_eq!(d.reason.as_deref(), Some("token_invalid (Graph 190/460)"));
     assert!(

@@ -150,7 +150,10 @@ impl<R> fmt::Debug for PageCheck<R> {
 
 /// A connected Page's token, as the table or the seed holds it.
 enum Held {
-    Sealed { sealed: Vec<u8>, version: Option<i64> },
+    Sealed {
+        sealed: Vec<u8>,
+        version: Option<i64>,
+    },
     Seed(SecretString),
 }
 
@@ -321,7 +324,11 @@ impl<R: PageRegistry> PageCheck<R> {
         let app = self.app_id.as_deref().or(info.app_id.as_deref());
         let fields = match graph.subscribed_fields(page, &token, app).await {
             Ok(fields) => fields,
-            Err(e) => return self.graph_failed(page, version, "subscribed_apps", &e).await,
+            Err(e) => {
+                return self
+                    .graph_failed(page, version, "subscribed_apps", &e)
+                    .await;
+            }
         };
         let missing: Vec<&str> = WEBHOOK_FIELDS
             .split(',')
@@ -365,14 +372,13 @@ impl<R: PageRegistry> PageCheck<R> {
         Health::Error
     }
 
-    async fn invalidate(
-        &self,
-        page: &PageId,
-        version: Option<i64>,
-        reason: &str,
-    ) -> Health {
+    async fn invalidate(&self, page: &PageId, version: Option<i64>, reason: &str) -> Health {
         let now = (self.clock)();
-        match self.store.mark_page_invalid(page, version, reason, now).await {
+        match self
+            .store
+            .mark_page_invalid(page, version, reason, now)
+            .await
+        {
             Ok(true) => {
                 tracing::error!(page_id = %page, %reason, alert = true, "Page marked INVALID by the Page check: its events are parked until a new token is stored (messenger page store-token)");
                 processor::publish::page_status_changed(

@@ -175,7 +175,10 @@ async fn a_subscription_that_lost_a_field_is_subscribed_again_with_every_field_a
 
     let report = rig.check.run(None).await.unwrap();
 
-    assert_eq!((report.repaired, report.unhealthy, report.checked), (1, 0, 1));
+    assert_eq!(
+        (report.repaired, report.unhealthy, report.checked),
+        (1, 0, 1)
+    );
     let posts = rig.posts().await;
     assert_eq!(posts.len(), 1);
     let query: BTreeMap<String, String> = posts[0].url.query_pairs().into_owned().collect();
@@ -205,14 +208,19 @@ async fn a_dead_token_makes_the_page_invalid_and_is_published_without_the_token(
     );
     let record = rig.record(PAGE).await;
     assert_eq!(record.status, PageStatus::Invalid);
-    assert_eq!(record.reason.as_deref(), Some("token_invalid (Graph 190/460)"));
+    assert_eq!(
+        record.reason.as_deref(),
+        Some("token_invalid (Graph 190/460)")
+    );
     assert_eq!(record.since, now());
     // Nothing else was asked with a token Graph refused.
     assert_eq!(rig.requests().await.len(), 1);
     let published = rig.bus.details("Page Status Changed");
     assert_eq!(
         published,
-        vec![json!({"page_id": PAGE, "status": "INVALID", "reason": "token_invalid (Graph 190/460)"})]
+        vec![
+            json!({"page_id": PAGE, "status": "INVALID", "reason": "token_invalid (Graph 190/460)"})
+        ]
     );
     assert!(!format!("{:?}", rig.bus.published()).contains("token-dead"));
 }
@@ -239,7 +247,10 @@ async fn with_the_app_id_debug_token_is_asked_with_the_app_token_and_not_valid_i
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .unwrap();
-    assert_eq!(bearer, "Bearer 555|test-app-secret", "the app's own token asks");
+    assert_eq!(
+        bearer, "Bearer 555|test-app-secret",
+        "the app's own token asks"
+    );
     let record = rig.record(PAGE).await;
     assert_eq!(record.status, PageStatus::Invalid);
     assert_eq!(record.reason.as_deref(), Some("debug_token: not valid"));
@@ -294,7 +305,10 @@ async fn a_graph_outage_leaves_the_status_alone_and_a_run_that_checked_nothing_f
     assert!(matches!(error, CheckError::NothingChecked(1)), "{error}");
     let record = rig.record(PAGE).await;
     assert_eq!(record.status, PageStatus::Active);
-    assert_eq!(record.checked_at, None, "not checked: checked first next run");
+    assert_eq!(
+        record.checked_at, None,
+        "not checked: checked first next run"
+    );
     assert!(rig.bus.published().is_empty());
 }
 
@@ -314,10 +328,7 @@ async fn one_page_failing_does_not_stop_the_others() {
 
     let report = rig.check.run(None).await.unwrap();
 
-    assert_eq!(
-        (report.checked, report.errors, report.healthy),
-        (2, 1, 1)
-    );
+    assert_eq!((report.checked, report.errors, report.healthy), (2, 1, 1));
 }
 
 #[tokio::test]
@@ -418,7 +429,10 @@ fn the_configuration_is_read_and_checked() {
         Duration::from_secs(DEFAULT_BUDGET_SECONDS)
     );
     let missing_key = Config::from_env(&env(&[("TABLE_NAME", "t")])).unwrap_err();
-    assert!(missing_key.to_string().contains("TOKEN_KEY_ID"), "{missing_key}");
+    assert!(
+        missing_key.to_string().contains("TOKEN_KEY_ID"),
+        "{missing_key}"
+    );
     let bad_app = Config::from_env(&env(&[
         ("TABLE_NAME", "t"),
         ("TOKEN_KEY_ID", "k"),

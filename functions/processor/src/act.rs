@@ -288,7 +288,9 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
         }
         self.page_refused(w.page, &e).await;
         match e.class {
-            ErrorClass::TokenInvalid | ErrorClass::PermissionMissing => {
+            ErrorClass::TokenInvalid
+            | ErrorClass::PermissionMissing
+            | ErrorClass::PageRestricted => {
                 tracing::error!(page_id = %w.page, error = %e, alert = true, "Graph API refused the Page's credentials: replace the token or grant the permission");
             }
             _ => {

@@ -30,7 +30,7 @@ pub(crate) fn graph_error(class: ErrorClass) {
     count_by(Metric::GraphErrors, class.as_str(), 1);
     if matches!(
         class,
-        ErrorClass::TokenInvalid | ErrorClass::PermissionMissing
+        ErrorClass::TokenInvalid | ErrorClass::PermissionMissing | ErrorClass::PageRestricted
     ) {
         count(Metric::PageCredentialsInvalid, 1);
     }

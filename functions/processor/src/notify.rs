@@ -394,6 +394,7 @@ fn keeps_the_token(e: &graph_api::GraphError) -> bool {
     match e.class {
         graph_api::ErrorClass::TokenInvalid
         | graph_api::ErrorClass::PermissionMissing
+        | graph_api::ErrorClass::PageRestricted
         | graph_api::ErrorClass::ThreadOwnedByOther => true,
         graph_api::ErrorClass::InvalidRequest => !e.message.to_ascii_lowercase().contains("token"),
         _ => false,

@@ -125,7 +125,7 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
         }
     }
 
-    /// Graph refused the Page's token (190, or a permission error of 200-299):
+    /// Graph refused the Page's token ([`refuses_token`]):
     /// the Page is `INVALID` from now, and its next messages are parked without a
     /// call. A token stored since the one that failed is left alone.
     pub(crate) async fn page_refused(&self, page: &PageId, e: &graph_api::GraphError) {
@@ -164,11 +164,13 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
 }
 
 /// Whether Graph's answer says the Page's token is no longer usable: 190 (or
-/// 102), or a permission error of 200-299. The processor and the Page check mark
-/// such a Page `INVALID`.
+/// 102), a permission error of 200-299, or the Page restricted (10/1893063). The
+/// processor and the Page check mark such a Page `INVALID`.
 pub fn refuses_token(e: &graph_api::GraphError) -> bool {
-    e.class == graph_api::ErrorClass::TokenInvalid
-        || e.code.is_some_and(|code| (200..300).contains(&code))
+    matches!(
+        e.class,
+        graph_api::ErrorClass::TokenInvalid | graph_api::ErrorClass::PageRestricted
+    ) || e.code.is_some_and(|code| (200..300).contains(&code))
 }
 
 /// The reason an `INVALID` Page is kept with: the error's class and codes, never

@@ -354,3 +354,34 @@ async fn the_pages_last_event_is_noted_once_per_instance_every_few_minutes() {
         "the first event of the Page read its record and noted the event; the second did neither"
     );
 }
+
+#[tokio::test]
+async fn a_page_meta_restricted_stops_sending_and_its_events_are_parked() {
+    let (p, bus) = publishing();
+    let page = PageId::new(PAGE);
+    let token = SecretString::from("page-token".to_owned());
+    park::store_token(&p.store, &TestKey, &p.queue, &page, &token, now())
+        .await
+        .unwrap();
+    p.graph.fail_next(GraphError {
+        http_status: Some(400),
+        code: Some(10),
+        subcode: Some(1893063),
+        ..GraphError::new(ErrorClass::PageRestricted, "Page temporarily restricted")
+    });
+    let group = format!("{PAGE}:2012");
+    p.handle(sqs(&[(group.clone(), text("2012", "m1", 1_000))]), None)
+        .await;
+    let record = p.store.page_record(&page).await.unwrap().unwrap();
+    assert_eq!(record.status, PageStatus::Invalid);
+    assert_eq!(
+        record.reason.as_deref(),
+        Some("page_restricted (Graph 10/1893063)")
+    );
+    assert_eq!(bus.details("Page Status Changed").len(), 1);
+    // The next event: parked, no call.
+    p.handle(sqs(&[(group, text("2012", "m2", 900))]), None)
+        .await;
+    assert!(p.graph.sends().is_empty());
+    assert_eq!(p.store.parked(&page, None, 10).await.unwrap().len(), 1);
+}

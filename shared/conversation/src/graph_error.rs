@@ -29,6 +29,12 @@ pub enum ErrorClass {
     /// 10 / 2018300: another app controls the thread (Handover Protocol); this app
     /// is on standby and must not send.
     ThreadOwnedByOther,
+    /// 10 / 1893063: Meta restricted the Page for a while. Stop sending for the
+    /// Page (it is marked `INVALID`, its events parked) and alert.
+    PageRestricted,
+    /// 10 / 1893015: the person stopped the notifications of that topic: the
+    /// notification token is retired.
+    NotificationsStopped,
     /// 4, 17, 32, 341, 613 and the 80000-80014 business-use-case limits.
     RateLimited,
     /// 1, 2, 1200, HTTP 5xx, timeouts and connection failures.
@@ -54,6 +60,8 @@ impl ErrorClass {
             (10, Some(2018278)) => Self::OutsideWindow,
             (10, Some(2018108)) => Self::Unreachable,
             (10, Some(2018300)) => Self::ThreadOwnedByOther,
+            (10, Some(1893063)) => Self::PageRestricted,
+            (10, Some(1893015)) => Self::NotificationsStopped,
             // Code 10 is Graph's "permission denied"; the subcodes above are the
             // Messenger-specific refinements.
             (10, _) => Self::PermissionMissing,
@@ -94,6 +102,8 @@ impl ErrorClass {
             Self::TokenInvalid => "token_invalid",
             Self::PermissionMissing => "permission_missing",
             Self::ThreadOwnedByOther => "thread_owned_by_other",
+            Self::PageRestricted => "page_restricted",
+            Self::NotificationsStopped => "notifications_stopped",
             Self::RateLimited => "rate_limited",
             Self::Transient => "transient",
             Self::Permanent => "permanent",
@@ -200,6 +210,8 @@ mod tests {
             (403, 230, None, ErrorClass::PermissionMissing),
             (403, 10, None, ErrorClass::PermissionMissing),
             (400, 10, Some(2018300), ErrorClass::ThreadOwnedByOther),
+            (400, 10, Some(1893063), ErrorClass::PageRestricted),
+            (400, 10, Some(1893015), ErrorClass::NotificationsStopped),
             (400, 4, None, ErrorClass::RateLimited),
             (400, 613, Some(2534040), ErrorClass::RateLimited),
             (400, 32, None, ErrorClass::RateLimited),
@@ -256,6 +268,8 @@ mod tests {
             ErrorClass::TokenInvalid,
             ErrorClass::PermissionMissing,
             ErrorClass::ThreadOwnedByOther,
+            ErrorClass::PageRestricted,
+            ErrorClass::NotificationsStopped,
             ErrorClass::RateLimited,
             ErrorClass::Transient,
             ErrorClass::Permanent,

@@ -925,12 +925,9 @@ impl PageRegistry for MemoryStore {
     ) -> Result<Parked, StoreError> {
         let mut inner = self.lock();
         self.request(&mut inner, "park")?;
-        let record = inner
-            .page_records
-            .entry(page.clone())
-            .or_insert_with(|| {
-                PageRecord::new(PageStatus::Missing, Some("no token".to_owned()), now)
-            });
+        let record = inner.page_records.entry(page.clone()).or_insert_with(|| {
+            PageRecord::new(PageStatus::Missing, Some("no token".to_owned()), now)
+        });
         if record.status == PageStatus::Active {
             return Ok(Parked::PageActive);
         }
