@@ -32,6 +32,10 @@ pub struct Config {
     /// `CREDENTIALS_TTL_SECONDS` (default 300): how long a Page's token is used
     /// before it is read from the table again.
     pub credentials_ttl: std::time::Duration,
+    /// `APP_ID`: this app's numeric id (optional).
+    pub app_id: Option<messenger_types::AppId>,
+    /// `HUMAN_PAUSE_HOURS` (default 12, 0 = never pause).
+    pub human_pause_hours: u64,
     /// `RETENTION_DAYS`: a thread expires this long after the person's last event
     /// (default 400, at least 366: longer than any notification token it holds).
     pub retention_days: i64,
@@ -73,6 +77,32 @@ impl Config {
                             "must be at least {} (a notification token lives a year)",
                             messenger_store::MIN_RETENTION_DAYS
                         ),
+                    });
+                }
+            },
+            app_id: match env.get("APP_ID").map(|v| v.trim().to_owned()) {
+                None => None,
+                Some(id) if id.is_empty() => None,
+                Some(id) if id.bytes().all(|b| b.is_ascii_digit()) => {
+                    Some(messenger_types::AppId::new(id))
+                }
+                Some(_) => {
+                    return Err(ConfigError::Invalid {
+                        var: "APP_ID",
+                        reason: "must be the app's numeric id".to_owned(),
+                    });
+                }
+            },
+            human_pause_hours: match app_config::optional(
+                env,
+                "HUMAN_PAUSE_HOURS",
+                crate::DEFAULT_HUMAN_PAUSE_HOURS,
+            )? {
+                hours if hours <= 24 * 30 => hours,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: "HUMAN_PAUSE_HOURS",
+                        reason: "must be between 0 and 720 hours".to_owned(),
                     });
                 }
             },
@@ -156,6 +186,8 @@ pub async fn from_env_with_bot<B: Bot>(
     let mut processor = Processor::new(store, graph, bot, queue, BTreeMap::new());
     processor.credentials = crate::credentials::Credentials::new(seed, key, config.credentials_ttl);
     processor.bot_on = config.bot_on;
+    processor.app_id = config.app_id;
+    processor.human_pause = std::time::Duration::from_secs(config.human_pause_hours * 3_600);
     match config.event_bus_name {
         Some(bus) => {
             processor.bus = Box::new(crate::publish::EventBridgeBus::new(

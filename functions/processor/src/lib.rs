@@ -244,7 +244,16 @@ pub struct Processor<S, M, B, Q> {
     /// `BOT=none` turns the bot off: events are recorded and published, commands
     /// obeyed, and nothing is sent on the processor's own.
     pub bot_on: bool,
+    /// `APP_ID`: this app's id, so that an echo another app wrote is told from
+    /// this app's own (the Page Inbox's are told apart without it).
+    pub app_id: Option<messenger_types::AppId>,
+    /// `HUMAN_PAUSE_HOURS`: how long the bot stays quiet on a thread after a human
+    /// (or another app) wrote on it (zero: never).
+    pub human_pause: Duration,
 }
+
+/// `HUMAN_PAUSE_HOURS`' default.
+pub const DEFAULT_HUMAN_PAUSE_HOURS: u64 = 12;
 
 impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue + Sync>
     Processor<S, M, B, Q>
@@ -267,6 +276,8 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             recent_writes: recent::RecentWrites::default(),
             bus: Box::new(publish::NoBus),
             bot_on: true,
+            app_id: None,
+            human_pause: Duration::from_secs(DEFAULT_HUMAN_PAUSE_HOURS * 3_600),
         }
     }
 }

@@ -156,7 +156,7 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             now: (self.clock)(),
             deadline,
         };
-        let changes = state::changes(&page, &event, queued.source);
+        let changes = state::changes_for(&page, &event, queued.source, self.app_id.as_ref());
         let outcome = match &changes.thread {
             Some(thread) => {
                 let turn = TurnKey {
@@ -392,6 +392,10 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             return Vec::new();
         };
         if w.source == Source::Standby || !self.bot_on {
+            return Vec::new();
+        }
+        if thread.paused_for_human(w.now, self.human_pause) {
+            tracing::info!(page_id = %w.page, "a person from the Page (or another app) wrote on this thread lately: the bot stays quiet (HUMAN_PAUSE_HOURS)");
             return Vec::new();
         }
         self.bot

@@ -1207,3 +1207,88 @@ async fn an_account_links_code_is_kept_on_the_thread_and_never_published() {
         assert!(!text.contains("acct-code-2008"), "{text}");
     }
 }
+
+/// A queued echo of a message the Page sent to `psid`, `age_ms` before now, written
+/// by `app_id` (none: the Page Inbox).
+fn echo(psid: &str, mid: &str, app_id: Option<&str>, age_ms: i64) -> String {
+    let mut message = serde_json::json!({"mid": mid, "text": "an agent writes", "is_echo": true});
+    if let Some(app) = app_id {
+        message["app_id"] = serde_json::json!(app);
+    }
+    serde_json::json!({
+        "type": "event",
+        "page_id": PAGE,
+        "source": "messaging",
+        "key": format!("mid:{mid}"),
+        "event": {
+            "sender": {"id": PAGE},
+            "recipient": {"id": psid},
+            "timestamp": NOW_MS - age_ms,
+            "message": message
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_human_reply_quiets_the_bot_on_that_thread_for_the_pause_and_this_apps_echo_does_not() {
+    let mut p = processor(DefaultBot);
+    p.app_id = Some(messenger_types::AppId::new("555"));
+    let hour = 3_600_000;
+    // Staff replied from the Page Inbox an hour ago (no app_id), another app two
+    // hours ago, this app itself an hour ago, and the Inbox 13 hours ago.
+    let cases = [
+        ("3001", None, hour, false),
+        ("3002", Some("999"), 2 * hour, false),
+        ("3003", Some("555"), hour, true),
+        ("3004", None, 13 * hour, true),
+    ];
+    for (psid, app, age, _) in cases {
+        p.process_event(&queued(&echo(psid, &format!("e{psid}"), app, age)), None)
+            .await
+            .unwrap();
+    }
+    assert!(p.graph.sends().is_empty(), "an echo is never answered");
+    for (psid, _, _, replied) in cases {
+        let before = p.graph.sends().len();
+        p.process_event(
+            &queued(&text(psid, &format!("t{psid}"), "hello?", 1_000)),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            p.graph.sends().len() - before,
+            usize::from(replied),
+            "person {psid}"
+        );
+    }
+    // Commands from the business still go out on a paused thread.
+    let outcome = p
+        .process_command(
+            &send_command("c-paused", "3001", serde_json::json!({})),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(outcome, MessageOutcome::Command(_)), "{outcome:?}");
+    assert_eq!(
+        p.graph.sends().last().map(|s| s.recipient.clone()),
+        Some(messenger_types::send::Recipient::Id(
+            messenger_types::Psid::new("3001")
+        ))
+    );
+}
+
+#[tokio::test]
+async fn with_no_pause_a_human_reply_never_quiets_the_bot() {
+    let mut p = processor(DefaultBot);
+    p.human_pause = std::time::Duration::ZERO;
+    p.process_event(&queued(&echo("3005", "e5", None, 60_000)), None)
+        .await
+        .unwrap();
+    p.process_event(&queued(&text("3005", "t5", "hello?", 1_000)), None)
+        .await
+        .unwrap();
+    assert_eq!(p.graph.sends().len(), 1);
+}

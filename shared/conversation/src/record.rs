@@ -8,7 +8,7 @@ use crate::thread::{
 use messenger_types::event::{
     AccountLinking, EventKind, NotificationStatus, OptinVariant, Referral,
 };
-use messenger_types::{Event, PageId, Psid, Source, Timestamp, UserRef};
+use messenger_types::{AppId, Event, PageId, Psid, Source, Timestamp, UserRef};
 
 /// The thread an event belongs to and the changes it makes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,6 +54,27 @@ fn is_user_interaction(kind: &EventKind) -> bool {
 }
 
 pub fn changes(page: &PageId, event: &Event, source: Source) -> Changes {
+    changes_for(page, event, source, None)
+}
+
+/// Whether an echo was written by someone other than this app (`ours`, when
+/// known): staff in the Page Inbox or Business Suite (no `app_id`, or the Inbox's),
+/// or another app. Without `ours`, only the Inbox's echoes are told apart.
+pub fn written_by_others(app_id: Option<&AppId>, ours: Option<&AppId>) -> bool {
+    match (app_id, ours) {
+        (None, _) => true,
+        (Some(app), _) if app.as_str() == PAGE_INBOX_APP_ID => true,
+        (Some(app), Some(ours)) => app != ours,
+        (Some(_), None) => false,
+    }
+}
+
+/// The Page Inbox's app id: staff replies written there echo with it.
+pub const PAGE_INBOX_APP_ID: &str = "263902037430900";
+
+/// [`changes`], knowing this app's id (`APP_ID`), so that an echo written by
+/// another app also counts as a human reply.
+pub fn changes_for(page: &PageId, event: &Event, source: Source, ours: Option<&AppId>) -> Changes {
     let mut out = Changes {
         thread: thread_of(page, event),
         ..Changes::default()
@@ -78,6 +99,13 @@ pub fn changes(page: &PageId, event: &Event, source: Source) -> Changes {
             owner: None,
             since: at,
         }));
+    }
+
+    if let EventKind::Message(m) = &event.kind
+        && m.is_echo
+        && written_by_others(m.app_id.as_ref(), ours)
+    {
+        out.thread_changes.push(ThreadChange::HumanReply { at });
     }
 
     match &event.kind {
@@ -221,7 +249,7 @@ fn account_link(l: &AccountLinking, at: Timestamp) -> AccountLink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use messenger_types::{AppId, Timestamp};
+    use messenger_types::Timestamp;
 
     fn on(json: &str, source: Source) -> Changes {
         changes(
@@ -268,7 +296,7 @@ mod tests {
     #[test]
     fn echoes_deliveries_and_reads_open_no_window() {
         for json in [
-            r#"{"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":7,"message":{"mid":"m","is_echo":true}}"#,
+            r#"{"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":7,"message":{"mid":"m","is_echo":true,"app_id":"555"}}"#,
             r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":7,"delivery":{"watermark":6}}"#,
             r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":7,"read":{"watermark":6}}"#,
         ] {
@@ -279,6 +307,36 @@ mod tests {
                 Person::Psid(Psid::new("2")),
                 "{json}"
             );
+        }
+    }
+
+    #[test]
+    fn an_echo_someone_else_wrote_is_a_human_reply_and_this_apps_own_is_not() {
+        let echo = |app: &str| {
+            serde_json::from_str::<Event>(&format!(
+                r#"{{"sender":{{"id":"1"}},"recipient":{{"id":"2"}},"timestamp":7,"message":{{"mid":"m","text":"hi","is_echo":true{app}}}}}"#
+            ))
+            .unwrap()
+        };
+        let ours = AppId::new("555");
+        let human = [ThreadChange::HumanReply {
+            at: Timestamp::from_millis(7),
+        }];
+        let page = PageId::new("1");
+        let cases: [(&str, Option<&AppId>, &[ThreadChange]); 6] = [
+            // The Page Inbox: no app_id, or the Inbox's own.
+            ("", None, &human),
+            (r#","app_id":"263902037430900""#, None, &human),
+            ("", Some(&ours), &human),
+            // Another app: known as another only when this app's id is.
+            (r#","app_id":"999""#, Some(&ours), &human),
+            (r#","app_id":"999""#, None, &[]),
+            // This app's own reply.
+            (r#","app_id":"555""#, Some(&ours), &[]),
+        ];
+        for (app, known, expected) in cases {
+            let c = changes_for(&page, &echo(app), Source::Messaging, known);
+            assert_eq!(c.thread_changes, expected, "{app} {known:?}");
         }
     }
 

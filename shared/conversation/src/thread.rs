@@ -46,6 +46,10 @@ pub struct ThreadState {
     /// When the person wrote again after being unreachable: with
     /// `unreachable.at`, the time reachability last changed.
     pub reachable_since: Option<Timestamp>,
+    /// The newest message a human wrote to the person from the Page (Page Inbox,
+    /// Business Suite) or another app wrote: the bot stays quiet on the thread for
+    /// `HUMAN_PAUSE_HOURS` after it.
+    pub human_reply_at: Option<Timestamp>,
 }
 
 impl ThreadState {
@@ -53,6 +57,16 @@ impl ThreadState {
     /// the app that receives `messaging` events is the owner.
     pub fn controlled_by_us(&self) -> bool {
         self.control.as_ref().is_none_or(|c| c.ours)
+    }
+
+    /// Whether a human (or another app) wrote on the thread less than `pause` before
+    /// `now`: the bot does not answer then. A zero `pause` never pauses.
+    pub fn paused_for_human(&self, now: Timestamp, pause: std::time::Duration) -> bool {
+        let pause = i64::try_from(pause.as_millis()).unwrap_or(i64::MAX);
+        pause > 0
+            && self
+                .human_reply_at
+                .is_some_and(|at| now.as_millis() < at.as_millis().saturating_add(pause))
     }
 
     /// When reachability last changed, either way.
@@ -128,6 +142,13 @@ impl ThreadState {
                 if ok {
                     self.unreachable = None;
                     self.reachable_since = Some(*at);
+                }
+                ok
+            }
+            ThreadChange::HumanReply { at } => {
+                let ok = newer(self.human_reply_at, *at);
+                if ok {
+                    self.human_reply_at = Some(*at);
                 }
                 ok
             }
@@ -256,6 +277,11 @@ pub enum ThreadChange {
     Unreachable(Unreachable),
     /// The person wrote again after being unreachable.
     Reachable {
+        at: Timestamp,
+    },
+    /// A message to the person written by staff (Page Inbox, Business Suite) or by
+    /// another app: an echo not written by this app.
+    HumanReply {
         at: Timestamp,
     },
 }

@@ -43,7 +43,7 @@ use sha2::Sha256;
 pub use conversation::graph_error::{ErrorClass, GraphError};
 
 pub const DEFAULT_BASE_URL: &str = "https://graph.facebook.com";
-pub const DEFAULT_VERSION: &str = "v23.0";
+pub const DEFAULT_VERSION: &str = "v27.0";
 /// The whole-request timeout when none is configured. The processor's Lambda
 /// timeout must leave room for it.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,14 +51,14 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// problem and is better failed fast and retried than waited out.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The Page Inbox, the app human agents answer from (Handover Protocol target).
-pub const PAGE_INBOX_APP_ID: &str = "263902037430900";
+pub use conversation::record::PAGE_INBOX_APP_ID;
 
 /// Where and how to reach the Graph API.
 #[derive(Debug, Clone)]
 pub struct GraphConfig {
     /// `https://graph.facebook.com`, or a fake in tests. May carry a path prefix.
     pub base_url: String,
-    /// `v23.0`.
+    /// `v27.0` (current in November 2026; v23.0 works until October 2027).
     pub version: String,
     /// When set, every call carries `appsecret_proof` (required when the app has
     /// "Require App Secret" switched on).

@@ -31,7 +31,7 @@ fn secret(s: &str) -> SecretString {
 async fn a_user_token_is_exchanged_for_a_long_lived_one() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
-        .and(path("/v23.0/oauth/access_token"))
+        .and(path("/v27.0/oauth/access_token"))
         .and(query_param("grant_type", "fb_exchange_token"))
         .and(query_param("client_id", APP_ID))
         .and(query_param("client_secret", APP_SECRET))
@@ -53,7 +53,7 @@ async fn a_user_token_is_exchanged_for_a_long_lived_one() {
 async fn a_refused_exchange_names_no_credential() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
-        .and(path("/v23.0/oauth/access_token"))
+        .and(path("/v27.0/oauth/access_token"))
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {
             "message": format!("Error validating access token {USER_TOKEN}"),
             "type": "OAuthException", "code": 190
@@ -74,7 +74,7 @@ async fn a_refused_exchange_names_no_credential() {
 async fn every_page_the_user_manages_is_listed_across_pages_of_the_answer() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
-        .and(path("/v23.0/me/accounts"))
+        .and(path("/v27.0/me/accounts"))
         .and(query_param_is_missing("after"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "data": [{"id": "101", "name": "One", "access_token": "t1", "tasks": ["MESSAGING"]}],
@@ -83,7 +83,7 @@ async fn every_page_the_user_manages_is_listed_across_pages_of_the_answer() {
         .mount(&server)
         .await;
     Mock::given(method("GET"))
-        .and(path("/v23.0/me/accounts"))
+        .and(path("/v27.0/me/accounts"))
         .and(query_param("after", "c1"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "data": [{"id": "102", "name": "Two", "access_token": "t2"}],
@@ -105,7 +105,7 @@ async fn every_page_the_user_manages_is_listed_across_pages_of_the_answer() {
 async fn debug_token_is_asked_with_the_apps_own_token() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
-        .and(path("/v23.0/debug_token"))
+        .and(path("/v27.0/debug_token"))
         .and(query_param("input_token", "page-token"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "data": {"is_valid": false, "expires_at": 0, "scopes": ["pages_messaging"]}
@@ -131,7 +131,7 @@ async fn debug_token_is_asked_with_the_apps_own_token() {
 async fn the_subscribed_fields_are_this_apps() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
-        .and(path("/v23.0/555/subscribed_apps"))
+        .and(path("/v27.0/555/subscribed_apps"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [
             {"id": "other", "subscribed_fields": ["feed"]},
             {"id": APP_ID, "subscribed_fields": ["messages", "messaging_postbacks"]}
@@ -149,7 +149,7 @@ async fn the_subscribed_fields_are_this_apps() {
 async fn unsubscribing_deletes_the_subscription() {
     let server = MockServer::start().await;
     Mock::given(method("DELETE"))
-        .and(path("/v23.0/555/subscribed_apps"))
+        .and(path("/v27.0/555/subscribed_apps"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
         .expect(1)
         .mount(&server)

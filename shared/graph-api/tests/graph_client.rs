@@ -88,7 +88,7 @@ fn assert_no_secrets(text: &str) {
 async fn send_posts_the_request_meta_expects_and_returns_the_message_id() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path(format!("/v23.0/{PAGE}/messages")))
+        .and(path(format!("/v27.0/{PAGE}/messages")))
         .and(header("authorization", format!("Bearer {PAGE_TOKEN}").as_str()))
         .and(header("content-type", "application/json"))
         .and(query_param("appsecret_proof", expected_proof()))
@@ -123,7 +123,7 @@ async fn send_posts_the_request_meta_expects_and_returns_the_message_id() {
 async fn no_appsecret_proof_is_sent_without_an_app_secret() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path(format!("/v23.0/{PAGE}/messages")))
+        .and(path(format!("/v27.0/{PAGE}/messages")))
         .and(header(
             "authorization",
             format!("Bearer {PAGE_TOKEN}").as_str(),
@@ -149,7 +149,7 @@ async fn no_appsecret_proof_is_sent_without_an_app_secret() {
 async fn otn_and_tagged_sends_carry_their_recipient_and_tag() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path(format!("/v23.0/{PAGE}/messages")))
+        .and(path(format!("/v27.0/{PAGE}/messages")))
         .and(body_json(json!({
             "recipient": {"one_time_notif_token": "otn-token-1"},
             "message": {"text": "Back in stock"},
@@ -159,7 +159,7 @@ async fn otn_and_tagged_sends_carry_their_recipient_and_tag() {
         .mount(&server)
         .await;
     Mock::given(method("POST"))
-        .and(path(format!("/v23.0/{PAGE}/messages")))
+        .and(path(format!("/v27.0/{PAGE}/messages")))
         .and(body_json(json!({
             "recipient": {"id": PSID},
             "messaging_type": "MESSAGE_TAG",
@@ -191,7 +191,7 @@ async fn otn_and_tagged_sends_carry_their_recipient_and_tag() {
 async fn a_base_url_with_a_path_prefix_keeps_it() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path(format!("/graph/v23.0/{PAGE}/messages")))
+        .and(path(format!("/graph/v27.0/{PAGE}/messages")))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"message_id": "m_1"})))
         .expect(1)
         .mount(&server)
@@ -516,7 +516,7 @@ async fn the_client_never_shows_the_app_secret() {
     let debug = format!("{client:?}");
     assert_no_secrets(&debug);
     assert!(debug.contains("<redacted>"), "{debug}");
-    assert!(debug.contains("v23.0"), "{debug}");
+    assert!(debug.contains("v27.0"), "{debug}");
 }
 
 #[tokio::test]
@@ -538,7 +538,7 @@ async fn an_unreadable_success_answer_is_still_a_sent_message() {
 async fn pass_thread_control_posts_recipient_target_and_metadata() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path(format!("/v23.0/{PAGE}/pass_thread_control")))
+        .and(path(format!("/v27.0/{PAGE}/pass_thread_control")))
         .and(header(
             "authorization",
             format!("Bearer {PAGE_TOKEN}").as_str(),
@@ -569,7 +569,7 @@ async fn pass_thread_control_posts_recipient_target_and_metadata() {
 async fn take_thread_control_omits_absent_metadata() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path(format!("/v23.0/{PAGE}/take_thread_control")))
+        .and(path(format!("/v27.0/{PAGE}/take_thread_control")))
         .and(header(
             "authorization",
             format!("Bearer {PAGE_TOKEN}").as_str(),
@@ -590,7 +590,7 @@ async fn take_thread_control_omits_absent_metadata() {
 async fn release_thread_control_names_the_recipient_only() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path(format!("/v23.0/{PAGE}/release_thread_control")))
+        .and(path(format!("/v27.0/{PAGE}/release_thread_control")))
         .and(header(
             "authorization",
             format!("Bearer {PAGE_TOKEN}").as_str(),
@@ -625,7 +625,7 @@ async fn a_handover_answered_with_success_false_fails() {
 async fn thread_owner_reads_the_owning_app() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
-        .and(path(format!("/v23.0/{PAGE}/thread_owner")))
+        .and(path(format!("/v27.0/{PAGE}/thread_owner")))
         .and(header(
             "authorization",
             format!("Bearer {PAGE_TOKEN}").as_str(),
@@ -700,7 +700,7 @@ async fn thread_owner_errors_are_classified_like_sends() {
 async fn subscribe_app_posts_the_fields_comma_joined() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path(format!("/v23.0/{PAGE}/subscribed_apps")))
+        .and(path(format!("/v27.0/{PAGE}/subscribed_apps")))
         .and(header(
             "authorization",
             format!("Bearer {PAGE_TOKEN}").as_str(),

@@ -271,6 +271,7 @@ pub(crate) fn thread_state(item: &HashMap<String, AttributeValue>) -> ThreadStat
             at,
         }),
         reachable_since: reach_ts.filter(|_| unreachable_reason.is_none()),
+        human_reply_at: get_ts(item, "human_ts"),
         unreachable: match (unreachable_reason, reach_ts) {
             (Some(reason), Some(at)) => Some(Unreachable { reason, at }),
             _ => None,
@@ -331,6 +332,7 @@ pub(crate) fn thread_fields(expr: &mut Expr, state: &ThreadState) {
         }
     }
     number(expr, "reach_ts", ts(state.reachability_at()));
+    number(expr, "human_ts", ts(state.human_reply_at));
     expr.set_opt(
         "unreachable_reason",
         state.unreachable.as_ref().map(|u| u.reason.as_str()),
@@ -392,6 +394,9 @@ pub(crate) fn thread_change(expr: &mut Expr, change: &ThreadChange) {
         ThreadChange::Reachable { at } => {
             expr.set_opt("unreachable_reason", None)
                 .only_if_newer("reach_ts", *at);
+        }
+        ThreadChange::HumanReply { at } => {
+            expr.only_if_newer("human_ts", *at);
         }
     }
 }
