@@ -1239,3 +1239,83 @@ fn the_table_queues_and_bucket_use_the_data_key_when_one_is_given() {
             [0]["ServerSideEncryptionByDefault"]["KMSMasterKeyID"]
     ));
 }
+
+/// The trusted queue: only the stack's two roles (and the principals named in
+/// `CommandSenderArns`) may send to the events queue, everyone else is denied
+/// SendMessage alone (so nobody loses the queue itself), and the processor knows
+/// the roles' ids to check each message's sender against its type.
+#[test]
+fn only_the_stacks_roles_and_the_named_principals_may_send_to_the_events_queue() {
+    let t = template();
+    let policy = &t["Resources"]["EventsQueuePolicy"];
+    assert_eq!(policy["Type"].as_str(), Some("AWS::SQS::QueuePolicy"));
+    assert!(
+        policy["Condition"].is_null(),
+        "the policy must always exist"
+    );
+    assert!(is_ref(&policy["Properties"]["Queues"][0], "EventsQueue"));
+    let statements: Vec<&Value> = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .collect();
+    let deny = statements
+        .iter()
+        .copied()
+        .find(|s| s["Effect"].as_str() == Some("Deny"))
+        .expect("a Deny for every other sender");
+    assert_eq!(deny["Principal"].as_str(), Some("*"));
+    // SendMessage only: an administrator can still change the policy, or purge.
+    assert_eq!(actions(deny), vec!["sqs:SendMessage"]);
+    assert_eq!(referenced(&deny["Resource"]), vec!["EventsQueue"]);
+    let (tag, branches) =
+        tagged(&deny["Condition"]["StringNotEquals"]["aws:PrincipalArn"]).unwrap();
+    assert_eq!(tag, "If");
+    assert_eq!(branches[0].as_str(), Some("HasCommandSenders"));
+    // Without CommandSenderArns: exactly the two roles.
+    let alone: Vec<String> = branches[2]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(referenced)
+        .collect();
+    assert_eq!(alone, vec!["WebhookFunctionRole", "ProcessorFunctionRole"]);
+    // With it: the two roles and the list.
+    let (split, args) = tagged(&branches[1]).unwrap();
+    assert_eq!(split, "Split");
+    assert_eq!(
+        referenced(&args[1]),
+        vec![
+            "WebhookFunctionRole",
+            "ProcessorFunctionRole",
+            "CommandSenderArns"
+        ]
+    );
+    let allow = unconditional(
+        statements
+            .iter()
+            .copied()
+            .find(|s| tagged(s).is_some())
+            .expect("a conditional Allow for the named principals"),
+    );
+    assert_eq!(allow["Effect"].as_str(), Some("Allow"));
+    assert_eq!(actions(allow), vec!["sqs:SendMessage"]);
+    assert_eq!(
+        all_references(&allow["Principal"]["AWS"]),
+        vec!["CommandSenderArns"]
+    );
+    assert_eq!(
+        t["Parameters"]["CommandSenderArns"]["Default"].as_str(),
+        Some("")
+    );
+
+    let env = &t["Resources"]["ProcessorFunction"]["Properties"]["Environment"]["Variables"];
+    for (var, role) in [
+        ("WEBHOOK_SENDER_ID", "WebhookFunctionRole.RoleId"),
+        ("PROCESSOR_SENDER_ID", "ProcessorFunctionRole.RoleId"),
+    ] {
+        let (tag, value) = tagged(&env[var]).unwrap_or_else(|| panic!("{var} missing"));
+        assert_eq!((tag.as_str(), value.as_str()), ("GetAtt", Some(role)));
+    }
+    assert!(is_ref(&env["REPLAY_SENDER_IDS"], "ReplaySenderIds"));
+}

@@ -35,6 +35,7 @@ pub mod park;
 pub mod pipeline;
 pub mod publish;
 pub mod recent;
+pub mod sender;
 pub mod testing;
 
 use std::collections::BTreeMap;
@@ -186,6 +187,9 @@ pub enum MessageOutcome {
     CommandRepeated,
     /// Kept in the table until the Page has a usable token (see [`park`]).
     Parked { status: messenger_store::PageStatus },
+    /// Refused for who sent it (a type only the stack's roles write): acknowledged,
+    /// not processed (see [`sender`]).
+    SenderRefused(sender::SenderRefusal),
 }
 
 /// Time a message needs at the least: with less left, it is handed back to SQS
@@ -244,6 +248,8 @@ pub struct Processor<S, M, B, Q> {
     /// `BOT=none` turns the bot off: events are recorded and published, commands
     /// obeyed, and nothing is sent on the processor's own.
     pub bot_on: bool,
+    /// Who may queue what ([`sender`]); unchecked unless configured.
+    pub senders: sender::Senders,
 }
 
 impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue + Sync>
@@ -267,6 +273,7 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             recent_writes: recent::RecentWrites::default(),
             bus: Box::new(publish::NoBus),
             bot_on: true,
+            senders: sender::Senders::default(),
         }
     }
 }
