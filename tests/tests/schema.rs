@@ -35,6 +35,31 @@ fn key_schema(v: &Value) -> Key {
     }
 }
 
+/// An index's projection: its type and the non-key attributes it copies.
+type Projection = (String, BTreeSet<String>);
+
+/// The projection the template gives a new stack: `!If [ProjectsAll, ALL, <this>]`
+/// (`IndexProjection=all` keeps the full copy of stacks made before, which
+/// CloudFormation cannot change in place).
+fn projection(v: &Value) -> Projection {
+    let chosen = match v {
+        Value::Tagged(tagged) if tagged.tag.to_string().trim_start_matches('!') == "If" => {
+            let branches = tagged.value.as_sequence().unwrap();
+            assert_eq!(str_of(&branches[0]), "ProjectsAll");
+            assert_eq!(str_of(&branches[1]["ProjectionType"]), "ALL");
+            &branches[2]
+        }
+        other => other,
+    };
+    (
+        str_of(&chosen["ProjectionType"]).to_owned(),
+        chosen["NonKeyAttributes"]
+            .as_sequence()
+            .map(|a| a.iter().map(|a| str_of(a).to_owned()).collect())
+            .unwrap_or_default(),
+    )
+}
+
 #[test]
 fn the_template_declares_the_table_the_code_uses() {
     matches_schema(&template_table());
@@ -63,26 +88,42 @@ fn matches_schema(table: &Value) {
         .collect();
     assert_eq!(attributes, expected);
 
-    let indexes: BTreeMap<String, (Key, String)> = table["GlobalSecondaryIndexes"]
+    let indexes: BTreeMap<String, (Key, Projection)> = table["GlobalSecondaryIndexes"]
         .as_sequence()
         .unwrap()
         .iter()
         .map(|i| {
             (
                 str_of(&i["IndexName"]).to_owned(),
+                (key_schema(&i["KeySchema"]), projection(&i["Projection"])),
+            )
+        })
+        .collect();
+    let expected: BTreeMap<String, (Key, Projection)> = SCHEMA
+        .indexes
+        .iter()
+        .map(|i| {
+            (
+                i.name.to_owned(),
                 (
-                    key_schema(&i["KeySchema"]),
-                    str_of(&i["Projection"]["ProjectionType"]).to_owned(),
+                    i.key,
+                    (
+                        "INCLUDE".to_owned(),
+                        i.projected.iter().map(|a| (*a).to_owned()).collect(),
+                    ),
                 ),
             )
         })
         .collect();
-    let expected: BTreeMap<String, (Key, String)> = SCHEMA
-        .indexes
-        .iter()
-        .map(|i| (i.name.to_owned(), (i.key, "ALL".to_owned())))
-        .collect();
     assert_eq!(indexes, expected);
+    for (name, (_, (_, attributes))) in &indexes {
+        for never in ["token", "topic"] {
+            assert!(
+                !attributes.contains(never),
+                "the index {name} copies the token's {never}"
+            );
+        }
+    }
 
     assert_eq!(
         str_of(&table["TimeToLiveSpecification"]["AttributeName"]),
@@ -99,7 +140,13 @@ fn a_drifted_template_is_caught() {
     // The comparison must be able to fail: break a copy of the template's table in
     // each way it could drift and run the same comparison on it.
     type Drift = fn(&mut Value);
-    let drifts: [(&str, Drift); 3] = [
+    let drifts: [(&str, Drift); 4] = [
+        ("the token copied into an index", |t| {
+            t["GlobalSecondaryIndexes"][1]["Projection"] = serde_norway::from_str(
+                "ProjectionType: INCLUDE\nNonKeyAttributes: [page_id, psid, token]",
+            )
+            .unwrap()
+        }),
         ("index key renamed", |t| {
             t["GlobalSecondaryIndexes"][0]["KeySchema"][0]["AttributeName"] =
                 Value::String("renamed".into())
@@ -223,6 +270,17 @@ async fn the_table_the_code_creates_is_the_templates_table() {
                             .and_then(|p| p.projection_type())
                             .map_or("", |p| p.as_str())
                             .into(),
+                    );
+                    projection.insert(
+                        "NonKeyAttributes".into(),
+                        Value::Sequence(
+                            i.projection()
+                                .map(|p| p.non_key_attributes())
+                                .unwrap_or_default()
+                                .iter()
+                                .map(|a| a.as_str().into())
+                                .collect(),
+                        ),
                     );
                     let mut m = serde_norway::Mapping::new();
                     m.insert(

@@ -1,5 +1,7 @@
 //! The SAM template as deployed: what every function runs on, that each IAM
-//! statement names only the stack's own resources, the queue settings the processor
+//! statement names only the stack's own resources (in template.yaml, and in what
+//! SAM generates from it: no `Resource: "*"`, no action wildcard, no managed
+//! policy), the queue settings the processor
 //! relies on, the alarms, the dashboard, the log groups and the outputs the README
 //! sends people to. The functions' own metrics are named through `signals::Metric`,
 //! so a renamed metric fails here instead of leaving an alarm on nothing.
@@ -43,6 +45,68 @@ const FUNCTIONS: [(&str, &str); 3] = [
     ("OtnSweeperFunction", "otn-sweeper"),
 ];
 
+/// The statement inside `!If [condition, statement, !Ref AWS::NoValue]` (a statement
+/// that exists only when a parameter is set), or the statement itself.
+fn unconditional(statement: &Value) -> &Value {
+    match tagged(statement) {
+        Some((tag, branches)) if tag == "If" => {
+            assert!(
+                is_ref(&branches[2], "AWS::NoValue"),
+                "a conditional statement is either there or not: {statement:?}"
+            );
+            &branches[1]
+        }
+        _ => statement,
+    }
+}
+
+/// The role a function runs with: `Role: !GetAtt <id>Role.Arn`, one of the stack's.
+fn role_of<'t>(t: &'t Value, function: &str) -> &'t Value {
+    let role = &t["Resources"][function]["Properties"]["Role"];
+    let named = referenced(role);
+    assert_eq!(
+        named,
+        vec![format!("{function}Role")],
+        "{function} must run with its own role, found {role:?}"
+    );
+    let resource = &t["Resources"][named[0].as_str()];
+    assert_eq!(resource["Type"].as_str(), Some("AWS::IAM::Role"));
+    resource
+}
+
+/// Every statement a function's role holds: its inline policies and the
+/// `AWS::IAM::RolePolicy` resources attached to it (its logs).
+fn statements_of<'t>(t: &'t Value, function: &str) -> Vec<&'t Value> {
+    let role = role_of(t, function);
+    let role_id = format!("{function}Role");
+    let mut documents: Vec<&Value> = role["Properties"]["Policies"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| &p["PolicyDocument"])
+        .collect();
+    documents.extend(
+        resources_of(t, "AWS::IAM::RolePolicy")
+            .into_iter()
+            .filter(|(_, p)| is_ref(&p["Properties"]["RoleName"], &role_id))
+            .map(|(_, p)| &p["Properties"]["PolicyDocument"]),
+    );
+    documents
+        .into_iter()
+        .flat_map(|d| d["Statement"].as_sequence().unwrap())
+        .map(unconditional)
+        .collect()
+}
+
+/// A statement's actions.
+fn actions(statement: &Value) -> Vec<&str> {
+    match &statement["Action"] {
+        Value::String(a) => vec![a.as_str()],
+        Value::Sequence(a) => a.iter().map(|a| a.as_str().unwrap()).collect(),
+        other => panic!("unexpected Action {other:?}"),
+    }
+}
+
 #[test]
 fn every_function_is_a_cargo_lambda_build_on_al2023_arm64_with_json_logs() {
     let t = template();
@@ -82,42 +146,41 @@ fn every_iam_statement_names_only_this_stacks_resources() {
     let resources = t["Resources"].as_mapping().unwrap();
     let mut statements = 0;
     for (id, _) in FUNCTIONS {
-        let policies = t["Resources"][id]["Properties"]["Policies"]
-            .as_sequence()
-            .unwrap();
-        for policy in policies {
-            // Only inline statements: a managed policy name could grant anything.
-            let list = policy["Statement"].as_sequence().unwrap_or_else(|| {
-                panic!("{id}: policies must be inline statements, found {policy:?}")
-            });
-            for statement in list {
-                statements += 1;
-                assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{id}");
-                let actions: Vec<&str> = match &statement["Action"] {
-                    Value::String(a) => vec![a.as_str()],
-                    Value::Sequence(a) => a.iter().map(|a| a.as_str().unwrap()).collect(),
-                    other => panic!("{id}: unexpected Action {other:?}"),
-                };
+        // Only the stack's own role, with inline statements: SAM's role would come
+        // with managed policies, and a managed policy could grant anything.
+        assert!(
+            t["Resources"][id]["Properties"]["Policies"].is_null(),
+            "{id}: SAM Policies make SAM generate a role with managed policies"
+        );
+        assert!(
+            role_of(&t, id)["Properties"]["ManagedPolicyArns"].is_null(),
+            "{id}: its role has managed policies"
+        );
+        for statement in statements_of(&t, id) {
+            statements += 1;
+            assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{id}");
+            let actions = actions(statement);
+            assert!(
+                actions.iter().all(|a| !a.contains('*')),
+                "{id}: wildcard action in {actions:?}"
+            );
+            let named = referenced(&statement["Resource"]);
+            assert!(
+                !named.is_empty(),
+                "{id}: statement {:?} does not name one of the stack's resources",
+                statement["Sid"]
+            );
+            for name in named {
+                // A parameter names the operator's own resource (DataKeyArn).
                 assert!(
-                    actions.iter().all(|a| !a.contains('*')),
-                    "{id}: wildcard action in {actions:?}"
+                    resources.contains_key(name.as_str())
+                        || !t["Parameters"][name.as_str()].is_null(),
+                    "{id}: {name} is not a resource of this stack"
                 );
-                let named = referenced(&statement["Resource"]);
-                assert!(
-                    !named.is_empty(),
-                    "{id}: statement {:?} does not name one of the stack's resources",
-                    statement["Sid"]
-                );
-                for name in named {
-                    assert!(
-                        resources.contains_key(name.as_str()),
-                        "{id}: {name} is not a resource of this stack"
-                    );
-                }
             }
         }
     }
-    assert!(statements >= 8, "only {statements} statements found");
+    assert!(statements >= 14, "only {statements} statements found");
 }
 
 #[test]
@@ -139,8 +202,22 @@ fn the_events_queue_outlives_the_processor_and_dead_letters_after_retries() {
         referenced(&queue["RedrivePolicy"]["deadLetterTargetArn"]),
         vec!["EventsDeadLetterQueue"]
     );
-    let trigger = &r["ProcessorFunction"]["Properties"]["Events"]["Queue"];
-    assert_eq!(trigger["Type"].as_str(), Some("SQS"));
+    // The stack's own mapping, not a SAM event (whose managed policy is on "*").
+    assert!(r["ProcessorFunction"]["Properties"]["Events"].is_null());
+    let trigger = &r["ProcessorFunctionQueue"];
+    assert_eq!(
+        trigger["Type"].as_str(),
+        Some("AWS::Lambda::EventSourceMapping")
+    );
+    assert!(is_ref(
+        &trigger["Properties"]["FunctionName"],
+        "ProcessorFunction"
+    ));
+    assert_eq!(
+        referenced(&trigger["Properties"]["EventSourceArn"]),
+        vec!["EventsQueue"]
+    );
+    assert_eq!(trigger["Properties"]["BatchSize"].as_u64(), Some(10));
     assert_eq!(
         trigger["Properties"]["FunctionResponseTypes"][0].as_str(),
         Some("ReportBatchItemFailures")
@@ -342,7 +419,8 @@ const RETENTION_DAYS: [u64; 22] = [
 ];
 
 #[test]
-fn every_function_keeps_logs_for_log_retention_days_is_traced_and_names_its_metrics_namespace() {
+fn every_function_keeps_logs_for_log_retention_days_is_not_traced_and_names_its_metrics_namespace()
+{
     let t = template();
     let retention = &t["Parameters"]["LogRetentionDays"];
     let allowed: Vec<u64> = retention["AllowedValues"]
@@ -361,7 +439,9 @@ fn every_function_keeps_logs_for_log_retention_days_is_traced_and_names_its_metr
     );
 
     let globals = &t["Globals"]["Function"];
-    assert_eq!(globals["Tracing"].as_str(), Some("Active"));
+    // X-Ray's PutTraceSegments takes no resource-level permission: tracing would
+    // need an Allow on "*" (README, "Logs and tracing").
+    assert!(globals["Tracing"].is_null(), "tracing is on");
     assert!(
         is_ref(
             &globals["Environment"]["Variables"][signals::NAMESPACE_VAR],
@@ -376,11 +456,7 @@ fn every_function_keeps_logs_for_log_retention_days_is_traced_and_names_its_metr
     let log_groups = resources_of(&t, "AWS::Logs::LogGroup");
     for (id, function) in functions {
         let p = &function["Properties"];
-        // A function's own setting would win over the global one.
-        assert!(
-            p["Tracing"].is_null() || p["Tracing"].as_str() == Some("Active"),
-            "{id} turns tracing off"
-        );
+        assert!(p["Tracing"].is_null(), "{id} turns tracing on");
         let own = &p["Environment"]["Variables"][signals::NAMESPACE_VAR];
         assert!(
             own.is_null() || is_ref(own, "MetricsNamespace"),
@@ -396,6 +472,20 @@ fn every_function_keeps_logs_for_log_retention_days_is_traced_and_names_its_metr
             .map(|(_, g)| *g)
             .collect();
         assert_eq!(groups.len(), 1, "{id}: no log group named {expected}");
+        // Its role writes to that group and to no other.
+        if FUNCTIONS.iter().any(|(f, _)| *f == id) {
+            let group = log_groups
+                .iter()
+                .find(|(_, g)| std::ptr::eq(*g, groups[0]))
+                .unwrap()
+                .0;
+            let logs: Vec<&Value> = statements_of(&t, id)
+                .into_iter()
+                .filter(|s| actions(s).iter().any(|a| a.starts_with("logs:")))
+                .collect();
+            assert_eq!(logs.len(), 1, "{id}: {logs:?}");
+            assert_eq!(referenced(&logs[0]["Resource"]), vec![group.to_owned()]);
+        }
         assert!(
             is_ref(
                 &groups[0]["Properties"]["RetentionInDays"],
@@ -718,9 +808,7 @@ fn the_http_api_routes_are_the_contracts_with_their_methods_and_auth() {
     .collect();
     assert_eq!(routes, expected);
     // The webhook's table access is limited to the deletion records.
-    let statements = t["Resources"]["WebhookFunction"]["Properties"]["Policies"][0]["Statement"]
-        .as_sequence()
-        .unwrap();
+    let statements = statements_of(&t, "WebhookFunction");
     let table = statements
         .iter()
         .find(|s| s["Sid"].as_str() == Some("RecordDeletionRequests"))
@@ -796,7 +884,7 @@ fn the_edge_is_throttled_and_the_secret_and_table_are_retained() {
     assert_eq!(reserved[0].as_str(), Some("ReservesWebhookConcurrency"));
     assert!(is_ref(&reserved[1], "WebhookReservedConcurrency"));
     assert!(is_ref(&reserved[2], "AWS::NoValue"));
-    for id in ["Table", "AppSecret", "QuarantineBucket"] {
+    for id in ["Table", "AppSecret", "QuarantineBucket", "TokenKey"] {
         assert_eq!(
             t["Resources"][id]["DeletionPolicy"].as_str(),
             Some("Retain"),
@@ -836,24 +924,12 @@ fn the_readme_bot_example_is_the_compiled_one() {
 /// The IAM actions a function's inline statements allow on `resource` (a logical id).
 fn allowed_on(t: &Value, function: &str, resource: &str) -> Vec<String> {
     let mut allowed = Vec::new();
-    for policy in t["Resources"][function]["Properties"]["Policies"]
-        .as_sequence()
-        .unwrap()
-    {
-        for statement in policy["Statement"].as_sequence().unwrap() {
-            if !referenced(&statement["Resource"])
-                .iter()
-                .any(|r| r == resource)
-            {
-                continue;
-            }
-            match &statement["Action"] {
-                Value::String(a) => allowed.push(a.clone()),
-                Value::Sequence(list) => {
-                    allowed.extend(list.iter().map(|a| a.as_str().unwrap().to_owned()));
-                }
-                _ => {}
-            }
+    for statement in statements_of(t, function) {
+        if referenced(&statement["Resource"])
+            .iter()
+            .any(|r| r == resource)
+        {
+            allowed.extend(actions(statement).into_iter().map(str::to_owned));
         }
     }
     allowed
@@ -881,8 +957,17 @@ fn page_tokens_are_sealed_with_the_stacks_key_and_only_the_processor_opens_them(
     );
     for id in ["WebhookFunction", "OtnSweeperFunction"] {
         assert!(allowed_on(&t, id, "TokenKey").is_empty(), "{id}");
-        let text = format!("{:?}", t["Resources"][id]["Properties"]["Policies"]);
-        assert!(!text.contains("kms:"), "{id} has a KMS action");
+        // Their only KMS statement is the optional data key's, usable only through
+        // the services that encrypt with it: never a Decrypt of their own.
+        for statement in statements_of(&t, id) {
+            if actions(statement).iter().any(|a| a.starts_with("kms:")) {
+                assert!(is_ref(&statement["Resource"], "DataKeyArn"), "{id}");
+                assert!(
+                    !statement["Condition"]["StringEquals"]["kms:ViaService"].is_null(),
+                    "{id}: the data key outside its services"
+                );
+            }
+        }
     }
     assert!(tagged(&t["Outputs"]["TokenKeyId"]["Value"]).is_some());
 }
@@ -929,4 +1014,308 @@ fn the_processor_may_make_every_dynamodb_request_the_store_makes() {
     assert!(checked >= 5, "found only {checked} kinds of request");
     // The store never scans the table.
     assert!(!source.contains(".scan()"));
+}
+
+/// The template CloudFormation receives: template.yaml through the SAM translator
+/// (`scripts/sam-transform.py`, in the project's `.venv`), with whatever SAM adds
+/// on its own (roles, managed policies, permissions, mappings).
+fn transformed() -> &'static serde_json::Value {
+    static TRANSFORMED: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    TRANSFORMED.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let python = root.join(".venv/bin/python");
+        let out = std::process::Command::new(&python)
+            .arg(root.join("scripts/sam-transform.py"))
+            .arg(root.join("template.yaml"))
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {}: {e} (source scripts/lib.sh && ensure_venv installs it)",
+                    python.display()
+                )
+            });
+        assert!(
+            out.status.success(),
+            "the SAM translator refused the template:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    })
+}
+
+/// Every way a policy in a transformed template grants more than the stack's own
+/// resources: a statement on `Resource: "*"` (or `NotResource`), an action
+/// wildcard (or `NotAction`), a managed policy. One line each, naming where.
+fn broad_grants(t: &serde_json::Value) -> Vec<String> {
+    use serde_json::Value as J;
+    /// The statement inside `Fn::If [cond, statement, AWS::NoValue]`, or itself.
+    fn statements(document: &J) -> Vec<&J> {
+        let list: Vec<&J> = match &document["Statement"] {
+            J::Array(list) => list.iter().collect(),
+            J::Null => vec![],
+            one => vec![one],
+        };
+        list.into_iter()
+            .map(|s| match s["Fn::If"].as_array() {
+                Some(branches) => &branches[1],
+                None => s,
+            })
+            .collect()
+    }
+    fn strings(v: &J) -> Vec<&str> {
+        match v {
+            J::String(s) => vec![s.as_str()],
+            J::Array(list) => list.iter().filter_map(J::as_str).collect(),
+            _ => vec![],
+        }
+    }
+    /// Every policy document in a resource's properties, however deep.
+    fn documents<'v>(v: &'v J, at: &str, found: &mut Vec<(String, &'v J)>) {
+        match v {
+            J::Object(map) => {
+                if map.contains_key("Statement") {
+                    found.push((at.to_owned(), v));
+                }
+                for (k, inner) in map {
+                    documents(inner, &format!("{at}.{k}"), found);
+                }
+            }
+            J::Array(list) => {
+                for (i, inner) in list.iter().enumerate() {
+                    documents(inner, &format!("{at}[{i}]"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut broad = Vec::new();
+    for (id, resource) in t["Resources"].as_object().unwrap() {
+        let kind = resource["Type"].as_str().unwrap_or_default();
+        for arn in strings(&resource["Properties"]["ManagedPolicyArns"]) {
+            broad.push(format!("{id}: managed policy {arn}"));
+        }
+        if !resource["Properties"]["ManagedPolicyArns"].is_null()
+            && strings(&resource["Properties"]["ManagedPolicyArns"]).is_empty()
+        {
+            broad.push(format!(
+                "{id}: managed policies {:?}",
+                resource["Properties"]["ManagedPolicyArns"]
+            ));
+        }
+        let mut found = Vec::new();
+        documents(&resource["Properties"], id, &mut found);
+        for (at, document) in found {
+            for statement in statements(document) {
+                let sid = statement["Sid"].as_str().unwrap_or("-");
+                // A key policy's Resource "*" means "this key" (the only way a key
+                // policy names its key), and AWS's default key policy lets the
+                // account's IAM policies grant the key: those policies are the
+                // ones checked here.
+                let key_delegates_to_iam = kind == "AWS::KMS::Key"
+                    && at.starts_with(&format!("{id}.KeyPolicy"))
+                    && statement["Principal"]["AWS"]["Fn::Sub"]
+                        .as_str()
+                        .is_some_and(|p| p.ends_with(":root"));
+                if key_delegates_to_iam {
+                    continue;
+                }
+                for field in ["NotResource", "NotAction"] {
+                    if !statement[field].is_null() {
+                        broad.push(format!("{at} {sid}: {field}"));
+                    }
+                }
+                if strings(&statement["Resource"]).contains(&"*") {
+                    broad.push(format!("{at} {sid}: Resource \"*\""));
+                }
+                for action in strings(&statement["Action"]) {
+                    if action.contains('*') {
+                        broad.push(format!("{at} {sid}: action {action}"));
+                    }
+                }
+            }
+        }
+    }
+    broad
+}
+
+/// What SAM generates holds no grant on "*": not in the stack's statements, not in
+/// a managed policy SAM attaches for an event source, tracing or logs.
+#[test]
+fn the_transformed_template_grants_nothing_on_every_resource() {
+    let t = transformed();
+    assert_eq!(
+        broad_grants(t),
+        Vec::<String>::new(),
+        "grants beyond the stack's resources in the template SAM generates"
+    );
+    // It did look at the functions' roles and their logs policies.
+    let resources = t["Resources"].as_object().unwrap();
+    for (id, _) in FUNCTIONS {
+        let role = &resources[&format!("{id}Role")];
+        assert_eq!(role["Type"], "AWS::IAM::Role");
+        assert!(role["Properties"]["ManagedPolicyArns"].is_null(), "{id}");
+        assert!(
+            resources[id]["Properties"]["TracingConfig"].is_null(),
+            "{id}"
+        );
+    }
+    assert_eq!(
+        resources["ProcessorFunctionQueue"]["Type"],
+        "AWS::Lambda::EventSourceMapping"
+    );
+    // SAM makes no other mapping (a second trigger on the queue).
+    let mappings = resources
+        .values()
+        .filter(|r| r["Type"] == "AWS::Lambda::EventSourceMapping")
+        .count();
+    assert_eq!(mappings, 1);
+}
+
+/// The check above can fail: each broad grant, put into a copy of the transformed
+/// template, is found.
+#[test]
+fn a_grant_on_every_resource_is_caught() {
+    type Broaden = fn(&mut serde_json::Value);
+    let broadenings: [(&str, Broaden); 5] = [
+        ("Resource \"*\"", |t| {
+            t["Resources"]["OtnSweeperFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+                ["Statement"][0]["Resource"] = "*".into();
+        }),
+        ("an action wildcard", |t| {
+            t["Resources"]["WebhookFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+                ["Statement"][0]["Action"] = serde_json::json!(["sqs:*"]);
+        }),
+        ("SAM's managed policy of an SQS event source", |t| {
+            t["Resources"]["ProcessorFunctionRole"]["Properties"]["ManagedPolicyArns"] =
+                serde_json::json!([
+                    "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"
+                ]);
+        }),
+        ("a conditional statement on \"*\"", |t| {
+            let statements = t["Resources"]["ProcessorFunctionRole"]["Properties"]["Policies"][0]
+                ["PolicyDocument"]["Statement"]
+                .as_array_mut()
+                .unwrap();
+            statements.push(serde_json::json!({"Fn::If": ["HasDataKey",
+                {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*"},
+                {"Ref": "AWS::NoValue"}]}));
+        }),
+        ("a logs policy on every log group", |t| {
+            t["Resources"]["ProcessorLogsPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+                ["Resource"] = serde_json::json!(["*"]);
+        }),
+    ];
+    for (what, broaden) in broadenings {
+        let mut copy = transformed().clone();
+        broaden(&mut copy);
+        assert!(!broad_grants(&copy).is_empty(), "{what} went unnoticed");
+    }
+}
+
+/// The optional data key: a parameter, empty by default (AWS's keys); when set, the
+/// table, both queues and the bucket are encrypted with it.
+#[test]
+fn the_table_queues_and_bucket_use_the_data_key_when_one_is_given() {
+    let t = template();
+    let parameter = &t["Parameters"]["DataKeyArn"];
+    assert_eq!(parameter["Default"].as_str(), Some(""));
+    let r = &t["Resources"];
+    let with_key = |value: &Value| {
+        tagged(value).is_some_and(|(tag, v)| {
+            tag == "If" && v[0].as_str() == Some("HasDataKey") && is_ref(&v[1], "DataKeyArn")
+        })
+    };
+    assert!(with_key(
+        &r["Table"]["Properties"]["SSESpecification"]["KMSMasterKeyId"]
+    ));
+    for queue in ["EventsQueue", "EventsDeadLetterQueue"] {
+        assert!(
+            with_key(&r[queue]["Properties"]["KmsMasterKeyId"]),
+            "{queue}"
+        );
+    }
+    assert!(with_key(
+        &r["QuarantineBucket"]["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            [0]["ServerSideEncryptionByDefault"]["KMSMasterKeyID"]
+    ));
+}
+
+/// The trusted queue: only the stack's two roles (and the principals named in
+/// `CommandSenderArns`) may send to the events queue, everyone else is denied
+/// SendMessage alone (so nobody loses the queue itself), and the processor knows
+/// the roles' ids to check each message's sender against its type.
+#[test]
+fn only_the_stacks_roles_and_the_named_principals_may_send_to_the_events_queue() {
+    let t = template();
+    let policy = &t["Resources"]["EventsQueuePolicy"];
+    assert_eq!(policy["Type"].as_str(), Some("AWS::SQS::QueuePolicy"));
+    assert!(
+        policy["Condition"].is_null(),
+        "the policy must always exist"
+    );
+    assert!(is_ref(&policy["Properties"]["Queues"][0], "EventsQueue"));
+    let statements: Vec<&Value> = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .collect();
+    let deny = statements
+        .iter()
+        .copied()
+        .find(|s| s["Effect"].as_str() == Some("Deny"))
+        .expect("a Deny for every other sender");
+    assert_eq!(deny["Principal"].as_str(), Some("*"));
+    // SendMessage only: an administrator can still change the policy, or purge.
+    assert_eq!(actions(deny), vec!["sqs:SendMessage"]);
+    assert_eq!(referenced(&deny["Resource"]), vec!["EventsQueue"]);
+    let (tag, branches) =
+        tagged(&deny["Condition"]["StringNotEquals"]["aws:PrincipalArn"]).unwrap();
+    assert_eq!(tag, "If");
+    assert_eq!(branches[0].as_str(), Some("HasCommandSenders"));
+    // Without CommandSenderArns: exactly the two roles.
+    let alone: Vec<String> = branches[2]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(referenced)
+        .collect();
+    assert_eq!(alone, vec!["WebhookFunctionRole", "ProcessorFunctionRole"]);
+    // With it: the two roles and the list.
+    let (split, args) = tagged(&branches[1]).unwrap();
+    assert_eq!(split, "Split");
+    assert_eq!(
+        referenced(&args[1]),
+        vec![
+            "WebhookFunctionRole",
+            "ProcessorFunctionRole",
+            "CommandSenderArns"
+        ]
+    );
+    let allow = unconditional(
+        statements
+            .iter()
+            .copied()
+            .find(|s| tagged(s).is_some())
+            .expect("a conditional Allow for the named principals"),
+    );
+    assert_eq!(allow["Effect"].as_str(), Some("Allow"));
+    assert_eq!(actions(allow), vec!["sqs:SendMessage"]);
+    assert_eq!(
+        all_references(&allow["Principal"]["AWS"]),
+        vec!["CommandSenderArns"]
+    );
+    assert_eq!(
+        t["Parameters"]["CommandSenderArns"]["Default"].as_str(),
+        Some("")
+    );
+
+    let env = &t["Resources"]["ProcessorFunction"]["Properties"]["Environment"]["Variables"];
+    for (var, role) in [
+        ("WEBHOOK_SENDER_ID", "WebhookFunctionRole.RoleId"),
+        ("PROCESSOR_SENDER_ID", "ProcessorFunctionRole.RoleId"),
+    ] {
+        let (tag, value) = tagged(&env[var]).unwrap_or_else(|| panic!("{var} missing"));
+        assert_eq!((tag.as_str(), value.as_str()), ("GetAtt", Some(role)));
+    }
+    assert!(is_ref(&env["REPLAY_SENDER_IDS"], "ReplaySenderIds"));
 }

@@ -100,6 +100,9 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
     ) -> Result<MessageOutcome, ProcessError> {
         let body = message.body.as_deref().unwrap_or("");
         let queued = QueueMessage::from_json(body)?;
+        if let Some(refused) = self.senders.screen(message, &queued) {
+            return Ok(refused);
+        }
         if let Some((page, thread)) = crate::park::needs_token(&queued) {
             let parked = self
                 .park_unless_active(message, &page, thread.as_ref())

@@ -183,7 +183,10 @@ pub async fn from_env_with_bot<B: Bot>(
         )),
         None => Box::new(crate::credentials::NoKey),
     };
+    let senders = crate::sender::Senders::from_env(env)?;
+    senders.announce();
     let mut processor = Processor::new(store, graph, bot, queue, BTreeMap::new());
+    processor.senders = senders;
     processor.credentials = crate::credentials::Credentials::new(seed, key, config.credentials_ttl);
     processor.bot_on = config.bot_on;
     processor.app_id = config.app_id;

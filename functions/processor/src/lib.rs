@@ -35,6 +35,7 @@ pub mod park;
 pub mod pipeline;
 pub mod publish;
 pub mod recent;
+pub mod sender;
 pub mod testing;
 
 use std::collections::BTreeMap;
@@ -186,6 +187,9 @@ pub enum MessageOutcome {
     CommandRepeated,
     /// Kept in the table until the Page has a usable token (see [`park`]).
     Parked { status: messenger_store::PageStatus },
+    /// Refused for who sent it (a type only the stack's roles write): acknowledged,
+    /// not processed (see [`sender`]).
+    SenderRefused(sender::SenderRefusal),
 }
 
 /// Time a message needs at the least: with less left, it is handed back to SQS
@@ -250,6 +254,8 @@ pub struct Processor<S, M, B, Q> {
     /// `HUMAN_PAUSE_HOURS`: how long the bot stays quiet on a thread after a human
     /// (or another app) wrote on it (zero: never).
     pub human_pause: Duration,
+    /// Who may queue what ([`sender`]); unchecked unless configured.
+    pub senders: sender::Senders,
 }
 
 /// `HUMAN_PAUSE_HOURS`' default.
@@ -278,6 +284,7 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             bot_on: true,
             app_id: None,
             human_pause: Duration::from_secs(DEFAULT_HUMAN_PAUSE_HOURS * 3_600),
+            senders: sender::Senders::default(),
         }
     }
 }

@@ -81,6 +81,27 @@ where
     }
 }
 
+/// A comma-separated list (`WEBHOOK_SENDER_ID`-style ids, ARNs): its items
+/// trimmed, empty ones dropped; unset or empty is an empty list. An item with a
+/// space or a comma inside cannot be one id, so none is accepted.
+pub fn list(env: &impl Lookup, var: &'static str) -> Result<Vec<String>, ConfigError> {
+    let items: Vec<String> = env
+        .get(var)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect();
+    match items.iter().find(|item| item.contains(char::is_whitespace)) {
+        Some(_) => Err(ConfigError::Invalid {
+            var,
+            reason: "must be a comma-separated list of ids without spaces".to_owned(),
+        }),
+        None => Ok(items),
+    }
+}
+
 /// The app's secrets. `Debug` shows which are present, never their values.
 #[derive(Clone, Default)]
 pub struct Secrets {

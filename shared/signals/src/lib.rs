@@ -78,6 +78,9 @@ pub enum Metric {
     GraphErrors,
     /// Events kept aside because their Page cannot be served.
     EventsParked,
+    /// Queue messages refused for who sent them (a type only the stack's roles may
+    /// send, from another principal); dimension `Reason`.
+    MessagesRefused,
     /// Graph answers saying a Page's token is no longer valid.
     PageCredentialsInvalid,
     /// One-time notification tokens the sweeper marked expired.
@@ -90,7 +93,7 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in the order of the table above.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::EventsAccepted,
         Self::EventsQuarantined,
         Self::SignatureRejected,
@@ -102,6 +105,7 @@ impl Metric {
         Self::SendsRefused,
         Self::GraphErrors,
         Self::EventsParked,
+        Self::MessagesRefused,
         Self::PageCredentialsInvalid,
         Self::TokensExpired,
         Self::PagesUnhealthy,
@@ -122,6 +126,7 @@ impl Metric {
             Self::SendsRefused => "SendsRefused",
             Self::GraphErrors => "GraphErrors",
             Self::EventsParked => "EventsParked",
+            Self::MessagesRefused => "MessagesRefused",
             Self::PageCredentialsInvalid => "PageCredentialsInvalid",
             Self::TokensExpired => "TokensExpired",
             Self::PagesUnhealthy => "PagesUnhealthy",
@@ -143,6 +148,7 @@ impl Metric {
             | Self::SendsRefused
             | Self::GraphErrors
             | Self::EventsParked
+            | Self::MessagesRefused
             | Self::PageCredentialsInvalid => Function::Processor,
             Self::TokensExpired => Function::OtnSweeper,
             Self::PagesUnhealthy | Self::SubscriptionsRepaired => Function::PageCheck,
@@ -152,7 +158,7 @@ impl Metric {
     /// The dimension beside `Function` that the metric is counted by, if any.
     pub const fn dimension(self) -> Option<&'static str> {
         match self {
-            Self::SendsRefused => Some("Reason"),
+            Self::SendsRefused | Self::MessagesRefused => Some("Reason"),
             Self::GraphErrors => Some("ErrorClass"),
             _ => None,
         }

@@ -90,7 +90,7 @@ fn counts_are_flushed_once_as_emf_documents_with_the_function_and_the_named_dime
 }
 
 #[test]
-fn every_metric_has_a_distinct_name_and_only_two_have_a_second_dimension() {
+fn every_metric_has_a_distinct_name_and_only_three_have_a_second_dimension() {
     // `count` keeps each metric's handle at its declaration index.
     for (i, metric) in Metric::ALL.iter().enumerate() {
         assert_eq!(*metric as usize, i, "{metric:?}");
@@ -104,5 +104,8 @@ fn every_metric_has_a_distinct_name_and_only_two_have_a_second_dimension() {
         .filter(|m| m.dimension().is_some())
         .map(|m| m.name())
         .collect();
-    assert_eq!(with_dimension, vec!["SendsRefused", "GraphErrors"]);
+    assert_eq!(
+        with_dimension,
+        vec!["SendsRefused", "GraphErrors", "MessagesRefused"]
+    );
 }

@@ -21,12 +21,21 @@ pub struct Key {
 pub struct Index {
     pub name: &'static str,
     pub key: Key,
+    /// The attributes it copies besides the keys (DynamoDB's `INCLUDE`): only what
+    /// the queries through it read.
+    pub projected: &'static [&'static str],
 }
+
+/// What a query through either OTN index reads of an item: the table's keys (always
+/// projected) and who the token is for (`tokens::token_ref`). Never the
+/// token or its topic: an index is a copy, and a copy of a credential is one more
+/// place it can leak from.
+pub const TOKEN_OWNER: &[&str] = &["page_id", "psid"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableSchema {
     pub key: Key,
-    /// Sparse global secondary indexes, projected in full.
+    /// Sparse global secondary indexes, each projecting only what is read through it.
     pub indexes: &'static [Index],
     /// Epoch seconds after which DynamoDB may delete the item. Cleanup only:
     /// correctness never waits for it (expiry is checked on read).
@@ -40,6 +49,7 @@ pub const OTN_BY_TOPIC: Index = Index {
         partition: "topic_pk",
         sort: "topic_sk",
     },
+    projected: TOKEN_OWNER,
 };
 
 /// The OTN expiry index, bucketed by expiry day: the sweeper reads only the
@@ -50,6 +60,7 @@ pub const OTN_BY_EXPIRY: Index = Index {
         partition: "expiry_pk",
         sort: "expiry_sk",
     },
+    projected: TOKEN_OWNER,
 };
 
 pub const SCHEMA: TableSchema = TableSchema {
@@ -89,8 +100,8 @@ fn key_schema(key: Key) -> Result<Vec<KeySchemaElement>, StoreError> {
         .collect()
 }
 
-/// Creates the table as the template declares it (on-demand, TTL on), for tests
-/// and the local stack.
+/// Creates the table as the template declares it (on-demand, TTL on, the indexes'
+/// minimal projection), for tests and the local stack.
 pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
     let schema = SCHEMA;
     let mut request = client
@@ -114,7 +125,10 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
                 .set_key_schema(Some(key_schema(index.key)?))
                 .projection(
                     Projection::builder()
-                        .projection_type(ProjectionType::All)
+                        .projection_type(ProjectionType::Include)
+                        .set_non_key_attributes(Some(
+                            index.projected.iter().map(|a| (*a).to_owned()).collect(),
+                        ))
                         .build(),
                 )
                 .build()

@@ -138,6 +138,8 @@ fn decode_topic_cursor(
     Ok((at, (!start.is_empty()).then_some(start)))
 }
 
+/// A token's place, from an item of either OTN index: reads only the keys and what
+/// the indexes project ([`crate::schema::TOKEN_OWNER`]).
 pub(crate) fn token_ref(item: &HashMap<String, AttributeValue>) -> Option<TokenRef> {
     Some(TokenRef {
         page: PageId::new(get_s(item, "page_id")?),
