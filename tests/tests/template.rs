@@ -39,10 +39,11 @@ fn referenced(value: &Value) -> Vec<String> {
     }
 }
 
-const FUNCTIONS: [(&str, &str); 3] = [
+const FUNCTIONS: [(&str, &str); 4] = [
     ("WebhookFunction", "webhook"),
     ("ProcessorFunction", "processor"),
     ("OtnSweeperFunction", "otn-sweeper"),
+    ("PageCheckFunction", "page-check"),
 ];
 
 /// The statement inside `!If [condition, statement, !Ref AWS::NoValue]` (a statement
@@ -350,14 +351,23 @@ fn every_alarm_watches_its_metric_in_its_namespace() {
             "{id} missing"
         );
         let p = &alarm["Properties"];
+        // The metric itself, or the one of that name in the alarm's metric math.
+        let m = match p["Metrics"].as_sequence() {
+            Some(metrics) => metrics
+                .iter()
+                .map(|m| &m["MetricStat"]["Metric"])
+                .find(|m| m["MetricName"].as_str() == Some(metric.name()))
+                .unwrap_or_else(|| panic!("{id}: its metric math has no {}", metric.name())),
+            None => p,
+        };
         assert!(
-            is_ref(&p["Namespace"], "MetricsNamespace"),
+            is_ref(&m["Namespace"], "MetricsNamespace"),
             "{id}: the functions' metrics are in !Ref MetricsNamespace, found {:?}",
-            p["Namespace"]
+            m["Namespace"]
         );
-        assert_eq!(p["MetricName"].as_str(), Some(metric.name()), "{id}");
+        assert_eq!(m["MetricName"].as_str(), Some(metric.name()), "{id}");
         // Exactly the dimensions the function writes, or CloudWatch sees another metric.
-        let dimensions = p["Dimensions"].as_sequence().unwrap();
+        let dimensions = m["Dimensions"].as_sequence().unwrap();
         assert_eq!(dimensions.len(), 1, "{id}: {dimensions:?}");
         assert_eq!(dimensions[0]["Name"].as_str(), Some("Function"), "{id}");
         assert_eq!(
@@ -939,7 +949,7 @@ fn allowed_on(t: &Value, function: &str, resource: &str) -> Vec<String> {
 /// (the webhook and the sweeper get no KMS action), and the key is retained with
 /// the table that holds what it sealed.
 #[test]
-fn page_tokens_are_sealed_with_the_stacks_key_and_only_the_processor_opens_them() {
+fn page_tokens_are_sealed_with_the_stacks_key_and_only_the_processor_and_page_check_open_them() {
     let t = template();
     let key = &t["Resources"]["TokenKey"];
     assert_eq!(key["Type"].as_str(), Some("AWS::KMS::Key"));
@@ -951,10 +961,11 @@ fn page_tokens_are_sealed_with_the_stacks_key_and_only_the_processor_opens_them(
         &env["CREDENTIALS_TTL_SECONDS"],
         "CredentialsTtlSeconds"
     ));
-    assert_eq!(
-        allowed_on(&t, "ProcessorFunction", "TokenKey"),
-        vec!["kms:Decrypt"]
-    );
+    for id in ["ProcessorFunction", "PageCheckFunction"] {
+        assert_eq!(allowed_on(&t, id, "TokenKey"), vec!["kms:Decrypt"], "{id}");
+        let env = &t["Resources"][id]["Properties"]["Environment"]["Variables"];
+        assert!(is_ref(&env["TOKEN_KEY_ID"], "TokenKey"), "{id}");
+    }
     for id in ["WebhookFunction", "OtnSweeperFunction"] {
         assert!(allowed_on(&t, id, "TokenKey").is_empty(), "{id}");
         // Their only KMS statement is the optional data key's, usable only through
@@ -1318,4 +1329,55 @@ fn only_the_stacks_roles_and_the_named_principals_may_send_to_the_events_queue()
         assert_eq!((tag.as_str(), value.as_str()), ("GetAtt", Some(role)));
     }
     assert!(is_ref(&env["REPLAY_SENDER_IDS"], "ReplaySenderIds"));
+}
+
+/// The hourly Page check: scheduled, bounded, and allowed only the Pages' records
+/// (the partition `PAGES`), never a thread, a token item or the ledger.
+#[test]
+fn the_page_check_runs_hourly_on_the_pages_records_only() {
+    let t = template();
+    let f = &t["Resources"]["PageCheckFunction"]["Properties"];
+    assert_eq!(
+        f["Events"]["Hourly"]["Properties"]["Schedule"].as_str(),
+        Some("rate(1 hour)")
+    );
+    // Its last Page starts with 20 s left (three Graph calls at their 5 s timeout).
+    assert!(f["Timeout"].as_u64().unwrap() >= 60);
+    let env = &f["Environment"]["Variables"];
+    for (var, param) in [
+        ("TABLE_NAME", "Table"),
+        ("SECRET_ARN", "AppSecret"),
+        ("GRAPH_API_VERSION", "GraphApiVersion"),
+        ("APP_ID", "AppId"),
+    ] {
+        assert!(is_ref(&env[var], param), "{var}");
+    }
+    let table: Vec<&Value> = statements_of(&t, "PageCheckFunction")
+        .into_iter()
+        .filter(|s| referenced(&s["Resource"]).iter().any(|r| r == "Table"))
+        .collect();
+    assert_eq!(table.len(), 1, "{table:?}");
+    let mut allowed = actions(table[0]);
+    allowed.sort_unstable();
+    assert_eq!(allowed, ["dynamodb:Query", "dynamodb:UpdateItem"]);
+    let keys = &table[0]["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"];
+    assert_eq!(keys[0].as_str(), Some("PAGES"));
+    assert_eq!(keys.as_sequence().map(Vec::len), Some(1));
+    // The alarm counts unhealthy Pages and the check's own failures.
+    let alarm = &t["Resources"]["PageCheckFailuresAlarm"]["Properties"];
+    let metrics = alarm["Metrics"].as_sequence().unwrap();
+    assert!(
+        metrics
+            .iter()
+            .any(|m| m["MetricStat"]["Metric"]["MetricName"].as_str() == Some("PagesUnhealthy"))
+    );
+    assert!(
+        metrics.iter().any(
+            |m| m["MetricStat"]["Metric"]["MetricName"].as_str() == Some("Errors")
+                && is_ref(
+                    &m["MetricStat"]["Metric"]["Dimensions"][0]["Value"],
+                    "PageCheckFunction"
+                )
+        )
+    );
 }
