@@ -121,6 +121,22 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
                 self.fan_out(&command, id, deadline).await
             }
             QueueMessage::NotifyOne(one) => self.notify_one(&one).await,
+            QueueMessage::ReplayParked(replay) => {
+                let done = crate::park::replay(&self.store, &self.queue, &replay.page_id)
+                    .await
+                    .map_err(|e| match e {
+                        crate::park::ReplayError::Store(e) => ProcessError::Store(e),
+                        crate::park::ReplayError::Queue(e) => ProcessError::Enqueue(e),
+                        crate::park::ReplayError::Key(e) => ProcessError::Store(
+                            messenger_store::StoreError::invalid("replay", e.to_string()),
+                        ),
+                    })?;
+                tracing::info!(page_id = %replay.page_id, queued = done.queued, refused = done.refused, "parked messages replayed");
+                Ok(MessageOutcome::Replayed {
+                    queued: done.queued,
+                    refused_by_queue: done.refused,
+                })
+            }
             QueueMessage::Command(command) => self.process_command(&command, deadline).await,
         }
     }

@@ -187,6 +187,11 @@ pub enum MessageOutcome {
     CommandRepeated,
     /// Kept in the table until the Page has a usable token (see [`park`]).
     Parked { status: messenger_store::PageStatus },
+    /// A `replay_parked` request: the Page's parked messages put back on the queue.
+    Replayed {
+        queued: usize,
+        refused_by_queue: usize,
+    },
     /// Refused for who sent it (a type only the stack's roles write): acknowledged,
     /// not processed (see [`sender`]).
     SenderRefused(sender::SenderRefusal),

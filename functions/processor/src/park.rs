@@ -49,7 +49,7 @@ pub(crate) fn needs_token(message: &QueueMessage) -> Option<(PageId, Option<Thre
             one.page_id.clone(),
             Some(ThreadKey::psid(one.page_id.clone(), one.psid.clone())),
         )),
-        QueueMessage::Notify(_) => None,
+        QueueMessage::Notify(_) | QueueMessage::ReplayParked(_) => None,
     }
 }
 
@@ -206,6 +206,60 @@ pub async fn store_token<R: PageRegistry, Q: EventQueue + Sync>(
     let sealed = key.seal(page, token).await?;
     store.store_page_token(page, sealed, now).await?;
     replay(store, queue, page).await
+}
+
+/// Asks the processor to replay the Page's parked messages (`page store-token`,
+/// `page replay`): one `replay_parked` message on the events queue. The processor
+/// re-queues them under its own role, which the queue's sender check trusts with
+/// Meta events; an operator re-sending them would not be.
+pub async fn request_replay<Q: EventQueue + Sync>(
+    queue: &Q,
+    page: &PageId,
+    now: messenger_types::Timestamp,
+) -> Result<(), ReplayError> {
+    let body = serde_json::to_string(&messenger_types::queue::ReplayParked {
+        kind: messenger_types::queue::QueueMessageType::ReplayParked,
+        page_id: page.clone(),
+    })
+    .unwrap_or_default();
+    let message = OutgoingMessage {
+        group_id: format!("replay:{page}"),
+        dedup_id: hex::encode(Sha256::digest(format!(
+            "replay-request:{page}:{}",
+            now.as_millis()
+        ))),
+        body,
+        kind: "replay_parked",
+    };
+    let refused = event_queue::send_all(
+        queue,
+        std::slice::from_ref(&message),
+        &RetryPolicy::default(),
+    )
+    .await?;
+    match refused.first() {
+        None => Ok(()),
+        Some(r) => Err(ReplayError::Store(StoreError::invalid(
+            "SendMessage(replay_parked)",
+            format!("the queue refused the replay request: {}", r.code),
+        ))),
+    }
+}
+
+/// Stores a Page's token, sealed with `key` (the Page is `ACTIVE` from `now`), and
+/// asks the processor to replay its parked messages: what the operator's commands
+/// do.
+pub async fn store_token_and_request_replay<R: PageRegistry, Q: EventQueue + Sync>(
+    store: &R,
+    key: &dyn crate::credentials::TokenKey,
+    queue: &Q,
+    page: &PageId,
+    token: &secrecy::SecretString,
+    now: messenger_types::Timestamp,
+) -> Result<(), ReplayError> {
+    let sealed = key.seal(page, token).await?;
+    store.store_page_token(page, sealed, now).await?;
+    request_replay(queue, page, now).await
 }
 
 /// What a replay did.

@@ -385,3 +385,52 @@ async fn a_page_meta_restricted_stops_sending_and_its_events_are_parked() {
     assert!(p.graph.sends().is_empty());
     assert_eq!(p.store.parked(&page, None, 10).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_replay_request_puts_the_parked_messages_back_under_the_processors_own_role() {
+    let p = processor();
+    let page = PageId::new(PAGE);
+    let group = format!("{PAGE}:2013");
+    p.handle(
+        sqs(&[
+            (group.clone(), text("2013", "m1", 1_000)),
+            (group.clone(), text("2013", "m2", 900)),
+        ]),
+        None,
+    )
+    .await;
+    assert_eq!(p.store.parked(&page, None, 10).await.unwrap().len(), 2);
+
+    // What `page store-token` does: the token stored, and one request queued.
+    let token = SecretString::from("page-token".to_owned());
+    park::store_token_and_request_replay(&p.store, &TestKey, &p.queue, &page, &token, now())
+        .await
+        .unwrap();
+    let request = requeued(&p);
+    assert_eq!(request.records.len(), 1);
+    let body = request.records[0].body.clone().unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"type": "replay_parked", "page_id": PAGE})
+    );
+    assert_eq!(
+        p.store.parked(&page, None, 10).await.unwrap().len(),
+        2,
+        "nothing replayed before the processor takes the request"
+    );
+
+    // The processor takes it: both back on the queue, in order, and then answered.
+    let response = p.handle(request, None).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert!(p.store.parked(&page, None, 10).await.unwrap().is_empty());
+    let replayed = requeued(&p);
+    assert_eq!(replayed.records.len(), 2);
+    assert!(
+        replayed
+            .records
+            .iter()
+            .all(|m| m.attributes["MessageGroupId"] == group)
+    );
+    p.handle(replayed, None).await;
+    assert_eq!(p.graph.send_tokens(), vec!["page-token"; 2]);
+}

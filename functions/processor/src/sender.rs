@@ -86,6 +86,8 @@ fn needs(message: &QueueMessage) -> (&'static str, Needs) {
         QueueMessage::Event(_) => ("event", Needs::Webhook),
         QueueMessage::NotifyOne(_) => ("notify_one", Needs::Processor),
         QueueMessage::Notify(_) => ("notify", Needs::Admitted),
+        // It names a Page; what it replays comes from the table.
+        QueueMessage::ReplayParked(_) => ("replay_parked", Needs::Admitted),
         QueueMessage::Command(_) => ("command", Needs::Admitted),
     }
 }
@@ -309,6 +311,17 @@ mod tests {
         for sender in [WEBHOOK, PROCESSOR, OTHER] {
             assert_eq!(senders.check(Some(sender), &command()), Ok(()));
         }
+    }
+
+    #[test]
+    fn a_replay_request_is_taken_from_an_operator_not_listed_for_meta_events() {
+        let senders = checked();
+        let replay = QueueMessage::from_json(r#"{"type":"replay_parked","page_id":"1"}"#).unwrap();
+        // An operator outside REPLAY_SENDER_IDS: its replay request passes, and the
+        // events the processor then re-queues come from the processor's own role.
+        assert_eq!(senders.check(Some(&session(OTHER)), &replay), Ok(()));
+        assert!(senders.check(Some(&session(OTHER)), &event()).is_err());
+        assert_eq!(senders.check(Some(&session(PROCESSOR)), &event()), Ok(()));
     }
 
     #[test]

@@ -76,6 +76,20 @@ pub enum QueueMessageType {
     Event,
     Notify,
     NotifyOne,
+    ReplayParked,
+}
+
+/// `{"type":"replay_parked","page_id":"…"}`: the processor puts the Page's parked
+/// messages back on the queue (sent by `messenger page store-token` and
+/// `page replay`). It names the Page only: what is replayed comes from the table,
+/// and the processor re-queues it under its own role, so a replay passes the
+/// queue's sender check however the operator is signed in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayParked {
+    #[serde(rename = "type")]
+    pub kind: QueueMessageType,
+    pub page_id: PageId,
 }
 
 /// Any message body on the events queue.
@@ -86,6 +100,7 @@ pub enum QueueMessage {
     NotifyOne(NotifyOne),
     /// A command from the business's own systems (`send`, `pass_thread_control`, ...).
     Command(crate::command::Command),
+    ReplayParked(ReplayParked),
 }
 
 /// Why a queue message could not be read. Holds no part of the body.
@@ -134,6 +149,9 @@ impl QueueMessage {
             Some("notify") => serde_json::from_str(body).map(Self::Notify).map_err(fail),
             Some("notify_one") => serde_json::from_str(body)
                 .map(Self::NotifyOne)
+                .map_err(fail),
+            Some("replay_parked") => serde_json::from_str(body)
+                .map(Self::ReplayParked)
                 .map_err(fail),
             Some(
                 "send"

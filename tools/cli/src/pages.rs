@@ -60,7 +60,9 @@ pub enum PageCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Put the Page's parked messages back on the events queue, oldest first.
+    /// Ask the processor to put the Page's parked messages back on the events queue,
+    /// oldest first (a `replay_parked` message: the processor re-queues them under its
+    /// own role).
     Replay {
         #[arg(long, env = "PAGE_ID")]
         page: String,
@@ -235,8 +237,10 @@ pub async fn page(env: &Env, sdk: &SdkConfig, command: PageCommand) -> Result<()
         PageCommand::StoreToken { page, json } => {
             let page = PageId::new(&page);
             let token = SecretString::from(read_stdin("the Page access token").await?);
-            let replayed = processor::park::store_token(
-                &store(env, sdk)?,
+            let store = store(env, sdk)?;
+            let parked = store.parked(&page, None, COUNT_UP_TO).await?.len();
+            processor::park::store_token_and_request_replay(
+                &store,
                 &key(env, sdk)?,
                 &queue(env, sdk)?,
                 &page,
@@ -247,16 +251,11 @@ pub async fn page(env: &Env, sdk: &SdkConfig, command: PageCommand) -> Result<()
             publish_status(env, sdk, &page, PageStatus::Active, None).await;
             let value = json!({
                 "page_id": page.as_str(), "status": PageStatus::Active.as_str(),
-                "replayed": replayed.queued, "refused_by_queue": replayed.refused,
+                "replayed": parked, "parked_counted_up_to": COUNT_UP_TO,
             });
             print(json, &value, || {
                 format!(
-                    "stored the access token of Page {page}: ACTIVE; {} parked message(s) put back on the queue{}",
-                    replayed.queued,
-                    match replayed.refused {
-                        0 => String::new(),
-                        n => format!(", {n} refused by the queue (still parked)"),
-                    }
+                    "stored the access token of Page {page}: ACTIVE; the processor replays its {parked} parked message(s)"
                 )
             });
             Ok(())
@@ -315,14 +314,14 @@ pub async fn page(env: &Env, sdk: &SdkConfig, command: PageCommand) -> Result<()
         }
         PageCommand::Replay { page, json } => {
             let page = PageId::new(&page);
-            let replayed =
-                processor::park::replay(&store(env, sdk)?, &queue(env, sdk)?, &page).await?;
-            let value = json!({"page_id": page.as_str(), "replayed": replayed.queued, "refused_by_queue": replayed.refused});
+            let parked = store(env, sdk)?
+                .parked(&page, None, COUNT_UP_TO)
+                .await?
+                .len();
+            processor::park::request_replay(&queue(env, sdk)?, &page, Timestamp::now()).await?;
+            let value = json!({"page_id": page.as_str(), "replayed": parked, "parked_counted_up_to": COUNT_UP_TO});
             print(json, &value, || {
-                format!(
-                    "Page {page}: {} parked message(s) put back on the queue",
-                    replayed.queued
-                )
+                format!("Page {page}: the processor replays its {parked} parked message(s)")
             });
             Ok(())
         }
@@ -410,7 +409,8 @@ async fn connect(
             connected.push(json!({"page_id": page.as_str(), "name": account.name, "status": "INVALID", "reason": "debug_token: not valid"}));
             continue;
         }
-        let replayed = processor::park::store_token(
+        let parked = store.parked(page, None, COUNT_UP_TO).await?.len();
+        processor::park::store_token_and_request_replay(
             &store,
             &key,
             &queue,
@@ -430,7 +430,7 @@ async fn connect(
             .map_err(|e| format!("subscribed_apps for Page {page}: {e}"))?;
         connected.push(json!({
             "page_id": page.as_str(), "name": account.name, "status": PageStatus::Active.as_str(),
-            "subscribed_fields": subscribed, "replayed": replayed.queued,
+            "subscribed_fields": subscribed, "replayed": parked,
             "token_expires_at": info.expires_at,
         }));
     }
