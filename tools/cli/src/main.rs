@@ -12,6 +12,7 @@ mod fake_graph;
 mod local;
 mod ops;
 mod pages;
+mod profile;
 mod samples;
 mod settings;
 
@@ -92,6 +93,10 @@ enum Command {
     /// A Page: its token, status, parked messages and subscription.
     #[command(subcommand)]
     Page(pages::PageCommand),
+    /// The Page's Messenger Profile (Get Started, greeting, ice breakers,
+    /// persistent menu, whitelisted domains) as a file.
+    #[command(subcommand)]
+    Profile(profile::ProfileCommand),
     /// Set the app secret or the verify token in the secret (SECRET_ARN), from stdin.
     SetSecret {
         #[arg(value_enum)]
@@ -148,6 +153,7 @@ async fn run(command: Command, aws: &settings::AwsArgs) -> Result<()> {
         Command::Quarantine(command) => ops::quarantine(&env, sdk, command).await,
         Command::Dlq(command) => ops::dlq(&env, sdk, command).await,
         Command::Page(command) => pages::page(&env, sdk, command).await,
+        Command::Profile(command) => profile::profile(&env, sdk, command).await,
         Command::SetSecret { field } => ops::set_secret(&env, sdk, field).await,
     }
 }

@@ -253,3 +253,127 @@ async fn stack_name_fills_in_the_settings_from_the_stacks_outputs_and_the_enviro
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// `messenger fake-graph` on a free port, recording into a file of its own:
+/// (its URL, the record file, the process, kept alive while the test runs).
+async fn fake_graph() -> (String, std::path::PathBuf, tokio::process::Child) {
+    use tokio::io::AsyncBufReadExt;
+    let record = std::env::temp_dir().join(format!("{}.jsonl", unique("graph-calls")));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_messenger"))
+        .args(["fake-graph", "--port", "0", "--record"])
+        .arg(&record)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap().unwrap();
+    let url = first
+        .strip_prefix("GRAPH_API_BASE_URL=")
+        .unwrap()
+        .to_owned();
+    // Keep reading what it prints, so that it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (url, record, child)
+}
+
+fn recorded(record: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(record)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn profile_set_posts_exactly_the_fields_of_the_file_and_refuses_a_long_greeting_without_a_call()
+ {
+    let (graph, record, _fake) = fake_graph().await;
+    let page = "100000000000001";
+    let tokens = json!({ page: "page-token-for-tests" }).to_string();
+    let env = [
+        ("GRAPH_API_BASE_URL", graph.as_str()),
+        ("APP_SECRET", "app-secret-for-tests"),
+        ("PAGE_ACCESS_TOKENS", tokens.as_str()),
+        ("TABLE_NAME", ""),
+        ("SECRET_ARN", ""),
+    ];
+    let dir = std::env::temp_dir().join(unique("profile"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("messenger-profile.json");
+    let profile = json!({
+        "get_started": {"payload": "GET_STARTED"},
+        "greeting": [{"locale": "default", "text": "Hello!"}],
+        "whitelisted_domains": ["https://shop.example.com"],
+    });
+    std::fs::write(&file, profile.to_string()).unwrap();
+    let path = file.to_str().unwrap();
+
+    let output = messenger(&["profile", "set", "--file", path, "--page", page], &env).await;
+    let printed = String::from_utf8(ok(&output).to_vec()).unwrap();
+    assert!(
+        printed.contains("greeting: + "),
+        "no diff printed: {printed}"
+    );
+    let calls = recorded(&record);
+    let posts: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c["edge"] == "messenger_profile" && c["method"] == "POST")
+        .collect();
+    assert_eq!(posts.len(), 1, "{calls:?}");
+    assert_eq!(
+        posts[0]["body"], profile,
+        "the POST is not the file's fields"
+    );
+    assert_eq!(posts[0]["page_id"], page);
+    assert_eq!(posts[0]["appsecret_proof"], true);
+    assert_eq!(posts[0]["authorized"], true);
+
+    // What Graph now has, as `profile get --json` prints it.
+    let output = messenger(&["profile", "get", "--json", "--page", page], &env).await;
+    let got: Value = serde_json::from_slice(ok(&output)).unwrap();
+    assert_eq!(got, profile);
+
+    // Set again: nothing changed, nothing posted.
+    let output = messenger(
+        &["profile", "set", "--json", "--file", path, "--page", page],
+        &env,
+    )
+    .await;
+    let done: Value = serde_json::from_slice(ok(&output)).unwrap();
+    assert_eq!(done["set"], false, "{done}");
+
+    // One character over Meta's limit: refused, naming the field, no call at all.
+    let before = recorded(&record).len();
+    let long = json!({"greeting": [{"locale": "default", "text": "x".repeat(161)}]});
+    std::fs::write(&file, long.to_string()).unwrap();
+    let output = messenger(&["profile", "set", "--file", path, "--page", page], &env).await;
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        error.contains("greeting[0].text: 161 characters, at most 160"),
+        "{error}"
+    );
+    assert_eq!(recorded(&record).len(), before, "a call was made");
+
+    // Delete one field: the rest stays.
+    let output = messenger(
+        &["profile", "delete", "--field", "greeting", "--page", page],
+        &env,
+    )
+    .await;
+    ok(&output);
+    let output = messenger(&["profile", "get", "--json", "--page", page], &env).await;
+    let got: Value = serde_json::from_slice(ok(&output)).unwrap();
+    assert_eq!(
+        got,
+        json!({"get_started": {"payload": "GET_STARTED"}, "whitelisted_domains": ["https://shop.example.com"]})
+    );
+    // The token never reaches the record.
+    assert!(
+        !std::fs::read_to_string(&record)
+            .unwrap()
+            .contains("page-token-for-tests")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
