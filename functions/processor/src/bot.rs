@@ -154,6 +154,14 @@ fn decide(turn: &Turn<'_>) -> Vec<Action> {
                 .into_iter()
                 .collect()
         }
+        // The Get Started button (messenger-profile.example.json sets its payload).
+        EventKind::Postback(p) if p.payload.as_deref() == Some("GET_STARTED") => turn
+            .reply(OutgoingMessage::text(
+                "Welcome! Write anything to get an answer, \"notify me about <topic>\" to be \
+                 told when something happens, or \"human\" to talk to a person.",
+            ))
+            .into_iter()
+            .collect(),
         EventKind::Postback(p) => {
             let title = p.title.as_deref().unwrap_or("that");
             turn.reply(OutgoingMessage::text(&format!("You chose: {title}")))
@@ -239,6 +247,20 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn the_get_started_button_gets_a_welcome_and_other_postbacks_their_title() {
+        let postback = |payload: &str| {
+            format!(
+                r#"{{"sender":{{"id":"2"}},"recipient":{{"id":"1"}},"timestamp":1,"postback":{{"title":"Get Started","payload":"{payload}"}}}}"#
+            )
+        };
+        let welcome = sent(&decide_on(&postback("GET_STARTED"), Source::Messaging));
+        assert_eq!(welcome.len(), 1);
+        assert!(welcome[0]["text"].as_str().unwrap().starts_with("Welcome!"));
+        let other = sent(&decide_on(&postback("MENU"), Source::Messaging));
+        assert_eq!(other[0]["text"], "You chose: Get Started");
     }
 
     #[test]

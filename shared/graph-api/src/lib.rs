@@ -29,7 +29,9 @@ use std::fmt;
 use std::time::Duration;
 
 mod connect;
+pub mod profile;
 pub use connect::{PageAccount, TokenInfo, WEBHOOK_FIELDS};
+pub use profile::{InvalidProfile, MessengerProfile};
 
 use hmac::{Hmac, Mac};
 use messenger_types::send::{GraphErrorEnvelope, SendRequest, SendResponse};

@@ -1,5 +1,6 @@
 //! A stand-in for the Graph API: answers the Send API, the Handover Protocol,
-//! `subscribed_apps` (remembering each Page's fields), and what `page connect` asks
+//! `subscribed_apps` (remembering each Page's fields), `messenger_profile`
+//! (remembering each Page's profile), and what `page connect` asks
 //! (`oauth/access_token`, `me/accounts` with the local Pages, `debug_token`), prints
 //! each call and appends it as one JSON line to a file. Access tokens are never printed
 //! or recorded, only whether one came.
@@ -33,6 +34,8 @@ struct Recorder {
     calls: AtomicU64,
     /// The fields each Page was subscribed to (`POST subscribed_apps`).
     subscribed: Mutex<std::collections::BTreeMap<String, Vec<String>>>,
+    /// Each Page's Messenger Profile (`POST messenger_profile`), field by field.
+    profiles: Mutex<std::collections::BTreeMap<String, serde_json::Map<String, Value>>>,
     /// Tokens declared dead (`POST /_fake/dead-tokens`): kept in memory only.
     dead: Mutex<std::collections::BTreeSet<String>>,
 }
@@ -66,6 +69,7 @@ pub async fn start(port: u16, record: &Path) -> crate::Result<FakeGraph> {
         file: Mutex::new(file),
         calls: AtomicU64::new(0),
         subscribed: Mutex::new(std::collections::BTreeMap::new()),
+        profiles: Mutex::new(std::collections::BTreeMap::new()),
         dead: Mutex::new(std::collections::BTreeSet::new()),
     });
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
@@ -195,6 +199,53 @@ async fn answer(recorder: &Recorder, req: Request<Incoming>) -> Response<Full<By
         ("DELETE", "subscribed_apps") => {
             recorder.subscribed.lock().await.remove(page);
             (StatusCode::OK, json!({"success": true}))
+        }
+        ("POST", "messenger_profile") => match body.as_object() {
+            Some(fields) if !fields.is_empty() => {
+                let mut profiles = recorder.profiles.lock().await;
+                let profile = profiles.entry(page.to_owned()).or_default();
+                for (field, value) in fields {
+                    profile.insert(field.clone(), value.clone());
+                }
+                (StatusCode::OK, json!({"result": "success"}))
+            }
+            _ => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": {"message": "(#100) The parameter is missing or empty", "type": "OAuthException", "code": 100}}),
+            ),
+        },
+        ("GET", "messenger_profile") => {
+            let wanted: Vec<&str> = query
+                .get("fields")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .split(',')
+                .collect();
+            let profile: serde_json::Map<String, Value> = recorder
+                .profiles
+                .lock()
+                .await
+                .get(page)
+                .map(|p| {
+                    p.iter()
+                        .filter(|(f, _)| wanted.contains(&f.as_str()))
+                        .map(|(f, v)| (f.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let data: Vec<Value> = (!profile.is_empty())
+                .then_some(Value::Object(profile))
+                .into_iter()
+                .collect();
+            (StatusCode::OK, json!({"data": data}))
+        }
+        ("DELETE", "messenger_profile") => {
+            if let Some(profile) = recorder.profiles.lock().await.get_mut(page) {
+                for field in body["fields"].as_array().into_iter().flatten() {
+                    profile.remove(field.as_str().unwrap_or_default());
+                }
+            }
+            (StatusCode::OK, json!({"result": "success"}))
         }
         ("GET", "access_token") if page == "oauth" => (
             StatusCode::OK,

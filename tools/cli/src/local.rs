@@ -68,8 +68,7 @@ pub struct Options {
     name: String,
 }
 
-pub async fn run(env: &Env, options: Options) -> Result<()> {
-    let sdk = settings::sdk().await;
+pub async fn run(env: &Env, sdk: &SdkConfig, options: Options) -> Result<()> {
     let mut env = env.clone();
     let resources = ["TABLE_NAME", "EVENTS_QUEUE_URL", "QUARANTINE_BUCKET"];
     if !resources.iter().all(|k| env.is_set(k)) {
@@ -81,7 +80,7 @@ pub async fn run(env: &Env, options: Options) -> Result<()> {
                     .into(),
             );
         }
-        for (key, value) in create_resources(&sdk, &options.name).await? {
+        for (key, value) in create_resources(sdk, &options.name).await? {
             env.default(&key, value);
         }
     }
@@ -104,9 +103,9 @@ pub async fn run(env: &Env, options: Options) -> Result<()> {
     // The functions' EMF documents are summed into a line a minute rather than
     // mixed into this output (with --metrics-every 0 they are printed as written).
     let metrics = (options.metrics_every > 0).then(signals::capture);
-    let webhook = Arc::new(webhook::from_env(&env, &sdk).await?);
-    let processor = Arc::new(processor::from_env(&env, &sdk).await?);
-    let sweeper = otn_sweeper::from_env(&env, &sdk)?;
+    let webhook = Arc::new(webhook::from_env(&env, sdk).await?);
+    let processor = Arc::new(processor::from_env(&env, sdk).await?);
+    let sweeper = otn_sweeper::from_env(&env, sdk)?;
 
     let listener = TcpListener::bind(("127.0.0.1", options.port))
         .await

@@ -12,6 +12,7 @@ mod fake_graph;
 mod local;
 mod ops;
 mod pages;
+mod profile;
 mod samples;
 mod settings;
 
@@ -25,10 +26,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The local stack and operator commands of the Messenger backend.
 ///
 /// Settings come from the environment (the same variables the functions read, see the
-/// README); `scripts/cli` adds the ones `messenger local` wrote to .local/stack.env.
+/// README), then from the deployed stack's Outputs (--stack-name); `scripts/cli` adds
+/// the ones `messenger local` wrote to .local/stack.env. Logs go to stderr.
 #[derive(Debug, Parser)]
 #[command(name = "messenger", version)]
 struct Cli {
+    /// More logs on stderr: -v info, -vv debug, -vvv trace (default: warnings only;
+    /// `local` shows info).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(flatten)]
+    aws: settings::AwsArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -85,6 +93,10 @@ enum Command {
     /// A Page: its token, status, parked messages and subscription.
     #[command(subcommand)]
     Page(pages::PageCommand),
+    /// The Page's Messenger Profile (Get Started, greeting, ice breakers,
+    /// persistent menu, whitelisted domains) as a file.
+    #[command(subcommand)]
+    Profile(profile::ProfileCommand),
     /// Set the app secret or the verify token in the secret (SECRET_ARN), from stdin.
     SetSecret {
         #[arg(value_enum)]
@@ -94,9 +106,14 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    lambda_runtime::tracing::init_default_subscriber();
     let cli = Cli::parse();
-    match run(cli.command).await {
+    // The local stack runs the functions: their info lines are what one watches.
+    let default_level = match cli.command {
+        Command::Local(_) => tracing::Level::INFO,
+        _ => tracing::Level::WARN,
+    };
+    settings::init_logs(cli.verbose, default_level);
+    match run(cli.command, &cli.aws).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -105,13 +122,19 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(command: Command) -> Result<()> {
-    let env = settings::Env::from_process();
+async fn run(command: Command, aws: &settings::AwsArgs) -> Result<()> {
+    let mut env = settings::Env::from_process();
+    let sdk = settings::sdk(aws).await;
     match command {
-        Command::Local(options) => local::run(&env, options).await,
+        // These make or fake a stack of their own.
+        Command::Local(_) | Command::Setup { .. } | Command::FakeGraph { .. } => {}
+        _ => env.with_stack(aws, &sdk).await?,
+    }
+    let sdk = &sdk;
+    match command {
+        Command::Local(options) => local::run(&env, sdk, options).await,
         Command::Setup { name } => {
-            let sdk = settings::sdk().await;
-            for (key, value) in local::create_resources(&sdk, &name).await? {
+            for (key, value) in local::create_resources(sdk, &name).await? {
                 println!("{key}={value}");
             }
             Ok(())
@@ -123,18 +146,14 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Simulate(sample) => samples::send(&env, sample).await,
-        Command::Send(args) => business::send(&env, &settings::sdk().await, &args).await,
-        Command::Forget(args) => business::forget(&env, &settings::sdk().await, &args).await,
-        Command::Events(command) => business::events(&env, &settings::sdk().await, command).await,
-        Command::Notify { page, topic, text } => {
-            let sdk = settings::sdk().await;
-            ops::notify(&env, &sdk, &page, &topic, &text).await
-        }
-        Command::Quarantine(command) => {
-            ops::quarantine(&env, &settings::sdk().await, command).await
-        }
-        Command::Dlq(command) => ops::dlq(&env, &settings::sdk().await, command).await,
-        Command::Page(command) => pages::page(&env, &settings::sdk().await, command).await,
-        Command::SetSecret { field } => ops::set_secret(&env, &settings::sdk().await, field).await,
+        Command::Send(args) => business::send(&env, sdk, &args).await,
+        Command::Forget(args) => business::forget(&env, sdk, &args).await,
+        Command::Events(command) => business::events(&env, sdk, command).await,
+        Command::Notify { page, topic, text } => ops::notify(&env, sdk, &page, &topic, &text).await,
+        Command::Quarantine(command) => ops::quarantine(&env, sdk, command).await,
+        Command::Dlq(command) => ops::dlq(&env, sdk, command).await,
+        Command::Page(command) => pages::page(&env, sdk, command).await,
+        Command::Profile(command) => profile::profile(&env, sdk, command).await,
+        Command::SetSecret { field } => ops::set_secret(&env, sdk, field).await,
     }
 }

@@ -18,27 +18,39 @@ pub const WEBHOOK_FIELDS: &str = "messages,messaging_postbacks,messaging_optins,
 
 #[derive(Debug, clap::Subcommand)]
 pub enum QuarantineCommand {
-    /// List kept bodies (key, size, time, reason), newest day first.
+    /// List kept bodies (key, size, time, reason), newest first.
     List {
         /// Only this UTC day (YYYY-MM-DD).
         #[arg(long)]
         day: Option<String>,
+        /// One JSON array of {key, size, last_modified, reason}.
+        #[arg(long)]
+        json: bool,
     },
-    /// Print one kept body, byte for byte.
+    /// Print one kept body, byte for byte (nothing else goes to stdout).
     Get { key: String },
 }
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DlqCommand {
     /// Count the messages waiting in the dead-letter queue.
-    Count,
+    Count {
+        #[arg(long)]
+        json: bool,
+    },
     /// Move dead-lettered messages back to the events queue, each in its own group
-    /// and order, once the cause is fixed. The processor's deduplication makes a
-    /// message that was in fact processed a no-op.
+    /// and order, once the cause is fixed, with progress on stderr. The processor's
+    /// deduplication makes a message that was in fact processed a no-op.
+    ///
+    /// On AWS this starts SQS's own message move task and follows it; where that
+    /// is not available (the emulator) or with --max, messages are moved ten at a
+    /// time (receive, send, delete).
     Redrive {
-        /// Stop after this many messages.
-        #[arg(long, default_value_t = 10_000)]
-        max: usize,
+        /// Stop after this many messages (moves them ten at a time).
+        #[arg(long)]
+        max: Option<usize>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -94,7 +106,7 @@ pub async fn quarantine(env: &Env, sdk: &SdkConfig, command: QuarantineCommand) 
     let bucket = env.require("QUARANTINE_BUCKET", FROM_OUTPUTS)?;
     let s3 = webhook::s3_client(sdk);
     match command {
-        QuarantineCommand::List { day } => {
+        QuarantineCommand::List { day, json } => {
             let prefix = match day {
                 Some(day) => format!("quarantine/{day}/"),
                 None => "quarantine/".to_owned(),
@@ -105,32 +117,49 @@ pub async fn quarantine(env: &Env, sdk: &SdkConfig, command: QuarantineCommand) 
                 .prefix(&prefix)
                 .into_paginator()
                 .send();
-            let mut count = 0;
+            let mut kept = Vec::new();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| format!("cannot list {bucket}: {}", describe(&e)))?;
                 for object in page.contents() {
-                    let key = object.key().unwrap_or_default();
-                    let reason = s3
-                        .head_object()
-                        .bucket(&bucket)
-                        .key(key)
-                        .send()
-                        .await
-                        .ok()
-                        .and_then(|h| h.metadata().and_then(|m| m.get("reason").cloned()))
-                        .unwrap_or_default();
-                    println!(
-                        "{key}\t{} bytes\t{}\t{reason}",
+                    kept.push((
+                        object.last_modified().map(|t| (t.secs(), t.subsec_nanos())),
+                        object.key().unwrap_or_default().to_owned(),
                         object.size().unwrap_or(0),
                         object
                             .last_modified()
                             .map(|t| t.to_string())
-                            .unwrap_or_default()
-                    );
-                    count += 1;
+                            .unwrap_or_default(),
+                    ));
                 }
             }
-            eprintln!("{count} quarantined bodies under s3://{bucket}/{prefix}");
+            // S3 lists keys in name order (a day, then a hash): newest first is
+            // what an operator looking for the last failure wants.
+            kept.sort_by(|a, b| (&b.0, &b.1).cmp(&(&a.0, &a.1)));
+            let mut lines = Vec::new();
+            for (_, key, size, modified) in kept {
+                let reason = s3
+                    .head_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|h| h.metadata().and_then(|m| m.get("reason").cloned()))
+                    .unwrap_or_default();
+                if !json {
+                    println!("{key}\t{size} bytes\t{modified}\t{reason}");
+                }
+                lines.push(
+                    json!({"key": key, "size": size, "last_modified": modified, "reason": reason}),
+                );
+            }
+            if json {
+                println!("{}", Value::Array(lines.clone()));
+            }
+            eprintln!(
+                "{} quarantined bodies under s3://{bucket}/{prefix}",
+                lines.len()
+            );
             Ok(())
         }
         QuarantineCommand::Get { key } => {
@@ -152,7 +181,7 @@ pub async fn quarantine(env: &Env, sdk: &SdkConfig, command: QuarantineCommand) 
 }
 
 /// The dead-letter queue of the events queue, from its redrive policy.
-async fn dead_letter_queue(sqs: &aws_sdk_sqs::Client, queue: &str) -> Result<String> {
+pub(crate) async fn dead_letter_queue(sqs: &aws_sdk_sqs::Client, queue: &str) -> Result<String> {
     let attributes = sqs
         .get_queue_attributes()
         .queue_url(queue)
@@ -196,84 +225,271 @@ pub async fn dlq(env: &Env, sdk: &SdkConfig, command: DlqCommand) -> Result<()> 
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let dlq = dead_letter_queue(&sqs, &queue).await?;
     match command {
-        DlqCommand::Count => {
-            let attributes = sqs
-                .get_queue_attributes()
-                .queue_url(&dlq)
-                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-                .send()
-                .await
-                .map_err(|e| format!("cannot read the dead-letter queue: {}", describe(&e)))?;
-            let get = |name| {
-                attributes
-                    .attributes()
-                    .and_then(|a| a.get(&name).cloned())
-                    .unwrap_or_else(|| "?".to_owned())
-            };
-            println!(
-                "{dlq}: {} waiting, {} in flight",
-                get(QueueAttributeName::ApproximateNumberOfMessages),
-                get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            );
+        DlqCommand::Count { json } => {
+            let (waiting, in_flight) = counts(&sqs, &dlq).await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"queue_url": dlq, "waiting": waiting, "in_flight": in_flight})
+                );
+            } else {
+                let shown = |n: Option<u64>| n.map_or_else(|| "?".to_owned(), |n| n.to_string());
+                println!(
+                    "{dlq}: {} waiting, {} in flight",
+                    shown(waiting),
+                    shown(in_flight)
+                );
+            }
             Ok(())
         }
-        DlqCommand::Redrive { max } => {
-            let mut moved = 0;
-            while moved < max {
-                let got = sqs
-                    .receive_message()
-                    .queue_url(&dlq)
-                    .max_number_of_messages(10)
-                    .wait_time_seconds(1)
-                    .visibility_timeout(60)
-                    .message_system_attribute_names(MessageSystemAttributeName::All)
-                    .send()
-                    .await
-                    .map_err(|e| format!("cannot receive from {dlq}: {}", describe(&e)))?;
-                let messages = got.messages();
-                if messages.is_empty() {
-                    break;
-                }
-                for m in messages.iter().take(max - moved) {
-                    let attr = |name: MessageSystemAttributeName| {
-                        m.attributes().and_then(|a| a.get(&name).cloned())
-                    };
-                    let group = attr(MessageSystemAttributeName::MessageGroupId)
-                        .unwrap_or_else(|| "redrive".to_owned());
-                    let original = attr(MessageSystemAttributeName::MessageDeduplicationId)
-                        .unwrap_or_default();
-                    // A new deduplication id: SQS would drop a copy carrying the
-                    // original id within its 5-minute window, and the message would
-                    // then be deleted below and lost.
-                    let dedup = hex::encode(Sha256::digest(
-                        format!("{original}:redrive:{}", fresh_id()).as_bytes(),
-                    ));
-                    // Sent, then deleted: a crash in between leaves a duplicate,
-                    // which the processor acknowledges, never a loss.
-                    sqs.send_message()
-                        .queue_url(&queue)
-                        .message_group_id(&group)
-                        .message_deduplication_id(dedup)
-                        .message_body(m.body().unwrap_or_default())
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            format!("cannot send to the events queue: {}", describe(&e))
-                        })?;
-                    sqs.delete_message()
-                        .queue_url(&dlq)
-                        .receipt_handle(m.receipt_handle().unwrap_or_default())
-                        .send()
-                        .await
-                        .map_err(|e| format!("cannot delete from {dlq}: {}", describe(&e)))?;
-                    moved += 1;
-                }
+        DlqCommand::Redrive { max, json } => {
+            let (waiting, _) = counts(&sqs, &dlq).await?;
+            let native = match max {
+                Some(_) => None,
+                None => native_redrive(&sqs, &dlq, &queue).await?,
+            };
+            let (moved, method) = match native {
+                Some(moved) => (moved, "message-move-task"),
+                None => (
+                    redrive_loop(&sqs, &dlq, &queue, max.unwrap_or(usize::MAX), waiting).await?,
+                    "receive-send-delete",
+                ),
+            };
+            if json {
+                println!("{}", json!({"moved": moved, "method": method}));
+            } else {
+                println!("moved {moved} message(s) from the dead-letter queue to the events queue");
             }
-            println!("moved {moved} message(s) from the dead-letter queue to the events queue");
             Ok(())
         }
     }
+}
+
+/// (waiting, in flight) in a queue, as SQS approximates them.
+pub(crate) async fn counts(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+) -> Result<(Option<u64>, Option<u64>)> {
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(queue)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(|e| format!("cannot read the dead-letter queue: {}", describe(&e)))?;
+    let get = |name| {
+        attributes
+            .attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse().ok())
+    };
+    Ok((
+        get(QueueAttributeName::ApproximateNumberOfMessages),
+        get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    ))
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue: &str) -> Result<String> {
+    Ok(sqs
+        .get_queue_attributes()
+        .queue_url(queue)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| format!("cannot read the ARN of {queue}: {}", describe(&e)))?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .ok_or_else(|| format!("{queue} has no ARN"))?)
+}
+
+/// SQS's own redrive (`StartMessageMoveTask`), followed until it ends, with its
+/// progress on stderr. `None` when the service does not offer it (the emulator
+/// answers that the operation is unknown or not implemented): then the caller
+/// moves the messages itself.
+async fn native_redrive(sqs: &aws_sdk_sqs::Client, dlq: &str, queue: &str) -> Result<Option<u64>> {
+    use aws_sdk_sqs::error::ProvideErrorMetadata;
+    let (source, destination) = (queue_arn(sqs, dlq).await?, queue_arn(sqs, queue).await?);
+    let started = sqs
+        .start_message_move_task()
+        .source_arn(&source)
+        .destination_arn(&destination)
+        .send()
+        .await;
+    let handle = match started {
+        Ok(task) => task.task_handle().unwrap_or_default().to_owned(),
+        Err(e) => {
+            let code = e.code().unwrap_or_default();
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            if unsupported(code, status) {
+                tracing::info!(
+                    code,
+                    "no message move task here: moving the messages one batch at a time"
+                );
+                return Ok(None);
+            }
+            return Err(format!("cannot start the message move task: {}", describe(&e)).into());
+        }
+    };
+    tracing::info!(task = %handle, "message move task started");
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let tasks = sqs
+            .list_message_move_tasks()
+            .source_arn(&source)
+            .max_results(10)
+            .send()
+            .await
+            .map_err(|e| format!("cannot follow the message move task: {}", describe(&e)))?;
+        let Some(task) = tasks
+            .results()
+            .iter()
+            .find(|t| t.task_handle() == Some(handle.as_str()) || t.task_handle().is_none())
+        else {
+            return Err("the message move task is no longer listed".into());
+        };
+        let moved = u64::try_from(task.approximate_number_of_messages_moved()).unwrap_or(0);
+        let total = task.approximate_number_of_messages_to_move();
+        let status = task.status().unwrap_or("RUNNING");
+        eprintln!(
+            "redrive: {moved} of {} moved ({status})",
+            total.map_or_else(|| "?".to_owned(), |t| t.to_string())
+        );
+        match status {
+            "COMPLETED" => return Ok(Some(moved)),
+            "FAILED" | "CANCELLED" => {
+                return Err(format!(
+                    "the message move task ended {status} after {moved} message(s): {}",
+                    task.failure_reason().unwrap_or("no reason given")
+                )
+                .into());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// An answer meaning "this endpoint has no such operation", not "you may not":
+/// a code saying so, or an answer that is no SQS error at all (moto answers an
+/// operation it lacks with an HTML page and no code; SQS always names a code).
+fn unsupported(code: &str, status: Option<u16>) -> bool {
+    code.is_empty()
+        || matches!(
+            code,
+            "UnknownOperationException"
+                | "UnknownOperation"
+                | "InvalidAction"
+                | "NotImplemented"
+                | "UnsupportedOperation"
+                | "AWS.SimpleQueueService.UnsupportedOperation"
+        )
+        || matches!(status, Some(404 | 501))
+}
+
+/// Moves up to `max` messages ten at a time: received from the dead-letter queue,
+/// sent to the events queue in one batch, then deleted in one batch.
+async fn redrive_loop(
+    sqs: &aws_sdk_sqs::Client,
+    dlq: &str,
+    queue: &str,
+    max: usize,
+    waiting: Option<u64>,
+) -> Result<u64> {
+    use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
+    let mut moved: u64 = 0;
+    let mut left = max;
+    let total = waiting.map_or_else(|| "?".to_owned(), |n| n.to_string());
+    while left > 0 {
+        let got = sqs
+            .receive_message()
+            .queue_url(dlq)
+            .max_number_of_messages(i32::try_from(left.min(10)).unwrap_or(10))
+            .wait_time_seconds(1)
+            .visibility_timeout(60)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(|e| format!("cannot receive from {dlq}: {}", describe(&e)))?;
+        let messages = got.messages();
+        if messages.is_empty() {
+            break;
+        }
+        let mut sends = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            let attr = |name: MessageSystemAttributeName| {
+                m.attributes().and_then(|a| a.get(&name).cloned())
+            };
+            let group = attr(MessageSystemAttributeName::MessageGroupId)
+                .unwrap_or_else(|| "redrive".to_owned());
+            let original =
+                attr(MessageSystemAttributeName::MessageDeduplicationId).unwrap_or_default();
+            // A new deduplication id: SQS would drop a copy carrying the original
+            // id within its 5-minute window, and the message would then be deleted
+            // below and lost.
+            let dedup = hex::encode(Sha256::digest(
+                format!("{original}:redrive:{}", fresh_id()).as_bytes(),
+            ));
+            sends.push(
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_group_id(group)
+                    .message_deduplication_id(dedup)
+                    .message_body(m.body().unwrap_or_default())
+                    .build()
+                    .map_err(|e| format!("cannot build the batch: {e}"))?,
+            );
+        }
+        // Sent, then deleted: a crash in between leaves a duplicate, which the
+        // processor acknowledges, never a loss. Only what was sent is deleted.
+        let sent = sqs
+            .send_message_batch()
+            .queue_url(queue)
+            .set_entries(Some(sends))
+            .send()
+            .await
+            .map_err(|e| format!("cannot send to the events queue: {}", describe(&e)))?;
+        let mut deletes = Vec::new();
+        for ok in sent.successful() {
+            let Some(m) = ok.id().parse::<usize>().ok().and_then(|i| messages.get(i)) else {
+                continue;
+            };
+            deletes.push(
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(ok.id())
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .build()
+                    .map_err(|e| format!("cannot build the batch: {e}"))?,
+            );
+        }
+        if !deletes.is_empty() {
+            let deleted = sqs
+                .delete_message_batch()
+                .queue_url(dlq)
+                .set_entries(Some(deletes))
+                .send()
+                .await
+                .map_err(|e| format!("cannot delete from {dlq}: {}", describe(&e)))?;
+            if let Some(f) = deleted.failed().first() {
+                eprintln!(
+                    "redrive: {} message(s) sent but not deleted from the dead-letter queue ({}): they will be moved again, and the processor skips the duplicates",
+                    deleted.failed().len(),
+                    f.message().unwrap_or_else(|| f.code())
+                );
+            }
+        }
+        moved += sent.successful().len() as u64;
+        left = left.saturating_sub(messages.len());
+        eprintln!("redrive: {moved} of {total} moved");
+        if let Some(f) = sent.failed().first() {
+            return Err(format!(
+                "the events queue refused {} message(s) ({}); they stay in the dead-letter queue ({moved} moved)",
+                sent.failed().len(),
+                f.message().unwrap_or_else(|| f.code())
+            )
+            .into());
+        }
+    }
+    Ok(moved)
 }
 
 pub async fn set_secret(env: &Env, sdk: &SdkConfig, field: SecretField) -> Result<()> {

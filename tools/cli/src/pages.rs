@@ -186,7 +186,7 @@ async fn subscribed(
 }
 
 /// The Page's token as the functions would use it: the table's, else the seed's.
-async fn page_token(env: &Env, sdk: &SdkConfig, page: &PageId) -> Result<SecretString> {
+pub(crate) async fn page_token(env: &Env, sdk: &SdkConfig, page: &PageId) -> Result<SecretString> {
     if env.is_set("TABLE_NAME")
         && env.is_set("TOKEN_KEY_ID")
         && let Some(PageRecord {
@@ -202,7 +202,7 @@ async fn page_token(env: &Env, sdk: &SdkConfig, page: &PageId) -> Result<SecretS
     })
 }
 
-fn graph(env: &Env, app_secret: Option<SecretString>) -> Result<graph_api::GraphClient> {
+pub(crate) fn graph(env: &Env, app_secret: Option<SecretString>) -> Result<graph_api::GraphClient> {
     Ok(graph_api::GraphClient::new(graph_api::GraphConfig {
         base_url: env
             .get("GRAPH_API_BASE_URL")
