@@ -16,7 +16,7 @@ use messenger_types::{AppId, Event, PageId, Source, Timestamp};
 use crate::policy::Basis;
 
 /// The Page Inbox: human agents answer from here (Handover Protocol).
-pub const PAGE_INBOX_APP_ID: &str = "263902037430900";
+pub use conversation::record::PAGE_INBOX_APP_ID;
 
 /// What the bot is asked about.
 #[derive(Debug, Clone, Copy)]

@@ -36,7 +36,8 @@ impl fmt::Debug for PageAccount {
 
 /// Every webhook field the product handles: what `page connect`, `page subscribe`
 /// and the hourly Page check subscribe a Page to.
-pub const WEBHOOK_FIELDS: &str = "messages,messaging_postbacks,messaging_optins,messaging_referrals,message_deliveries,message_reads,message_reactions,message_edits,messaging_account_linking,messaging_handovers,standby,messaging_policy_enforcement";
+/// `message_echoes` carries what staff write in the Page Inbox (the human pause).
+pub const WEBHOOK_FIELDS: &str = "messages,messaging_postbacks,messaging_optins,messaging_referrals,message_deliveries,message_reads,message_echoes,message_reactions,message_edits,messaging_account_linking,messaging_handovers,standby,messaging_policy_enforcement";
 
 /// What `debug_token` says of a token.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -1,4 +1,4 @@
-//! The local stack: the three functions' own code, wired as Lambda wires them.
+//! The local stack: the four functions' own code, wired as Lambda wires them.
 //!
 //! - the webhook answers HTTP on 127.0.0.1 (route `/webhook`, and Meta's callbacks
 //!   `/data-deletion` and `/deauthorize`), as API Gateway would;
@@ -6,7 +6,7 @@
 //!   the processor as one SQS event, deletes what succeeded and leaves the reported
 //!   failures for SQS to deliver again after the visibility timeout; after the
 //!   queue's maxReceiveCount receives SQS moves a message to the dead-letter queue;
-//! - the OTN sweeper runs on a timer;
+//! - the OTN sweeper and the Page check run on timers;
 //! - unless `GRAPH_API_BASE_URL` is set, a fake Graph API prints and records calls.
 
 use std::collections::HashMap;
@@ -39,6 +39,8 @@ pub const LOCAL_MAX_RECEIVES: u32 = 5;
 /// What each processor invocation gets, as the template's timeout.
 const PROCESSOR_TIMEOUT: Duration = Duration::from_secs(60);
 const SWEEPER_TIMEOUT: Duration = Duration::from_secs(60);
+/// The Page check's timeout in the template.
+const PAGE_CHECK_TIMEOUT: Duration = Duration::from_secs(120);
 /// Largest request body read from a socket; the webhook itself answers 413 above
 /// MAX_BODY_BYTES (default 5 MiB), as API Gateway caps requests at 10 MB.
 const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
@@ -55,6 +57,9 @@ pub struct Options {
     /// Seconds between two sweeper runs (hourly in AWS).
     #[arg(long, default_value_t = 60)]
     sweep_every: u64,
+    /// Seconds between two Page checks (hourly in AWS).
+    #[arg(long, default_value_t = 300)]
+    page_check_every: u64,
     /// Seconds between two one-line summaries of the functions' metrics (counts
     /// since the start, from the EMF documents they write); 0 prints the documents
     /// themselves as the functions write them, as Lambda would log them.
@@ -106,6 +111,7 @@ pub async fn run(env: &Env, sdk: &SdkConfig, options: Options) -> Result<()> {
     let webhook = Arc::new(webhook::from_env(&env, sdk).await?);
     let processor = Arc::new(processor::from_env(&env, sdk).await?);
     let sweeper = otn_sweeper::from_env(&env, sdk)?;
+    let page_check = page_check::from_env(&env, sdk)?;
 
     let listener = TcpListener::bind(("127.0.0.1", options.port))
         .await
@@ -185,6 +191,10 @@ pub async fn run(env: &Env, sdk: &SdkConfig, options: Options) -> Result<()> {
         sweeper,
         Duration::from_secs(options.sweep_every.max(1)),
     ));
+    let checker = tokio::spawn(page_check_timer(
+        page_check,
+        Duration::from_secs(options.page_check_every.max(1)),
+    ));
     let tap = tokio::spawn(tap_bus(sdk.clone(), env.get("BUS_TAP_QUEUE_URL")));
     let summary = tokio::spawn(metrics_summary(
         metrics,
@@ -195,6 +205,7 @@ pub async fn run(env: &Env, sdk: &SdkConfig, options: Options) -> Result<()> {
         r = http => r?,
         r = trigger => r?,
         r = timer => r?,
+        r = checker => r?,
         r = summary => r?,
         r = tap => r?,
     }
@@ -610,17 +621,53 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Option<String>
         .cloned()
 }
 
+/// What EventBridge's schedule hands a function.
+fn scheduled_event() -> std::result::Result<
+    aws_lambda_events::eventbridge::EventBridgeEvent<serde_json::Value>,
+    serde_json::Error,
+> {
+    serde_json::from_value(json!({
+        "version": "0", "id": settings::fresh_id(), "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "000000000000",
+        "time": "1970-01-01T00:00:00Z", "region": "us-east-1", "resources": [], "detail": {}
+    }))
+}
+
+/// EventBridge's schedule: the Page check now and then every `every`. A run that
+/// found something to do (a subscription repaired, a token refused) is printed.
+async fn page_check_timer(check: page_check::AwsPageCheck, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        ticks.tick().await;
+        let event = match scheduled_event() {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("[page-check] cannot build the scheduled event: {e}");
+                continue;
+            }
+        };
+        match check
+            .handle(&event, Some(SystemTime::now() + PAGE_CHECK_TIMEOUT))
+            .await
+        {
+            Ok(report) if report.repaired + report.invalidated + report.errors > 0 => {
+                println!(
+                    "[page-check] {}",
+                    serde_json::to_string(&report).unwrap_or_default()
+                );
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("[page-check] failed: {e}"),
+        }
+    }
+}
+
 /// EventBridge's schedule: the sweeper now and then every `every`.
 async fn sweep_timer(sweeper: otn_sweeper::AwsSweeper, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     loop {
         ticks.tick().await;
-        let event = json!({
-            "version": "0", "id": settings::fresh_id(), "detail-type": "Scheduled Event",
-            "source": "aws.events", "account": "000000000000",
-            "time": "1970-01-01T00:00:00Z", "region": "us-east-1", "resources": [], "detail": {}
-        });
-        let event = match serde_json::from_value(event) {
+        let event = match scheduled_event() {
             Ok(e) => e,
             Err(e) => {
                 eprintln!("[sweeper] cannot build the scheduled event: {e}");

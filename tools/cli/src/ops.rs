@@ -13,8 +13,8 @@ use crate::settings::{Env, fresh_id};
 pub(crate) const FROM_OUTPUTS: &str =
     "take it from the stack's Outputs (README, Deploy), or start the local stack with scripts/run";
 
-/// The webhook fields the backend handles (MESSENGER.md §2).
-pub const WEBHOOK_FIELDS: &str = "messages,messaging_postbacks,messaging_optins,messaging_referrals,message_deliveries,message_reads,message_reactions,message_edits,messaging_account_linking,messaging_handovers,standby,messaging_policy_enforcement";
+/// The webhook fields the backend handles (MESSENGER.md §2, §9).
+pub use graph_api::WEBHOOK_FIELDS;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum QuarantineCommand {
