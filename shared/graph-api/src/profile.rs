@@ -520,7 +520,10 @@ mod tests {
         let value = json!({"get_started": {"payload": "GET_STARTED"},
             "greeting": [{"locale": "default", "text": "Hi"}]});
         Mock::given(method("POST"))
-            .and(path("/v23.0/1234/messenger_profile"))
+            .and(path(format!(
+                "/{}/1234/messenger_profile",
+                crate::DEFAULT_VERSION
+            )))
             .and(query_param_contains("appsecret_proof", ""))
             .and(body_json(&value))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": "success"})))
@@ -541,7 +544,10 @@ mod tests {
             .unwrap();
 
         Mock::given(method("GET"))
-            .and(path("/v23.0/1234/messenger_profile"))
+            .and(path(format!(
+                "/{}/1234/messenger_profile",
+                crate::DEFAULT_VERSION
+            )))
             .and(query_param_contains("fields", "greeting"))
             .respond_with(ResponseTemplate::new(200).set_body_json(
                 json!({"data": [{"greeting": [{"locale": "default", "text": "Hi"}]}]}),
@@ -555,7 +561,10 @@ mod tests {
         assert_eq!(got["greeting"][0]["text"], "Hi");
 
         Mock::given(method("DELETE"))
-            .and(path("/v23.0/1234/messenger_profile"))
+            .and(path(format!(
+                "/{}/1234/messenger_profile",
+                crate::DEFAULT_VERSION
+            )))
             .and(body_json(json!({"fields": ["greeting"]})))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": "success"})))
             .expect(1)
