@@ -193,8 +193,23 @@ pub enum ReplayError {
     Key(#[from] crate::credentials::KeyError),
 }
 
-/// Stores a Page's token, sealed with `key`: the Page is `ACTIVE` from `now`, and
-/// its parked messages go back on the queue (`page store-token`, `page connect`).
+/// Stores a Page's token, sealed with `key`: the Page is `ACTIVE` from `now`.
+pub async fn seal_and_store<R: PageRegistry>(
+    store: &R,
+    key: &dyn crate::credentials::TokenKey,
+    page: &PageId,
+    token: &secrecy::SecretString,
+    now: messenger_types::Timestamp,
+) -> Result<(), ReplayError> {
+    let sealed = key.seal(page, token).await?;
+    store.store_page_token(page, sealed, now).await?;
+    Ok(())
+}
+
+/// Stores a Page's token ([`seal_and_store`]) and puts its parked messages back on
+/// the queue at once, under the caller's own identity: right where the queue's
+/// sender check is off (local runs, tests). Operators' commands use
+/// [`store_token_and_request_replay`], whose replay the processor makes.
 pub async fn store_token<R: PageRegistry, Q: EventQueue + Sync>(
     store: &R,
     key: &dyn crate::credentials::TokenKey,
@@ -203,8 +218,7 @@ pub async fn store_token<R: PageRegistry, Q: EventQueue + Sync>(
     token: &secrecy::SecretString,
     now: messenger_types::Timestamp,
 ) -> Result<Replayed, ReplayError> {
-    let sealed = key.seal(page, token).await?;
-    store.store_page_token(page, sealed, now).await?;
+    seal_and_store(store, key, page, token, now).await?;
     replay(store, queue, page).await
 }
 
@@ -257,8 +271,7 @@ pub async fn store_token_and_request_replay<R: PageRegistry, Q: EventQueue + Syn
     token: &secrecy::SecretString,
     now: messenger_types::Timestamp,
 ) -> Result<(), ReplayError> {
-    let sealed = key.seal(page, token).await?;
-    store.store_page_token(page, sealed, now).await?;
+    seal_and_store(store, key, page, token, now).await?;
     request_replay(queue, page, now).await
 }
 
