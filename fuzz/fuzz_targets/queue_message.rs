@@ -100,6 +100,15 @@ fuzz_target!(|data: &[u8]| {
                 &Value::Object(one.message)
             ));
         }
+        QueueMessage::ReplayParked(replay) => {
+            assert_eq!(named, Some("replay_parked"));
+            assert_eq!(replay.kind, QueueMessageType::ReplayParked);
+            let written = serde_json::to_string(&replay).expect("a replay request serialises");
+            let Ok(QueueMessage::ReplayParked(again)) = QueueMessage::from_json(&written) else {
+                panic!("a written replay_parked does not read back: {written}");
+            };
+            assert_eq!(again, replay);
+        }
         QueueMessage::Command(command) => {
             assert_eq!(named, Some(command.kind()));
             // The checks before a command is taken answer, whatever it holds.
