@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod bus;
 pub mod faults;
 pub mod logs;
 pub mod otn;

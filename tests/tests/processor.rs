@@ -159,6 +159,7 @@ impl Bot for TaggingBot {
                 to: to.clone(),
                 message: OutgoingMessage::text("An agent will follow up."),
                 basis: Basis::Tag(self.0.clone()),
+                thread_control: None,
             })
             .into_iter()
             .collect()

@@ -30,7 +30,12 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
         action: &Action,
     ) -> Result<Outcome, ProcessError> {
         match action {
-            Action::Send { to, message, basis } => {
+            Action::Send {
+                to,
+                message,
+                basis,
+                thread_control,
+            } => {
                 let other_thread;
                 let target_state: &ThreadState = if Some(to) == event_thread {
                     thread
@@ -44,6 +49,8 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
                     recipient_page: &to.page,
                     thread: target_state,
                     basis,
+                    message: Some(message),
+                    app_is_default: self.routing.app_is_default,
                 }) {
                     tracing::warn!(page_id = %w.page, reason = reason.code(), "send refused by policy");
                     return Ok(Outcome::Refused { reason });
@@ -71,13 +78,32 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
                     messaging_type,
                     tag,
                     message: message.clone(),
+                    thread_control: thread_control.clone(),
                 };
                 match self.graph.send(w.page, &token, &request).await {
-                    Ok(sent) => Ok(Outcome::Sent {
-                        message_id: sent.message_id,
-                        messaging_type,
-                        tag: sent_tag,
-                    }),
+                    Ok(sent) => {
+                        if let Some(inline) = thread_control {
+                            // Passed (or released) with the message: what the
+                            // person writes next reaches us as standby (or goes
+                            // to the Page's default app).
+                            let control = Control {
+                                ours: false,
+                                owner: inline.app_id.clone(),
+                                since: (self.clock)(),
+                            };
+                            if Some(to) == event_thread {
+                                thread.control = Some(control.clone());
+                            }
+                            self.store
+                                .update_thread(to, &ThreadChange::Control(control))
+                                .await?;
+                        }
+                        Ok(Outcome::Sent {
+                            message_id: sent.message_id,
+                            messaging_type,
+                            tag: sent_tag,
+                        })
+                    }
                     Err(e) => self.graph_failure(w, to, e).await,
                 }
             }
@@ -130,6 +156,57 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             Action::ReleaseThreadControl => {
                 self.change_control(w, event_thread, thread, None).await
             }
+            Action::ExtendThreadControl { seconds } => {
+                let Some((key, psid)) = with_psid(event_thread) else {
+                    return Ok(Outcome::Refused {
+                        reason: Refusal::NoThreadToPass,
+                    });
+                };
+                let token = match self.page_token(w.page) {
+                    Ok(token) => token,
+                    Err(refused) => return Ok(refused),
+                };
+                match self
+                    .graph
+                    .extend_thread_control(w.page, &token, psid, *seconds)
+                    .await
+                {
+                    Ok(()) => {
+                        // Meta confirmed: the thread stays ours, counted from now.
+                        let control = Control {
+                            ours: true,
+                            owner: None,
+                            since: (self.clock)(),
+                        };
+                        thread.control = Some(control.clone());
+                        self.store
+                            .update_thread(key, &ThreadChange::Control(control))
+                            .await?;
+                        Ok(Outcome::ControlExtended { seconds: *seconds })
+                    }
+                    Err(e) => self.graph_failure(w, key, e).await,
+                }
+            }
+            Action::RequestThreadControl { metadata } => {
+                let Some((key, psid)) = with_psid(event_thread) else {
+                    return Ok(Outcome::Refused {
+                        reason: Refusal::NoThreadToPass,
+                    });
+                };
+                let token = match self.page_token(w.page) {
+                    Ok(token) => token,
+                    Err(refused) => return Ok(refused),
+                };
+                match self
+                    .graph
+                    .request_thread_control(w.page, &token, psid, metadata.as_deref())
+                    .await
+                {
+                    // The holder decides; a pass_thread_control event follows if it agrees.
+                    Ok(()) => Ok(Outcome::ControlRequested),
+                    Err(e) => self.graph_failure(w, key, e).await,
+                }
+            }
             Action::Notify { topic, message } => {
                 self.notify_with_token(w, event_thread, thread, topic, message)
                     .await
@@ -166,6 +243,8 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             recipient_page: w.page,
             thread,
             basis: &basis,
+            message: Some(message),
+            app_is_default: self.routing.app_is_default,
         }) {
             tracing::warn!(page_id = %w.page, reason = reason.code(), "notification refused by policy; token kept");
             return Ok(Outcome::Refused { reason });

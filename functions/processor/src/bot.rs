@@ -10,7 +10,7 @@ use std::future::Future;
 
 use messenger_store::{Person, ThreadKey, ThreadState};
 use messenger_types::event::{EventKind, OptinVariant};
-use messenger_types::send::{MessagingType, OutgoingMessage};
+use messenger_types::send::{InlineThreadControl, MessagingType, OutgoingMessage};
 use messenger_types::{AppId, Event, PageId, Source, Timestamp};
 
 use crate::policy::Basis;
@@ -40,6 +40,7 @@ impl Turn<'_> {
             to: self.thread_key?.clone(),
             message,
             basis: Basis::Standard(MessagingType::Response),
+            thread_control: None,
         })
     }
 }
@@ -51,6 +52,9 @@ pub enum Action {
         to: ThreadKey,
         message: OutgoingMessage,
         basis: Basis,
+        /// Pass the thread to an app, or release it, with the message (the Send
+        /// API's inline `thread_control`): one call instead of two.
+        thread_control: Option<InlineThreadControl>,
     },
     /// Hand the thread to another app (e.g. the Page Inbox); the bot stays silent
     /// on it until control comes back.
@@ -59,6 +63,11 @@ pub enum Action {
     TakeThreadControl { metadata: Option<String> },
     /// Give the thread up: it goes idle (Conversation Routing).
     ReleaseThreadControl,
+    /// Keep the thread this app holds from going idle for `seconds` more (Meta
+    /// allows up to 7 days).
+    ExtendThreadControl { seconds: u32 },
+    /// Ask the app that holds the thread to pass it to this app.
+    RequestThreadControl { metadata: Option<String> },
     /// Send `message` to the event's person with their oldest one-time
     /// notification token of `topic`, spending it (refused with
     /// `no_token_for_topic` when they hold none).

@@ -147,6 +147,7 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
                     to: ThreadKey::psid(send.page_id.clone(), send.recipient.id.clone()),
                     message: OutgoingMessage::from_map(send.message.clone()),
                     basis,
+                    thread_control: None,
                 })
             }
             Command::PassThreadControl(pass) => Ok(Action::PassThreadControl {
@@ -164,6 +165,15 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
                 metadata: take.metadata.clone(),
             }),
             Command::ReleaseThreadControl(_) => Ok(Action::ReleaseThreadControl),
+            Command::ExtendThreadControl(extend) => Ok(Action::ExtendThreadControl {
+                // validate() made sure it is there.
+                seconds: extend
+                    .duration
+                    .unwrap_or(messenger_types::command::MAX_EXTEND_SECONDS),
+            }),
+            Command::RequestThreadControl(request) => Ok(Action::RequestThreadControl {
+                metadata: request.metadata.clone(),
+            }),
             // Carried out by `forget` (not a turn: it erases the ledger too).
             Command::Forget(_) => not_available("forget as an action"),
         }

@@ -187,6 +187,7 @@ pub async fn from_env_with_bot<B: Bot>(
     senders.announce();
     let mut processor = Processor::new(store, graph, bot, queue, BTreeMap::new());
     processor.senders = senders;
+    processor.routing = crate::routing::Routing::from_env(env)?;
     processor.credentials = crate::credentials::Credentials::new(seed, key, config.credentials_ttl);
     processor.bot_on = config.bot_on;
     processor.app_id = config.app_id;

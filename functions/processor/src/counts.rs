@@ -17,6 +17,8 @@ pub(crate) fn outcome(outcome: &Outcome) {
         Outcome::ControlPassed { .. }
         | Outcome::ControlTaken
         | Outcome::ControlReleased
+        | Outcome::ControlExtended { .. }
+        | Outcome::ControlRequested
         | Outcome::MaybeSent
         | Outcome::DoneEarlier
         | Outcome::NotRepeated => {}

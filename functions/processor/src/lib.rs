@@ -35,6 +35,7 @@ pub mod park;
 pub mod pipeline;
 pub mod publish;
 pub mod recent;
+pub mod routing;
 pub mod sender;
 pub mod testing;
 
@@ -92,6 +93,22 @@ pub trait Messenger: Send + Sync {
         token: &SecretString,
         psid: &Psid,
     ) -> impl Future<Output = Result<(), GraphError>> + Send;
+
+    fn extend_thread_control(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+        psid: &Psid,
+        duration_seconds: u32,
+    ) -> impl Future<Output = Result<(), GraphError>> + Send;
+
+    fn request_thread_control(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+        psid: &Psid,
+        metadata: Option<&str>,
+    ) -> impl Future<Output = Result<(), GraphError>> + Send;
 }
 
 impl Messenger for GraphClient {
@@ -132,6 +149,26 @@ impl Messenger for GraphClient {
         psid: &Psid,
     ) -> Result<(), GraphError> {
         GraphClient::release_thread_control(self, page, token, psid).await
+    }
+
+    async fn extend_thread_control(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+        psid: &Psid,
+        duration_seconds: u32,
+    ) -> Result<(), GraphError> {
+        GraphClient::extend_thread_control(self, page, token, psid, duration_seconds).await
+    }
+
+    async fn request_thread_control(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+        psid: &Psid,
+        metadata: Option<&str>,
+    ) -> Result<(), GraphError> {
+        GraphClient::request_thread_control(self, page, token, psid, metadata).await
     }
 }
 
@@ -261,6 +298,8 @@ pub struct Processor<S, M, B, Q> {
     pub human_pause: Duration,
     /// Who may queue what ([`sender`]); unchecked unless configured.
     pub senders: sender::Senders,
+    /// Conversation Routing: the default app, honoured requests, take-back.
+    pub routing: routing::Routing,
 }
 
 /// `HUMAN_PAUSE_HOURS`' default.
@@ -290,6 +329,7 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             app_id: None,
             human_pause: Duration::from_secs(DEFAULT_HUMAN_PAUSE_HOURS * 3_600),
             senders: sender::Senders::default(),
+            routing: routing::Routing::default(),
         }
     }
 }

@@ -276,6 +276,8 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             recipient_page: &one.page_id,
             thread: &thread,
             basis: &basis,
+            message: None,
+            app_is_default: self.routing.app_is_default,
         }) {
             tracing::warn!(page_id = %one.page_id, reason = reason.code(), "notification refused by policy; token kept");
             return Ok(Some(Outcome::Refused { reason }));

@@ -24,14 +24,15 @@ use std::time::SystemTime;
 
 use event_queue::EventQueue;
 use messenger_store::{
-    Claim, ClaimToken, Consistency, Opened, PageRegistry, Progress, Step, Store, ThreadKey,
-    ThreadState, TokenStore, TurnKey,
+    Claim, ClaimToken, Consistency, Control, Opened, PageRegistry, Progress, Step, Store,
+    ThreadKey, ThreadState, TokenStore, TurnKey,
 };
 use messenger_types::{Event, EventKey, PageId, QueuedEvent, Source, Timestamp};
 
 use signals::Metric;
 
 use crate::bot::{Action, Bot, Turn};
+use crate::routing::Routed;
 use crate::state::Changes;
 use crate::{
     EventOutcome, MIN_TIME_PER_ACTION, MessageOutcome, Messenger, Outcome, ProcessError, Processor,
@@ -116,7 +117,7 @@ impl Plan {
 
     /// The outcome when nothing is left to call.
     fn finished(&self, source: Source, actions: usize) -> Option<EventOutcome> {
-        if source == Source::Standby {
+        if source == Source::Standby && actions == 0 {
             return Some(EventOutcome::Standby);
         }
         if actions == 0 {
@@ -391,23 +392,55 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
         let Some(event) = w.event else {
             return Vec::new();
         };
-        if w.source == Source::Standby || !self.bot_on {
+        if !self.bot_on {
             return Vec::new();
         }
+        let (mut actions, source, taken);
+        let thread = match self.routing.decide(event, w.source, thread, w.now) {
+            Routed::Instead(action) => {
+                tracing::info!(page_id = %w.page, "thread control asked for by an app in HANDOVER_ALLOWED_APPS: passing it");
+                return vec![action];
+            }
+            Routed::TakeBack(take) => {
+                tracing::info!(page_id = %w.page, "the Page Inbox held the thread past INBOX_TAKE_BACK_HOURS without a word: taking it back");
+                actions = vec![take];
+                source = Source::Messaging;
+                // The bot answers as the owner it is about to be: the take runs
+                // first, and the send policy sees the thread as taken.
+                taken = ThreadState {
+                    control: Some(Control {
+                        ours: true,
+                        owner: None,
+                        since: w.now,
+                    }),
+                    ..thread.clone()
+                };
+                &taken
+            }
+            Routed::AskBot if w.source == Source::Standby => return Vec::new(),
+            Routed::AskBot => {
+                actions = Vec::new();
+                source = w.source;
+                thread
+            }
+        };
         if thread.paused_for_human(w.now, self.human_pause) {
             tracing::info!(page_id = %w.page, "a person from the Page (or another app) wrote on this thread lately: the bot stays quiet (HUMAN_PAUSE_HOURS)");
             return Vec::new();
         }
-        self.bot
-            .decide(&Turn {
-                page: w.page,
-                thread_key,
-                event,
-                source: w.source,
-                thread,
-                now: w.now,
-            })
-            .await
+        actions.extend(
+            self.bot
+                .decide(&Turn {
+                    page: w.page,
+                    thread_key,
+                    event,
+                    source,
+                    thread,
+                    now: w.now,
+                })
+                .await,
+        );
+        actions
     }
 
     fn check_time(&self, w: &Work<'_>) -> Result<(), ProcessError> {

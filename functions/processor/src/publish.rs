@@ -341,7 +341,12 @@ pub fn action_event(
         }
         Outcome::ControlTaken => return Some(control_changed(thread, None, true, false)),
         Outcome::ControlReleased => return Some(control_changed(thread, None, false, true)),
-        Outcome::MaybeSent | Outcome::DoneEarlier | Outcome::NotRepeated => return None,
+        // Nobody's control changed (yet): an extension keeps it, a request asks.
+        Outcome::ControlExtended { .. }
+        | Outcome::ControlRequested
+        | Outcome::MaybeSent
+        | Outcome::DoneEarlier
+        | Outcome::NotRepeated => return None,
     };
     Some(BusEvent {
         detail_type,

@@ -45,6 +45,11 @@ impl FakeGraph {
         self.most_in_flight.load(Ordering::SeqCst)
     }
 
+    /// Every pass of thread control: (PSID, the app it went to).
+    pub fn passes(&self) -> Vec<(Psid, AppId)> {
+        lock(&self.passes).clone()
+    }
+
     /// Every message sent, in the order the calls ended.
     pub fn sends(&self) -> Vec<SendRequest> {
         lock(&self.sends).clone()
@@ -55,7 +60,8 @@ impl FakeGraph {
         lock(&self.send_tokens).clone()
     }
 
-    /// Every take and release of thread control: ("take" | "release", PSID).
+    /// Every take, release, extend and request of thread control: ("take" |
+    /// "release" | "extend" | "request", PSID).
     pub fn controls(&self) -> Vec<(&'static str, Psid)> {
         lock(&self.controls).clone()
     }
@@ -129,6 +135,30 @@ impl Messenger for FakeGraph {
     ) -> Result<(), GraphError> {
         self.call().await?;
         lock(&self.controls).push(("release", psid.clone()));
+        Ok(())
+    }
+
+    async fn extend_thread_control(
+        &self,
+        _page: &PageId,
+        _token: &SecretString,
+        psid: &Psid,
+        _duration_seconds: u32,
+    ) -> Result<(), GraphError> {
+        self.call().await?;
+        lock(&self.controls).push(("extend", psid.clone()));
+        Ok(())
+    }
+
+    async fn request_thread_control(
+        &self,
+        _page: &PageId,
+        _token: &SecretString,
+        psid: &Psid,
+        _metadata: Option<&str>,
+    ) -> Result<(), GraphError> {
+        self.call().await?;
+        lock(&self.controls).push(("request", psid.clone()));
         Ok(())
     }
 }

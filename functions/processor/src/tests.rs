@@ -342,6 +342,7 @@ impl Bot for RuleBreaker {
             to,
             message: message.clone(),
             basis,
+            thread_control: None,
         };
         let stranger = ThreadKey::psid(PageId::new(PAGE), Psid::new("9999"));
         let other_page = ThreadKey::psid(PageId::new("100000000000002"), Psid::new("2001"));

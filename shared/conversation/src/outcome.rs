@@ -31,6 +31,10 @@ pub enum Outcome {
     ControlTaken,
     /// This app released the thread: it is idle.
     ControlReleased,
+    /// This app keeps the thread from going idle for `seconds` more.
+    ControlExtended { seconds: u32 },
+    /// This app asked the app that holds the thread to pass it over.
+    ControlRequested,
     /// The send policy refused it before any network call.
     Refused { reason: Refusal },
     /// Meta refused it for good (not retried). For a one-time notification,
@@ -70,6 +74,8 @@ impl Outcome {
             Self::ControlPassed { .. } => "control_passed",
             Self::ControlTaken => "control_taken",
             Self::ControlReleased => "control_released",
+            Self::ControlExtended { .. } => "control_extended",
+            Self::ControlRequested => "control_requested",
             Self::Refused { .. } => "refused",
             Self::GraphRefused { .. } => "graph_refused",
             Self::MaybeSent => "maybe_sent",
@@ -92,6 +98,10 @@ impl fmt::Display for Outcome {
             Self::ControlPassed { app_id } => write!(f, "passed thread control to app {app_id}"),
             Self::ControlTaken => f.write_str("took thread control"),
             Self::ControlReleased => f.write_str("released thread control (idle)"),
+            Self::ControlExtended { seconds } => {
+                write!(f, "extended thread control by {seconds} s")
+            }
+            Self::ControlRequested => f.write_str("asked for thread control"),
             Self::Refused { reason } => write!(f, "refused ({}): {reason}", reason.code()),
             Self::GraphRefused {
                 class,

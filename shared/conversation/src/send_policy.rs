@@ -9,13 +9,18 @@
 //!   from its creation); no window applies.
 //! - Never a PSID of one Page with another Page's token.
 //! - Never on a thread another app controls (Handover Protocol standby).
+//! - Never on an idle thread (24 hours without activity, Conversation Routing)
+//!   unless this app is the Page's default app.
+//! - CUSTOMER_FEEDBACK only with the `customer_feedback` template, up to 7 days
+//!   after the person's last message.
 
 use crate::thread::ThreadState;
-use messenger_types::send::{MessageTag, MessagingType};
+use messenger_types::send::{MessageTag, MessagingType, OutgoingMessage};
 use messenger_types::{AppId, PageId, Timestamp};
 
 pub const STANDARD_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 pub const HUMAN_AGENT_WINDOW_MS: i64 = 7 * STANDARD_WINDOW_MS;
+pub const CUSTOMER_FEEDBACK_WINDOW_MS: i64 = 7 * STANDARD_WINDOW_MS;
 /// An interaction stamped further in the future than this is not believed: the
 /// clocks of Meta and AWS agree far better, so it cannot open a window.
 pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
@@ -48,6 +53,11 @@ pub struct Planned<'a> {
     pub recipient_page: &'a PageId,
     pub thread: &'a ThreadState,
     pub basis: &'a Basis,
+    /// The message, for the rules that look at what is sent (CUSTOMER_FEEDBACK).
+    pub message: Option<&'a OutgoingMessage>,
+    /// Whether this app is the Page's default app (`APP_IS_DEFAULT`): only that
+    /// app may message an idle thread.
+    pub app_is_default: bool,
 }
 
 /// Why a send was refused. Recorded on the event and logged; never retried.
@@ -69,7 +79,9 @@ pub enum Refusal {
     RetiredTag { tag: String },
     #[error("HUMAN_AGENT is allowed only within 7 days of the user's last message (last {last:?})")]
     HumanAgentExpired { last: Option<Timestamp> },
-    #[error("the {tag} tag is not in force: only HUMAN_AGENT may be used")]
+    #[error(
+        "the {tag} tag is not in force here: only HUMAN_AGENT and CUSTOMER_FEEDBACK may be used"
+    )]
     UnsupportedTag { tag: String },
     #[error("MESSAGE_TAG must be sent with a tag")]
     MissingTag,
@@ -91,6 +103,16 @@ pub enum Refusal {
     NotHumanWritten,
     #[error("the person holds no usable one-time notification token of topic {topic:?}")]
     NoTokenForTopic { topic: String },
+    #[error(
+        "the thread is idle (no activity since {last_activity:?}) and only the Page's default app may message it (APP_IS_DEFAULT is false)"
+    )]
+    ThreadIdle { last_activity: Option<Timestamp> },
+    #[error("CUSTOMER_FEEDBACK is only for the customer_feedback template")]
+    NotFeedbackTemplate,
+    #[error(
+        "CUSTOMER_FEEDBACK is allowed only within 7 days of the user's last message (last {last:?})"
+    )]
+    CustomerFeedbackExpired { last: Option<Timestamp> },
 }
 
 impl Refusal {
@@ -113,6 +135,9 @@ impl Refusal {
             Self::OtnOutsideNotify => "otn_outside_notify",
             Self::NotHumanWritten => "not_human_written",
             Self::NoTokenForTopic { .. } => "no_token_for_topic",
+            Self::ThreadIdle { .. } => "thread_idle",
+            Self::NotFeedbackTemplate => "not_feedback_template",
+            Self::CustomerFeedbackExpired { .. } => "customer_feedback_expired",
         }
     }
 }
@@ -125,7 +150,14 @@ pub fn check(p: &Planned<'_>) -> Result<(), Refusal> {
             recipient_page: p.recipient_page.clone(),
         });
     }
-    if !p.thread.controlled_by_us() {
+    if p.thread.idle(p.now) {
+        // Whoever held the thread holds it no more: Meta lets the default app write.
+        if !p.app_is_default {
+            return Err(Refusal::ThreadIdle {
+                last_activity: p.thread.last_activity(),
+            });
+        }
+    } else if !p.thread.controlled_by_us() {
         return Err(Refusal::NotThreadOwner {
             owner: p.thread.control.as_ref().and_then(|c| c.owner.clone()),
         });
@@ -144,6 +176,15 @@ pub fn check(p: &Planned<'_>) -> Result<(), Refusal> {
             within(p.now, last, HUMAN_AGENT_WINDOW_MS)
                 .then_some(())
                 .ok_or(Refusal::HumanAgentExpired { last })
+        }
+        Basis::Tag(MessageTag::CustomerFeedback) => {
+            if p.message.and_then(OutgoingMessage::template_type) != Some("customer_feedback") {
+                return Err(Refusal::NotFeedbackTemplate);
+            }
+            let last = p.thread.last_user_message;
+            within(p.now, last, CUSTOMER_FEEDBACK_WINDOW_MS)
+                .then_some(())
+                .ok_or(Refusal::CustomerFeedbackExpired { last })
         }
         Basis::Tag(tag) => Err(Refusal::UnsupportedTag {
             tag: tag.as_str().to_owned(),
@@ -195,7 +236,88 @@ mod tests {
             recipient_page: &page,
             thread,
             basis: &basis,
+            message: None,
+            app_is_default: true,
         })
+    }
+
+    fn feedback_template() -> OutgoingMessage {
+        serde_json::from_str(
+            r#"{"attachment":{"type":"template","payload":{"template_type":"customer_feedback","title":"How did we do?","subtitle":"Tell us","button_title":"Rate","feedback_screens":[]}}}"#,
+        )
+        .unwrap()
+    }
+
+    fn check_message(
+        thread: &ThreadState,
+        basis: Basis,
+        message: &OutgoingMessage,
+        app_is_default: bool,
+    ) -> Result<(), Refusal> {
+        let page = page();
+        check(&Planned {
+            now: Timestamp::from_millis(NOW),
+            sending_page: &page,
+            recipient_page: &page,
+            thread,
+            basis: &basis,
+            message: Some(message),
+            app_is_default,
+        })
+    }
+
+    #[test]
+    fn customer_feedback_goes_only_as_its_template_within_seven_days_of_the_last_message() {
+        let tag = || Basis::Tag(MessageTag::CustomerFeedback);
+        let text = OutgoingMessage::text("How did we do?");
+        assert_eq!(
+            check_message(&thread(Some(6 * DAY)), tag(), &feedback_template(), true),
+            Ok(())
+        );
+        assert_eq!(
+            check_message(&thread(Some(HOUR)), tag(), &text, true),
+            Err(Refusal::NotFeedbackTemplate)
+        );
+        assert!(matches!(
+            check_message(&thread(Some(7 * DAY)), tag(), &feedback_template(), true),
+            Err(Refusal::CustomerFeedbackExpired { .. })
+        ));
+        assert!(matches!(
+            check_message(&thread(None), tag(), &feedback_template(), true),
+            Err(Refusal::CustomerFeedbackExpired { last: None })
+        ));
+    }
+
+    #[test]
+    fn an_idle_thread_takes_messages_only_from_the_pages_default_app() {
+        // The Page Inbox took the thread 25 hours ago and nothing happened since.
+        let mut t = thread(Some(25 * HOUR));
+        t.control = Some(Control {
+            ours: false,
+            owner: Some(AppId::new("263902037430900")),
+            since: Timestamp::from_millis(NOW - 25 * HOUR),
+        });
+        assert!(t.idle(Timestamp::from_millis(NOW)));
+        let human = || Basis::Tag(MessageTag::HumanAgent);
+        let text = OutgoingMessage::text("An agent writes");
+        assert_eq!(check_message(&t, human(), &text, true), Ok(()));
+        assert_eq!(
+            check_message(&t, human(), &text, false),
+            Err(Refusal::ThreadIdle {
+                last_activity: Some(Timestamp::from_millis(NOW - 25 * HOUR)),
+            })
+        );
+        // 23 hours: still the Inbox's, default app or not.
+        t.control.as_mut().unwrap().since = Timestamp::from_millis(NOW - 23 * HOUR);
+        assert!(!t.idle(Timestamp::from_millis(NOW)));
+        for default in [true, false] {
+            assert!(matches!(
+                check_message(&t, human(), &text, default),
+                Err(Refusal::NotThreadOwner { .. })
+            ));
+        }
+        // A thread nothing is known of is not idle.
+        assert!(!ThreadState::default().idle(Timestamp::from_millis(NOW)));
     }
 
     fn response() -> Basis {
@@ -318,6 +440,8 @@ mod tests {
             recipient_page: &b,
             thread: &thread,
             basis: &response(),
+            message: None,
+            app_is_default: true,
         })
         .unwrap_err();
         assert!(matches!(err, Refusal::WrongPage { .. }));
@@ -381,6 +505,8 @@ mod tests {
                 Basis::OneTimeToken(TokenState { used: false, expires_at: Timestamp::from_millis(NOW + expires_in) }),
             ] {
                 let refused = check(&Planned {
+                    message: None,
+                    app_is_default: true,
                     now: Timestamp::from_millis(NOW),
                     sending_page: &a,
                     recipient_page: &b,

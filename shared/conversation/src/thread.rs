@@ -29,6 +29,10 @@ impl ThreadKey {
     }
 }
 
+/// Conversation Routing (2025): thread control expires to idle after 24 hours
+/// without activity.
+pub const IDLE_AFTER_MS: i64 = 24 * 60 * 60 * 1000;
+
 /// What the table knows of a thread. A thread never seen has the default state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ThreadState {
@@ -57,6 +61,28 @@ impl ThreadState {
     /// the app that receives `messaging` events is the owner.
     pub fn controlled_by_us(&self) -> bool {
         self.control.as_ref().is_none_or(|c| c.ours)
+    }
+
+    /// The newest activity on the thread the table knows of: the person's, a
+    /// change of control, a human's reply.
+    pub fn last_activity(&self) -> Option<Timestamp> {
+        [
+            self.last_user_interaction,
+            self.control.as_ref().map(|c| c.since),
+            self.human_reply_at,
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+    }
+
+    /// Whether Conversation Routing has let the thread go idle: no activity for
+    /// [`IDLE_AFTER_MS`]. Whoever held it then holds it no more, and only the
+    /// Page's default app may message it. A thread with no recorded activity is
+    /// not idle (nothing is known of it).
+    pub fn idle(&self, now: Timestamp) -> bool {
+        self.last_activity()
+            .is_some_and(|at| now.as_millis().saturating_sub(at.as_millis()) >= IDLE_AFTER_MS)
     }
 
     /// Whether a human (or another app) wrote on the thread less than `pause` before
@@ -99,7 +125,13 @@ impl ThreadState {
                 ok
             }
             ThreadChange::Control(c) => {
-                let ok = newer(self.control.as_ref().map(|c| c.since), c.since);
+                let ok = newer(self.control.as_ref().map(|c| c.since), c.since)
+                    // A standby event only confirms that someone else holds the
+                    // thread: `since` stays when it went to them (the Inbox's
+                    // take-back hours run from there).
+                    && !(c.owner.is_none()
+                        && !c.ours
+                        && self.control.as_ref().is_some_and(|held| !held.ours));
                 if ok {
                     let owner = match (&c.owner, c.ours) {
                         (Some(owner), _) => Some(owner.clone()),
@@ -339,6 +371,58 @@ mod tests {
         }
         let one_huge = json!({"photo_url": "x".repeat(2 * ADS_CONTEXT_MAX_BYTES)});
         assert_eq!(bounded_ads_context(Some(&one_huge)), None);
+    }
+
+    #[test]
+    fn a_standby_event_confirms_another_apps_control_without_moving_its_start() {
+        let inbox = AppId::new("263902037430900");
+        let at = |ms| Timestamp::from_millis(ms);
+        let mut t = ThreadState::default();
+        assert!(t.apply(&ThreadChange::Control(Control {
+            ours: false,
+            owner: Some(inbox.clone()),
+            since: at(1_000),
+        })));
+        let standby = |ms| {
+            ThreadChange::Control(Control {
+                ours: false,
+                owner: None,
+                since: at(ms),
+            })
+        };
+        assert!(!t.apply(&standby(5_000)));
+        assert_eq!(
+            t.control,
+            Some(Control {
+                ours: false,
+                owner: Some(inbox),
+                since: at(1_000),
+            })
+        );
+        // Ours, then standby: that is a change, dated by the event.
+        t.apply(&ThreadChange::Control(Control {
+            ours: true,
+            owner: None,
+            since: at(6_000),
+        }));
+        assert!(t.apply(&standby(7_000)));
+        assert_eq!(
+            t.control.as_ref().map(|c| (c.ours, c.since)),
+            Some((false, at(7_000)))
+        );
+    }
+
+    #[test]
+    fn a_thread_goes_idle_24_hours_after_its_last_activity() {
+        let day = IDLE_AFTER_MS;
+        let t = ThreadState {
+            last_user_interaction: Some(Timestamp::from_millis(1_000)),
+            human_reply_at: Some(Timestamp::from_millis(2_000)),
+            ..ThreadState::default()
+        };
+        assert_eq!(t.last_activity(), Some(Timestamp::from_millis(2_000)));
+        assert!(!t.idle(Timestamp::from_millis(2_000 + day - 1)));
+        assert!(t.idle(Timestamp::from_millis(2_000 + day)));
     }
 
     #[test]

@@ -241,6 +241,37 @@ impl GraphClient {
             .await
     }
 
+    /// `POST /{page-id}/extend_thread_control`: keeps the thread this app holds
+    /// from going idle for `duration` more seconds (Meta allows up to 7 days).
+    pub async fn extend_thread_control(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+        psid: &Psid,
+        duration_seconds: u32,
+    ) -> Result<(), GraphError> {
+        let body = json!({ "recipient": { "id": psid }, "duration": duration_seconds });
+        self.post_for_success(page, token, "extend_thread_control", &[], Some(&body))
+            .await
+    }
+
+    /// `POST /{page-id}/request_thread_control`: asks the app that holds the
+    /// thread to pass it to this app (it receives a `request_thread_control`).
+    pub async fn request_thread_control(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+        psid: &Psid,
+        metadata: Option<&str>,
+    ) -> Result<(), GraphError> {
+        let mut body = json!({ "recipient": { "id": psid } });
+        if let Some(metadata) = metadata {
+            body["metadata"] = Value::from(metadata);
+        }
+        self.post_for_success(page, token, "request_thread_control", &[], Some(&body))
+            .await
+    }
+
     /// `GET /{page-id}/thread_owner?recipient=PSID`: the app that owns the thread,
     /// or None when Meta names none.
     pub async fn thread_owner(

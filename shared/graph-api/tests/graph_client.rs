@@ -608,6 +608,45 @@ async fn release_thread_control_names_the_recipient_only() {
 }
 
 #[tokio::test]
+async fn extend_and_request_thread_control_post_what_meta_documents() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v27.0/{PAGE}/extend_thread_control")))
+        .and(query_param("appsecret_proof", expected_proof()))
+        .and(body_json(
+            json!({"recipient": {"id": PSID}, "duration": 3600}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v27.0/{PAGE}/request_thread_control")))
+        .and(query_param("appsecret_proof", expected_proof()))
+        .and(body_json(
+            json!({"recipient": {"id": PSID}, "metadata": "the bot can answer"}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let graph = client(&server);
+    graph
+        .extend_thread_control(&page(), &token(), &Psid::new(PSID), 3600)
+        .await
+        .unwrap();
+    graph
+        .request_thread_control(
+            &page(),
+            &token(),
+            &Psid::new(PSID),
+            Some("the bot can answer"),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn a_handover_answered_with_success_false_fails() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))

@@ -99,7 +99,14 @@ pub struct ThreadCommand {
     pub target_app_id: Option<AppId>,
     #[serde(default)]
     pub metadata: Option<String>,
+    /// Seconds to keep the thread from going idle (`extend_thread_control` only;
+    /// 1 to 604800, Meta's 7 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u32>,
 }
+
+/// The longest `extend_thread_control` Meta allows: 7 days, in seconds.
+pub const MAX_EXTEND_SECONDS: u32 = 7 * 24 * 3_600;
 
 /// A command, by its `type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +116,10 @@ pub enum Command {
     PassThreadControl(ThreadCommand),
     TakeThreadControl(ThreadCommand),
     ReleaseThreadControl(ThreadCommand),
+    /// Keep the thread this app holds from going idle for `duration` seconds.
+    ExtendThreadControl(ThreadCommand),
+    /// Ask the app that holds the thread to pass it to this app.
+    RequestThreadControl(ThreadCommand),
     Forget(ThreadCommand),
 }
 
@@ -129,6 +140,8 @@ impl Command {
             Self::PassThreadControl(_) => "pass_thread_control",
             Self::TakeThreadControl(_) => "take_thread_control",
             Self::ReleaseThreadControl(_) => "release_thread_control",
+            Self::ExtendThreadControl(_) => "extend_thread_control",
+            Self::RequestThreadControl(_) => "request_thread_control",
             Self::Forget(_) => "forget",
         }
     }
@@ -139,6 +152,8 @@ impl Command {
             Self::PassThreadControl(c)
             | Self::TakeThreadControl(c)
             | Self::ReleaseThreadControl(c)
+            | Self::ExtendThreadControl(c)
+            | Self::RequestThreadControl(c)
             | Self::Forget(c) => &c.command_id,
         }
     }
@@ -149,6 +164,8 @@ impl Command {
             Self::PassThreadControl(c)
             | Self::TakeThreadControl(c)
             | Self::ReleaseThreadControl(c)
+            | Self::ExtendThreadControl(c)
+            | Self::RequestThreadControl(c)
             | Self::Forget(c) => &c.page_id,
         }
     }
@@ -160,7 +177,22 @@ impl Command {
             Self::PassThreadControl(c)
             | Self::TakeThreadControl(c)
             | Self::ReleaseThreadControl(c)
+            | Self::ExtendThreadControl(c)
+            | Self::RequestThreadControl(c)
             | Self::Forget(c) => &c.psid,
+        }
+    }
+
+    /// The thread command's fields (every type but `send`).
+    fn thread_command(&self) -> Option<&ThreadCommand> {
+        match self {
+            Self::Send(_) => None,
+            Self::PassThreadControl(c)
+            | Self::TakeThreadControl(c)
+            | Self::ReleaseThreadControl(c)
+            | Self::ExtendThreadControl(c)
+            | Self::RequestThreadControl(c)
+            | Self::Forget(c) => Some(c),
         }
     }
 
@@ -192,6 +224,11 @@ impl Command {
                 problem: problem.to_owned(),
             })
         };
+        if !matches!(self, Self::ExtendThreadControl(_))
+            && self.thread_command().is_some_and(|c| c.duration.is_some())
+        {
+            return invalid("duration", "goes only with extend_thread_control");
+        }
         match self {
             Self::Send(c) => {
                 match (c.message.get("text"), c.message.get("attachment")) {
@@ -253,11 +290,23 @@ impl Command {
             Self::PassThreadControl(c) if c.target_app_id.is_none() => {
                 invalid("target_app_id", "is required to pass the thread")
             }
-            Self::TakeThreadControl(c) | Self::ReleaseThreadControl(c) | Self::Forget(c)
+            Self::TakeThreadControl(c)
+            | Self::ReleaseThreadControl(c)
+            | Self::ExtendThreadControl(c)
+            | Self::RequestThreadControl(c)
+            | Self::Forget(c)
                 if c.target_app_id.is_some() =>
             {
                 invalid("target_app_id", "goes only with pass_thread_control")
             }
+            Self::ExtendThreadControl(c) => match c.duration {
+                None => invalid("duration", "is required to extend thread control"),
+                Some(0) => invalid("duration", "must be at least 1 second"),
+                Some(d) if d > MAX_EXTEND_SECONDS => {
+                    invalid("duration", "is over Meta's 7 days (604800 seconds)")
+                }
+                Some(_) => Ok(()),
+            },
             _ => Ok(()),
         }
     }
@@ -283,7 +332,39 @@ mod tests {
         let c = parse(r#"{"type":"pass_thread_control","command_id":"c4","page_id":"1","psid":"2","target_app_id":"263902037430900","metadata":"agent"}"#).unwrap();
         assert_eq!(c.kind(), "pass_thread_control");
         c.validate().unwrap();
-        for kind in ["take_thread_control", "release_thread_control", "forget"] {
+        let c = parse(r#"{"type":"extend_thread_control","command_id":"c8","page_id":"1","psid":"2","duration":86400}"#).unwrap();
+        assert_eq!(c.kind(), "extend_thread_control");
+        c.validate().unwrap();
+        for (json, field) in [
+            (
+                r#"{"type":"extend_thread_control","command_id":"c8","page_id":"1","psid":"2"}"#,
+                "duration",
+            ),
+            (
+                r#"{"type":"extend_thread_control","command_id":"c8","page_id":"1","psid":"2","duration":604801}"#,
+                "duration",
+            ),
+            (
+                r#"{"type":"extend_thread_control","command_id":"c8","page_id":"1","psid":"2","duration":0}"#,
+                "duration",
+            ),
+            (
+                r#"{"type":"take_thread_control","command_id":"c8","page_id":"1","psid":"2","duration":60}"#,
+                "duration",
+            ),
+        ] {
+            assert_eq!(
+                parse(json).unwrap().validate().unwrap_err().field,
+                field,
+                "{json}"
+            );
+        }
+        for kind in [
+            "take_thread_control",
+            "release_thread_control",
+            "request_thread_control",
+            "forget",
+        ] {
             let c = parse(&format!(
                 r#"{{"type":"{kind}","command_id":"c5","page_id":"1","psid":"2"}}"#
             ))

@@ -158,11 +158,13 @@ impl QueueMessage {
                 | "pass_thread_control"
                 | "take_thread_control"
                 | "release_thread_control"
+                | "extend_thread_control"
+                | "request_thread_control"
                 | "forget",
             ) => serde_json::from_str(body).map(Self::Command).map_err(fail),
             Some(other) => Err(QueueMessageError {
                 reason: format!(
-                    "unknown \"type\" {:?} (expected \"event\", \"notify\" or a command: \"send\", \"pass_thread_control\", \"take_thread_control\", \"release_thread_control\", \"forget\")",
+                    "unknown \"type\" {:?} (expected \"event\", \"notify\" or a command: \"send\", \"pass_thread_control\", \"take_thread_control\", \"release_thread_control\", \"extend_thread_control\", \"request_thread_control\", \"forget\")",
                     other.chars().take(40).collect::<String>()
                 ),
             }),

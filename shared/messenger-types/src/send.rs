@@ -35,6 +35,45 @@ pub struct SendRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<MessageTag>,
     pub message: OutgoingMessage,
+    /// Conversation Routing's inline hand-over: the thread is passed to an app, or
+    /// released, as the message goes out (one call instead of two).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_control: Option<InlineThreadControl>,
+}
+
+/// The Send API's `thread_control` object: `{"app_id": "<app>", "control_type":
+/// "pass"}`, or `{"control_type": "release"}` (the thread goes idle).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InlineThreadControl {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<crate::ids::AppId>,
+    pub control_type: ControlType,
+}
+
+impl InlineThreadControl {
+    /// Hands the thread to `app` with the message.
+    pub fn pass(app: crate::ids::AppId) -> Self {
+        Self {
+            app_id: Some(app),
+            control_type: ControlType::Pass,
+        }
+    }
+
+    /// Gives the thread up with the message: it goes idle.
+    pub fn release() -> Self {
+        Self {
+            app_id: None,
+            control_type: ControlType::Release,
+        }
+    }
+}
+
+/// What an inline `thread_control` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ControlType {
+    Pass,
+    Release,
 }
 
 impl SendRequest {
@@ -45,6 +84,7 @@ impl SendRequest {
             messaging_type: Some(MessagingType::Response),
             tag: None,
             message,
+            thread_control: None,
         }
     }
 
@@ -56,6 +96,7 @@ impl SendRequest {
             messaging_type: Some(MessagingType::MessageTag),
             tag: Some(tag),
             message,
+            thread_control: None,
         }
     }
 
@@ -67,6 +108,7 @@ impl SendRequest {
             messaging_type: None,
             tag: None,
             message,
+            thread_control: None,
         }
     }
 
@@ -193,6 +235,9 @@ pub enum MessagingType {
 pub enum MessageTag {
     /// A person's reply, up to 7 days after the user's last message.
     HumanAgent,
+    /// The `customer_feedback` template only, up to 7 days after the user's last
+    /// message.
+    CustomerFeedback,
     /// Retired: rejected with error 100 since 27 April 2026.
     ConfirmedEventUpdate,
     /// Retired: rejected with error 100 since 27 April 2026.
@@ -206,6 +251,7 @@ impl MessageTag {
     pub fn as_str(&self) -> &str {
         match self {
             Self::HumanAgent => "HUMAN_AGENT",
+            Self::CustomerFeedback => "CUSTOMER_FEEDBACK",
             Self::ConfirmedEventUpdate => "CONFIRMED_EVENT_UPDATE",
             Self::PostPurchaseUpdate => "POST_PURCHASE_UPDATE",
             Self::AccountUpdate => "ACCOUNT_UPDATE",
@@ -227,6 +273,7 @@ impl From<&str> for MessageTag {
     fn from(tag: &str) -> Self {
         match tag {
             "HUMAN_AGENT" => Self::HumanAgent,
+            "CUSTOMER_FEEDBACK" => Self::CustomerFeedback,
             "CONFIRMED_EVENT_UPDATE" => Self::ConfirmedEventUpdate,
             "POST_PURCHASE_UPDATE" => Self::PostPurchaseUpdate,
             "ACCOUNT_UPDATE" => Self::AccountUpdate,
@@ -329,6 +376,16 @@ impl OutgoingMessage {
 
     pub fn into_map(self) -> Map<String, Value> {
         self.0
+    }
+
+    /// The `template_type` of a template attachment (`customer_feedback`,
+    /// `button`, ...); `None` for any other message.
+    pub fn template_type(&self) -> Option<&str> {
+        let attachment = self.0.get("attachment")?;
+        if attachment.get("type")?.as_str()? != "template" {
+            return None;
+        }
+        attachment.get("payload")?.get("template_type")?.as_str()
     }
 }
 
@@ -464,15 +521,48 @@ mod tests {
     }
 
     #[test]
+    fn a_template_message_names_its_template_type_and_a_text_names_none() {
+        let feedback: OutgoingMessage = serde_json::from_str(
+            r#"{"attachment":{"type":"template","payload":{"template_type":"customer_feedback","title":"Rate us"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(feedback.template_type(), Some("customer_feedback"));
+        assert_eq!(OutgoingMessage::text("hi").template_type(), None);
+        let image: OutgoingMessage = serde_json::from_str(
+            r#"{"attachment":{"type":"image","payload":{"template_type":"customer_feedback"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(image.template_type(), None);
+    }
+
+    #[test]
+    fn an_inline_thread_control_rides_on_the_send_as_meta_spells_it() {
+        let mut request = SendRequest::response(
+            Psid::new("42"),
+            OutgoingMessage::text("An agent will answer"),
+        );
+        request.thread_control = Some(InlineThreadControl::pass(crate::ids::AppId::new(
+            "263902037430900",
+        )));
+        assert_eq!(
+            to_json(&request),
+            r#"{"recipient":{"id":"42"},"messaging_type":"RESPONSE","message":{"text":"An agent will answer"},"thread_control":{"app_id":"263902037430900","control_type":"pass"}}"#
+        );
+        request.thread_control = Some(InlineThreadControl::release());
+        assert!(to_json(&request).ends_with(r#""thread_control":{"control_type":"release"}}"#));
+    }
+
+    #[test]
     fn tags_round_trip_through_meta_strings() {
         for (tag, wire) in [
             (MessageTag::HumanAgent, "HUMAN_AGENT"),
             (MessageTag::ConfirmedEventUpdate, "CONFIRMED_EVENT_UPDATE"),
             (MessageTag::PostPurchaseUpdate, "POST_PURCHASE_UPDATE"),
             (MessageTag::AccountUpdate, "ACCOUNT_UPDATE"),
+            (MessageTag::CustomerFeedback, "CUSTOMER_FEEDBACK"),
             (
-                MessageTag::Other("CUSTOMER_FEEDBACK".to_owned()),
-                "CUSTOMER_FEEDBACK",
+                MessageTag::Other("NON_PROMOTIONAL_SUBSCRIPTION".to_owned()),
+                "NON_PROMOTIONAL_SUBSCRIPTION",
             ),
         ] {
             assert_eq!(to_json(&tag), format!("\"{wire}\""));
@@ -522,7 +612,7 @@ mod tests {
         assert!(MessageTag::AccountUpdate.is_retired());
         assert!(MessageTag::Other("ACCOUNT_UPDATE".to_owned()).is_retired());
         assert!(!MessageTag::HumanAgent.is_retired());
-        assert!(!MessageTag::Other("CUSTOMER_FEEDBACK".to_owned()).is_retired());
+        assert!(!MessageTag::CustomerFeedback.is_retired());
 
         let retired = SendRequest::tagged(
             Psid::new("42"),
