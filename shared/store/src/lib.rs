@@ -50,6 +50,7 @@ mod keys;
 mod ledger;
 pub mod otn;
 mod pages;
+pub mod people;
 pub mod schema;
 mod threads;
 mod tokens;

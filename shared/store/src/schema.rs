@@ -63,12 +63,37 @@ pub const OTN_BY_EXPIRY: Index = Index {
     projected: TOKEN_OWNER,
 };
 
+/// What the subscriber list reads of a thread ([`crate::people`]): the thread's
+/// state fields that say how the person can be messaged. Never an entry point,
+/// an account link or the ledger.
+pub const THREAD_SUMMARY: &[&str] = &[
+    "last_user_ts",
+    "last_message_ts",
+    "control_ts",
+    "control_ours",
+    "control_owner",
+    "human_ts",
+    "reach_ts",
+    "unreachable_reason",
+];
+
+/// The subscriber list: a thread item is in it once its person has interacted
+/// (PSID threads only), keyed by Page and last interaction.
+pub const PEOPLE_BY_PAGE: Index = Index {
+    name: "people-by-page",
+    key: Key {
+        partition: "people_pk",
+        sort: "people_sk",
+    },
+    projected: THREAD_SUMMARY,
+};
+
 pub const SCHEMA: TableSchema = TableSchema {
     key: Key {
         partition: "pk",
         sort: "sk",
     },
-    indexes: &[OTN_BY_TOPIC, OTN_BY_EXPIRY],
+    indexes: &[OTN_BY_TOPIC, OTN_BY_EXPIRY, PEOPLE_BY_PAGE],
     ttl_attribute: "ttl",
 };
 

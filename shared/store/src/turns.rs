@@ -538,6 +538,13 @@ impl ThreadLedger for DynamoStore {
         let token = new_claim_token(now);
         let mut expr = Expr::default();
         thread_fields(&mut expr, thread);
+        if let (crate::Person::Psid(psid), Some(last)) =
+            (&turn.thread.person, thread.last_user_interaction)
+        {
+            for (attr, value) in crate::people::index_fields(&turn.thread.page, psid, last) {
+                expr.set(attr, s(&value));
+            }
+        }
         let entry = expr.name(&entry_attr(turn));
         let value = entry_value(turn, step, &token, now);
         expr.set_path(&entry, value);

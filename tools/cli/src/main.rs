@@ -15,6 +15,7 @@ mod pages;
 mod profile;
 mod samples;
 mod settings;
+mod threads;
 
 use std::path::PathBuf;
 
@@ -97,6 +98,9 @@ enum Command {
     /// persistent menu, whitelisted domains) as a file.
     #[command(subcommand)]
     Profile(profile::ProfileCommand),
+    /// The people of a Page (the subscriber list) and what each can be sent now.
+    #[command(subcommand)]
+    Threads(threads::ThreadsCommand),
     /// Set the app secret or the verify token in the secret (SECRET_ARN), from stdin.
     SetSecret {
         #[arg(value_enum)]
@@ -154,6 +158,7 @@ async fn run(command: Command, aws: &settings::AwsArgs) -> Result<()> {
         Command::Dlq(command) => ops::dlq(&env, sdk, command).await,
         Command::Page(command) => pages::page(&env, sdk, command).await,
         Command::Profile(command) => profile::profile(&env, sdk, command).await,
+        Command::Threads(command) => threads::threads(&env, sdk, command).await,
         Command::SetSecret { field } => ops::set_secret(&env, sdk, field).await,
     }
 }
