@@ -1293,3 +1293,51 @@ async fn with_no_pause_a_human_reply_never_quiets_the_bot() {
         .unwrap();
     assert_eq!(p.graph.sends().len(), 1);
 }
+
+/// A bot that answers every text and hands the thread to the Page Inbox with the
+/// same call (the Send API's inline `thread_control`).
+struct HandOverWithTheReply;
+
+impl Bot for HandOverWithTheReply {
+    async fn decide(&self, turn: &Turn<'_>) -> Vec<Action> {
+        turn.thread_key
+            .map(|to| Action::Send {
+                to: to.clone(),
+                message: OutgoingMessage::text("A person will answer here."),
+                basis: Basis::Standard(MessagingType::Response),
+                thread_control: Some(messenger_types::send::InlineThreadControl::pass(
+                    AppId::new(crate::bot::PAGE_INBOX_APP_ID),
+                )),
+            })
+            .into_iter()
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_reply_with_an_inline_pass_is_one_call_and_leaves_the_thread_with_the_inbox() {
+    let p = processor(HandOverWithTheReply);
+    let outcome = p
+        .process_event(&queued(&text("2001", "m1", "help", 1_000)), None)
+        .await
+        .unwrap();
+    assert!(matches!(acted(outcome).as_slice(), [Outcome::Sent { .. }]));
+    let sends = p.graph.sends();
+    assert_eq!(sends.len(), 1);
+    assert_eq!(
+        serde_json::to_value(&sends[0]).unwrap()["thread_control"],
+        serde_json::json!({"app_id": crate::bot::PAGE_INBOX_APP_ID, "control_type": "pass"})
+    );
+    assert!(p.graph.passes().is_empty(), "no second call");
+    let thread = p
+        .store
+        .thread(&ThreadKey::psid(PageId::new(PAGE), Psid::new("2001")))
+        .await
+        .unwrap();
+    let control = thread.control.unwrap();
+    assert!(!control.ours);
+    assert_eq!(
+        control.owner.as_ref().map(AppId::as_str),
+        Some(crate::bot::PAGE_INBOX_APP_ID)
+    );
+}
