@@ -207,6 +207,48 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
                     Err(e) => self.graph_failure(w, key, e).await,
                 }
             }
+            Action::SenderAction { to, action } => {
+                let Person::Psid(psid) = &to.person else {
+                    return Ok(Outcome::Refused {
+                        reason: Refusal::NoThreadToPass,
+                    });
+                };
+                let other_thread;
+                let target_state: &ThreadState = if Some(to) == event_thread {
+                    thread
+                } else {
+                    other_thread = self.store.thread(to).await?;
+                    &other_thread
+                };
+                if let Err(reason) = policy::check(&Planned {
+                    now: w.now,
+                    sending_page: w.page,
+                    recipient_page: &to.page,
+                    thread: target_state,
+                    basis: &Basis::Standard(MessagingType::Response),
+                    message: None,
+                    app_is_default: self.routing.app_is_default,
+                }) {
+                    return Ok(Outcome::Refused { reason });
+                }
+                let token = match self.page_token(w.page) {
+                    Ok(token) => token,
+                    Err(refused) => return Ok(refused),
+                };
+                match self
+                    .graph
+                    .sender_action(w.page, &token, psid, *action)
+                    .await
+                {
+                    Ok(()) => Ok(Outcome::ActionShown {
+                        sender_action: *action,
+                    }),
+                    Err(e) => self.graph_failure(w, to, e).await,
+                }
+            }
+            // Never reached: the pipeline keeps a state with the turn's own write
+            // and leaves it out of the actions it carries out.
+            Action::SetState(_) => Ok(Outcome::DoneEarlier),
             Action::Notify { topic, message } => {
                 self.notify_with_token(w, event_thread, thread, topic, message)
                     .await

@@ -8,9 +8,10 @@
 
 use std::future::Future;
 
-use messenger_store::{Person, ThreadKey, ThreadState};
+use messenger_store::{BotState, Person, ThreadKey, ThreadState};
 use messenger_types::event::{EventKind, OptinVariant};
 use messenger_types::send::{InlineThreadControl, MessagingType, OutgoingMessage};
+use messenger_types::templates::SenderAction;
 use messenger_types::{AppId, Event, PageId, Source, Timestamp};
 
 use crate::policy::Basis;
@@ -34,6 +35,37 @@ pub struct Turn<'a> {
 }
 
 impl Turn<'_> {
+    /// What the bot kept of this person with [`Action::SetState`], as its type;
+    /// `None` when nothing is kept or it no longer reads as `T`.
+    pub fn state<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        self.thread.bot_state.as_ref().and_then(BotState::get)
+    }
+
+    /// Keep `value` as what the bot remembers of this person (at most
+    /// [`messenger_store::MAX_BOT_STATE_BYTES`] of JSON).
+    pub fn remember<T: serde::Serialize>(
+        &self,
+        value: &T,
+    ) -> Result<Action, messenger_store::BotStateError> {
+        BotState::new(value).map(|state| Action::SetState(Some(state)))
+    }
+
+    /// Shows the person that a reply is being written.
+    pub fn typing(&self) -> Option<Action> {
+        Some(Action::SenderAction {
+            to: self.thread_key?.clone(),
+            action: SenderAction::TypingOn,
+        })
+    }
+
+    /// Marks the person's last message as seen.
+    pub fn mark_seen(&self) -> Option<Action> {
+        Some(Action::SenderAction {
+            to: self.thread_key?.clone(),
+            action: SenderAction::MarkSeen,
+        })
+    }
+
     /// A reply to the person of this event, inside the standard window.
     pub fn reply(&self, message: OutgoingMessage) -> Option<Action> {
         Some(Action::Send {
@@ -68,6 +100,14 @@ pub enum Action {
     ExtendThreadControl { seconds: u32 },
     /// Ask the app that holds the thread to pass it to this app.
     RequestThreadControl { metadata: Option<String> },
+    /// Show the person a sender action (typing on/off, mark seen); inside the
+    /// 24-hour window, like a standard message.
+    SenderAction { to: ThreadKey, action: SenderAction },
+    /// Keep `Some(state)` as what the bot remembers of the event's person, or
+    /// forget it (`None`). Kept with the turn's own write, before any call: it is
+    /// not an action carried out and has no outcome. Read it back with
+    /// [`Turn::state`].
+    SetState(Option<BotState>),
     /// Send `message` to the event's person with their oldest one-time
     /// notification token of `topic`, spending it (refused with
     /// `no_token_for_topic` when they hold none).

@@ -19,6 +19,7 @@ pub(crate) fn outcome(outcome: &Outcome) {
         | Outcome::ControlReleased
         | Outcome::ControlExtended { .. }
         | Outcome::ControlRequested
+        | Outcome::ActionShown { .. }
         | Outcome::MaybeSent
         | Outcome::DoneEarlier
         | Outcome::NotRepeated => {}

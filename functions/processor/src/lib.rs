@@ -35,6 +35,7 @@ pub mod park;
 pub mod pipeline;
 pub mod publish;
 pub mod recent;
+pub mod router;
 pub mod routing;
 pub mod sender;
 pub mod testing;
@@ -47,6 +48,7 @@ use event_queue::EventQueue;
 use graph_api::{GraphClient, GraphError};
 use messenger_store::{PageRegistry, Store, StoreError, TokenStore};
 use messenger_types::send::{SendRequest, SendResponse};
+use messenger_types::templates::SenderAction;
 use messenger_types::{AppId, PageId, Psid, Timestamp};
 use secrecy::SecretString;
 
@@ -100,6 +102,14 @@ pub trait Messenger: Send + Sync {
         token: &SecretString,
         psid: &Psid,
         duration_seconds: u32,
+    ) -> impl Future<Output = Result<(), GraphError>> + Send;
+
+    fn sender_action(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+        psid: &Psid,
+        action: SenderAction,
     ) -> impl Future<Output = Result<(), GraphError>> + Send;
 
     fn request_thread_control(
@@ -159,6 +169,16 @@ impl Messenger for GraphClient {
         duration_seconds: u32,
     ) -> Result<(), GraphError> {
         GraphClient::extend_thread_control(self, page, token, psid, duration_seconds).await
+    }
+
+    async fn sender_action(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+        psid: &Psid,
+        action: SenderAction,
+    ) -> Result<(), GraphError> {
+        GraphClient::sender_action(self, page, token, psid, action.as_str()).await
     }
 
     async fn request_thread_control(

@@ -277,6 +277,18 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
                 Decision::Bot => self.decide(w, Some(&turn.thread), &thread).await,
                 Decision::Given(actions) => actions.to_vec(),
             };
+            // The bot's memory of the person goes with the write that takes the
+            // turn: never ahead of what the turn did, never lost after it.
+            let actions: Vec<Action> = actions
+                .into_iter()
+                .filter_map(|action| match action {
+                    Action::SetState(state) => {
+                        thread.bot_state = state;
+                        None
+                    }
+                    other => Some(other),
+                })
+                .collect();
             let plan = Plan::new(progress);
             let finished = plan.finished(w.source, actions.len());
             let record;
@@ -340,7 +352,9 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
         let mut thread = ThreadState::default();
         let prepared = async {
             self.write_side(w, changes).await?;
-            let actions = self.decide(w, None, &thread).await;
+            let mut actions = self.decide(w, None, &thread).await;
+            // No person, no place to keep a bot's state.
+            actions.retain(|a| !matches!(a, Action::SetState(_)));
             let plan = Plan::new(progress);
             if let Some(outcome) = plan.finished(w.source, actions.len()) {
                 self.finish(&hold, &outcome).await?;

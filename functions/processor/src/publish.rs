@@ -344,6 +344,7 @@ pub fn action_event(
         // Nobody's control changed (yet): an extension keeps it, a request asks.
         Outcome::ControlExtended { .. }
         | Outcome::ControlRequested
+        | Outcome::ActionShown { .. }
         | Outcome::MaybeSent
         | Outcome::DoneEarlier
         | Outcome::NotRepeated => return None,

@@ -25,6 +25,7 @@ pub struct FakeGraph {
     send_tokens: Mutex<Vec<String>>,
     passes: Mutex<Vec<(Psid, AppId)>>,
     controls: Mutex<Vec<(&'static str, Psid)>>,
+    sender_actions: Mutex<Vec<(Psid, messenger_types::templates::SenderAction)>>,
     failures: Mutex<Vec<GraphError>>,
     delay: Duration,
     in_flight: AtomicUsize,
@@ -43,6 +44,11 @@ impl FakeGraph {
     /// The most calls that were in flight at once.
     pub fn most_in_flight(&self) -> usize {
         self.most_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Every sender action shown (typing, mark seen), in order.
+    pub fn sender_actions(&self) -> Vec<(Psid, messenger_types::templates::SenderAction)> {
+        lock(&self.sender_actions).clone()
     }
 
     /// Every pass of thread control: (PSID, the app it went to).
@@ -147,6 +153,18 @@ impl Messenger for FakeGraph {
     ) -> Result<(), GraphError> {
         self.call().await?;
         lock(&self.controls).push(("extend", psid.clone()));
+        Ok(())
+    }
+
+    async fn sender_action(
+        &self,
+        _page: &PageId,
+        _token: &SecretString,
+        psid: &Psid,
+        action: messenger_types::templates::SenderAction,
+    ) -> Result<(), GraphError> {
+        self.call().await?;
+        lock(&self.sender_actions).push((psid.clone(), action));
         Ok(())
     }
 

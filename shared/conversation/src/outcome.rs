@@ -35,6 +35,10 @@ pub enum Outcome {
     ControlExtended { seconds: u32 },
     /// This app asked the app that holds the thread to pass it over.
     ControlRequested,
+    /// A sender action (typing on/off, mark seen) was shown to the person.
+    ActionShown {
+        sender_action: messenger_types::templates::SenderAction,
+    },
     /// The send policy refused it before any network call.
     Refused { reason: Refusal },
     /// Meta refused it for good (not retried). For a one-time notification,
@@ -76,6 +80,7 @@ impl Outcome {
             Self::ControlReleased => "control_released",
             Self::ControlExtended { .. } => "control_extended",
             Self::ControlRequested => "control_requested",
+            Self::ActionShown { .. } => "action_shown",
             Self::Refused { .. } => "refused",
             Self::GraphRefused { .. } => "graph_refused",
             Self::MaybeSent => "maybe_sent",
@@ -102,6 +107,9 @@ impl fmt::Display for Outcome {
                 write!(f, "extended thread control by {seconds} s")
             }
             Self::ControlRequested => f.write_str("asked for thread control"),
+            Self::ActionShown { sender_action } => {
+                write!(f, "showed {}", sender_action.as_str())
+            }
             Self::Refused { reason } => write!(f, "refused ({}): {reason}", reason.code()),
             Self::GraphRefused {
                 class,

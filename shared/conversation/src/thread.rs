@@ -54,6 +54,55 @@ pub struct ThreadState {
     /// Business Suite) or another app wrote: the bot stays quiet on the thread for
     /// `HUMAN_PAUSE_HOURS` after it.
     pub human_reply_at: Option<Timestamp>,
+    /// What the bot remembers of the person (its own typed state, as JSON).
+    pub bot_state: Option<BotState>,
+}
+
+/// The most a bot's state for one person may take, in bytes of JSON: it lives on
+/// the thread's item, which every event of the person reads and writes.
+pub const MAX_BOT_STATE_BYTES: usize = 4096;
+
+/// A bot's own state for one person, kept on the thread's item and written with
+/// the turn that set it (so it is never ahead of, or behind, what the turn did).
+/// Any serde type, at most [`MAX_BOT_STATE_BYTES`] of JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotState(String);
+
+/// Why a bot state cannot be kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BotStateError {
+    #[error("the bot state is {bytes} bytes of JSON; at most {MAX_BOT_STATE_BYTES} are kept")]
+    TooLarge { bytes: usize },
+    #[error("the bot state cannot be written as JSON: {0}")]
+    NotJson(String),
+}
+
+impl BotState {
+    /// `value` as JSON, if it fits.
+    pub fn new<T: serde::Serialize>(value: &T) -> Result<Self, BotStateError> {
+        let json =
+            serde_json::to_string(value).map_err(|e| BotStateError::NotJson(e.to_string()))?;
+        if json.len() > MAX_BOT_STATE_BYTES {
+            return Err(BotStateError::TooLarge { bytes: json.len() });
+        }
+        Ok(Self(json))
+    }
+
+    /// The state as the bot's type; `None` when it no longer reads as one (the
+    /// bot's type changed since it was written).
+    pub fn get<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_str(&self.0).ok()
+    }
+
+    /// The JSON as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A state read back from the table (it was checked when written).
+    pub fn from_stored(json: String) -> Self {
+        Self(json)
+    }
 }
 
 impl ThreadState {
@@ -423,6 +472,27 @@ mod tests {
         assert_eq!(t.last_activity(), Some(Timestamp::from_millis(2_000)));
         assert!(!t.idle(Timestamp::from_millis(2_000 + day - 1)));
         assert!(t.idle(Timestamp::from_millis(2_000 + day)));
+    }
+
+    #[test]
+    fn a_bot_state_round_trips_and_one_too_large_is_refused() {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Cart {
+            items: Vec<String>,
+        }
+        let cart = Cart {
+            items: vec!["boots".to_owned()],
+        };
+        let state = BotState::new(&cart).unwrap();
+        assert_eq!(state.get::<Cart>(), Some(cart));
+        assert_eq!(state.get::<u32>(), None, "another type reads nothing");
+        let big = Cart {
+            items: vec!["x".repeat(MAX_BOT_STATE_BYTES)],
+        };
+        assert!(matches!(
+            BotState::new(&big),
+            Err(BotStateError::TooLarge { .. })
+        ));
     }
 
     #[test]

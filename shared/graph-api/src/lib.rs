@@ -241,6 +241,27 @@ impl GraphClient {
             .await
     }
 
+    /// `POST /{page-id}/messages` with a `sender_action` (`typing_on`,
+    /// `typing_off`, `mark_seen`) instead of a message.
+    pub async fn sender_action(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+        psid: &Psid,
+        action: &str,
+    ) -> Result<(), GraphError> {
+        let body = json!({ "recipient": { "id": psid }, "sender_action": action });
+        let call = Call {
+            method: Method::POST,
+            page,
+            edge: "messages",
+            query: &[],
+            body: Some(Body::Json(&body)),
+            retired_tag: false,
+        };
+        self.call(call, token).await.map(|_| ())
+    }
+
     /// `POST /{page-id}/extend_thread_control`: keeps the thread this app holds
     /// from going idle for `duration` more seconds (Meta allows up to 7 days).
     pub async fn extend_thread_control(

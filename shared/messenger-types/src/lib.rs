@@ -15,6 +15,7 @@ pub mod ids;
 pub mod queue;
 pub mod routing;
 pub mod send;
+pub mod templates;
 
 pub use command::{Command, CommandId, CommandInvalid};
 pub use event::{Entry, Envelope, Event, EventKind};

@@ -407,7 +407,15 @@ impl fmt::Debug for OutgoingMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateError {
     EmptyTitle,
-    TitleTooLong { chars: usize, max: usize },
+    TitleTooLong {
+        chars: usize,
+        max: usize,
+    },
+    /// A part of a richer message (`crate::templates`) Meta would refuse.
+    Invalid {
+        what: &'static str,
+        problem: String,
+    },
 }
 
 impl fmt::Display for TemplateError {
@@ -419,6 +427,7 @@ impl fmt::Display for TemplateError {
                 "the one-time notification request title has {chars} characters; \
                  Meta accepts at most {max}"
             ),
+            Self::Invalid { what, problem } => write!(f, "{what}: {problem}"),
         }
     }
 }

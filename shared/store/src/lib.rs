@@ -69,8 +69,9 @@ pub use conversation::ports::{
     EventLedger, Store, StoreError, StoreErrorKind, ThreadLedger, ThreadStore, TokenStore,
 };
 pub use conversation::thread::{
-    AccountLink, AuthorizationCode, Control, EntryPoint, PageChange, PageState, Person,
-    ThreadChange, ThreadKey, ThreadState, Unreachable,
+    AccountLink, AuthorizationCode, BotState, BotStateError, Control, EntryPoint,
+    MAX_BOT_STATE_BYTES, PageChange, PageState, Person, ThreadChange, ThreadKey, ThreadState,
+    Unreachable,
 };
 pub use dynamo::{DEFAULT_RETENTION_DAYS, DynamoStore, MIN_RETENTION_DAYS};
 pub use turns::{ARCHIVE_ABOVE, LedgerEntry, item_size, ledger_entries};

@@ -13,8 +13,8 @@ use crate::keys::page_pk;
 use crate::otn::{self, NewToken, TokenStatus};
 use crate::tokens::index_keys;
 use crate::{
-    AccountLink, AuthorizationCode, Control, EntryPoint, PageChange, PageState, StoreError,
-    ThreadChange, ThreadKey, ThreadState, ThreadStore, Unreachable,
+    AccountLink, AuthorizationCode, BotState, Control, EntryPoint, PageChange, PageState,
+    StoreError, ThreadChange, ThreadKey, ThreadState, ThreadStore, Unreachable,
 };
 
 impl DynamoStore {
@@ -272,6 +272,7 @@ pub(crate) fn thread_state(item: &HashMap<String, AttributeValue>) -> ThreadStat
         }),
         reachable_since: reach_ts.filter(|_| unreachable_reason.is_none()),
         human_reply_at: get_ts(item, "human_ts"),
+        bot_state: get_s(item, "bot_state").map(BotState::from_stored),
         unreachable: match (unreachable_reason, reach_ts) {
             (Some(reason), Some(at)) => Some(Unreachable { reason, at }),
             _ => None,
@@ -333,6 +334,7 @@ pub(crate) fn thread_fields(expr: &mut Expr, state: &ThreadState) {
     }
     number(expr, "reach_ts", ts(state.reachability_at()));
     number(expr, "human_ts", ts(state.human_reply_at));
+    expr.set_opt("bot_state", state.bot_state.as_ref().map(BotState::as_str));
     expr.set_opt(
         "unreachable_reason",
         state.unreachable.as_ref().map(|u| u.reason.as_str()),
