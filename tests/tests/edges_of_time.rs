@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 
 use aws_sdk_dynamodb::config::interceptors::{
     BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextRef,
@@ -26,7 +26,7 @@ use messenger_store::{
 use messenger_types::queue::QueueMessageType;
 use messenger_types::{NotifyOne, PageId, Psid, Timestamp};
 use processor::MessageOutcome;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const TOPIC: &str = "back in stock";
 
@@ -377,6 +377,126 @@ async fn a_crash_no_redelivery_resolves_is_given_back_by_the_sweeper_and_then_se
     process(&rig, "n", &[notify(PAGE_A, TOPIC, "Back in stock")]).await;
     assert_eq!(sends_with_token(&rig, "otn-stale-spend").await, 1);
     assert_eq!(sends_with_token(&rig, "otn-live-spend").await, 0);
+}
+
+/// How far the processor's clock is ahead of the wall clock.
+static CLOCK_AHEAD_MS: AtomicI64 = AtomicI64::new(0);
+
+fn shifted_clock() -> Timestamp {
+    Timestamp::from_millis(now_ms() + CLOCK_AHEAD_MS.load(Ordering::SeqCst))
+}
+
+/// What DynamoDB's TTL does, at its quickest: deletes every item whose `ttl`
+/// (epoch seconds) has passed at `now`.
+async fn expire_by_ttl(rig: &Rig, now: Timestamp) -> usize {
+    let dynamo = aws_sdk_dynamodb::Client::new(&rig.sdk);
+    let mut deleted = 0;
+    for item in scan_table(rig).await {
+        if attr_n(&item, "ttl").is_some_and(|ttl| ttl * 1000 <= now.as_millis()) {
+            dynamo
+                .delete_item()
+                .table_name(&rig.table)
+                .key("pk", item["pk"].clone())
+                .key("sk", item["sk"].clone())
+                .send()
+                .await
+                .unwrap();
+            deleted += 1;
+        }
+    }
+    deleted
+}
+
+fn command(body: Value, psid: &str) -> webhook::OutgoingMessage {
+    webhook::OutgoingMessage {
+        group_id: format!("{PAGE_A}:{psid}"),
+        dedup_id: unique("cmd"),
+        body: body.to_string(),
+        kind: "command",
+    }
+}
+
+fn text_at(psid: &str, mid: &str, ahead_ms: i64) -> webhook::OutgoingMessage {
+    queue_messages(&[(
+        PAGE_A,
+        vec![text_event(
+            PAGE_A,
+            psid,
+            mid,
+            "and another thing",
+            -ahead_ms,
+        )],
+        vec![],
+    )])
+    .remove(0)
+}
+
+#[tokio::test]
+async fn a_redrive_of_a_command_older_than_the_old_ttl_does_not_send_twice() {
+    let rig = rig().await;
+    let mut processor = processor::from_env(&env(&rig.table, &rig.queue, &rig.graph), &rig.sdk)
+        .await
+        .unwrap();
+    processor.clock = shifted_clock;
+    let psid = "2700000000000010";
+    let shipped = json!({"type": "send", "command_id": "order-7-shipped", "page_id": PAGE_A,
+        "recipient": {"id": psid}, "message": {"text": "Your order 7 shipped"}, "messaging_type": "RESPONSE"});
+    let shipped_sends = || async {
+        sends(&rig.graph)
+            .await
+            .iter()
+            .filter(|(_, _, b)| b["message"]["text"] == "Your order 7 shipped")
+            .count()
+    };
+
+    // Day 0: the person writes, the command is sent, the conversation goes on long
+    // enough for the command's ledger entry to move to an archive item.
+    let first = processor
+        .handle(sqs_event("t0", &[text_at(psid, "m_edge_0", 0)]), None)
+        .await;
+    assert!(failed_ids(&first).is_empty());
+    let sent = processor
+        .handle(sqs_event("c0", &[command(shipped.clone(), psid)]), None)
+        .await;
+    assert!(failed_ids(&sent).is_empty());
+    assert_eq!(shipped_sends().await, 1);
+    for i in 1..=15 {
+        let mid = format!("m_edge_{i}");
+        let r = processor
+            .handle(sqs_event(&mid, &[text_at(psid, &mid, i)]), None)
+            .await;
+        assert!(failed_ids(&r).is_empty());
+    }
+    let archives = scan_table(&rig)
+        .await
+        .iter()
+        .filter(|item| attr_s(item, "sk").starts_with("LEDGER#"))
+        .count();
+    assert!(archives > 0, "the command's entry was archived");
+
+    // Day 22 (past the 21 days processed events used to be kept): the person
+    // writes again, DynamoDB's TTL has done its work, and an operator redrives the
+    // dead-letter queue, which still held a copy of the command.
+    let day_22 = 22 * DAY;
+    CLOCK_AHEAD_MS.store(day_22, Ordering::SeqCst);
+    let later = processor
+        .handle(
+            sqs_event("t22", &[text_at(psid, "m_edge_22", day_22)]),
+            None,
+        )
+        .await;
+    assert!(failed_ids(&later).is_empty());
+    expire_by_ttl(&rig, shifted_clock()).await;
+
+    let redriven = processor
+        .handle(sqs_event("c22", &[command(shipped, psid)]), None)
+        .await;
+    assert!(failed_ids(&redriven).is_empty());
+    assert_eq!(
+        shipped_sends().await,
+        1,
+        "the redriven command is known as processed"
+    );
 }
 
 #[tokio::test]
