@@ -499,6 +499,39 @@ async fn a_redrive_of_a_command_older_than_the_old_ttl_does_not_send_twice() {
     );
 }
 
+#[test]
+fn processed_events_are_kept_longer_than_both_queues_can_hold_a_copy() {
+    let template: serde_norway::Value = serde_norway::from_str(
+        &std::fs::read_to_string(repo_root().join("template.yaml")).unwrap(),
+    )
+    .unwrap();
+    let resources = &template["Resources"];
+    let retention = |queue: &str| {
+        resources[queue]["Properties"]["MessageRetentionPeriod"]
+            .as_i64()
+            .unwrap()
+    };
+    let held_days = (retention("EventsQueue") + retention("EventsDeadLetterQueue")) / 86_400;
+    assert!(
+        messenger_store::EVENT_RECORD_DAYS > held_days,
+        "{} days of records, {held_days} days of queues",
+        messenger_store::EVENT_RECORD_DAYS
+    );
+    // The processor queues onto its own queue (notify fan-out): Lambda's loop
+    // detection must not cut a large fan-out off.
+    assert_eq!(
+        resources["ProcessorFunction"]["Properties"]["RecursiveLoop"].as_str(),
+        Some("Allow")
+    );
+}
+
+fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
 #[tokio::test]
 async fn a_token_given_back_after_its_year_ran_out_is_expired_not_reactivated() {
     let rig = rig().await;
