@@ -573,3 +573,49 @@ async fn a_token_given_back_after_its_year_ran_out_is_expired_not_reactivated() 
         .unwrap();
     assert!(listed.is_empty(), "not listed for a notify");
 }
+
+#[tokio::test]
+async fn a_handed_back_message_comes_back_when_its_visibility_is_changed_not_after_360_s() {
+    use processor::backoff::{SqsVisibility, Visibility as _};
+    let rig = rig().await;
+    let sqs = aws_sdk_sqs::Client::new(&rig.sdk);
+    sqs.send_message()
+        .queue_url(&rig.queue)
+        .message_body("{\"type\":\"notify\"}")
+        .message_group_id("g")
+        .message_deduplication_id(unique("d"))
+        .send()
+        .await
+        .unwrap();
+    let receive = || async {
+        sqs.receive_message()
+            .queue_url(&rig.queue)
+            .visibility_timeout(360)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default()
+    };
+    let first = receive().await;
+    assert_eq!(first.len(), 1);
+    assert!(receive().await.is_empty(), "in flight for 360 s");
+
+    let visibility = SqsVisibility::new(sqs.clone(), &rig.queue);
+    let handle = first[0].receipt_handle.clone().unwrap();
+    visibility
+        .set_visibility(&[(handle, std::time::Duration::ZERO)])
+        .await
+        .unwrap();
+    let again = receive().await;
+    assert_eq!(again.len(), 1, "back at once");
+    assert_eq!(again[0].message_id, first[0].message_id);
+
+    // A handle the queue does not know is an error, not a panic.
+    assert!(
+        visibility
+            .set_visibility(&[("not-a-handle".to_owned(), std::time::Duration::ZERO)])
+            .await
+            .is_err()
+    );
+}
