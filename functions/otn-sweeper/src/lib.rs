@@ -13,7 +13,7 @@
 //! for the sweeper: spending checks `expires_at` itself.
 //!
 //! Each run first gives back the tokens whose spend has been "sending" past its
-//! lease (two hours, longer than the events queue's whole retry cycle): the
+//! lease (three hours, longer than the events queue's whole retry cycle): the
 //! processor spent them and crashed before the send's fate was recorded, and no
 //! redelivery resolved it. They sit in the same index under `SENDING#<shard>`,
 //! so this too reads only what it changes. Meta carries at most one message per

@@ -180,8 +180,8 @@ pub const QUEUE_RETENTION_DAYS: i64 = 14;
 /// How long processed events are remembered: longer than a copy of a processed
 /// event can still come back. A FIFO queue's message moved to the dead-letter
 /// queue starts its retention there afresh (up to 14 days), a redrive puts it back
-/// on the events queue, where it may wait up to 14 days more; an hour of
-/// redeliveries before the move and two days of slack on top. A record that
+/// on the events queue, where it may wait up to 14 days more; at most two hours
+/// of redeliveries before the move and two days of slack on top. A record that
 /// expired sooner would let a redriven command (a `send` whose person wrote since)
 /// go out twice.
 pub const EVENT_RECORD_DAYS: i64 = 2 * QUEUE_RETENTION_DAYS + 2;

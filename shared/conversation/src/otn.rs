@@ -10,10 +10,11 @@ pub const OTN_LIFETIME_MS: i64 = 365 * 24 * 60 * 60 * 1000;
 /// only: correctness never waits for TTL).
 pub const OTN_RECORD_GRACE_DAYS: i64 = 30;
 /// How long a spend holds its token while the send it pays for has no recorded
-/// fate ("sending"): longer than the events queue's whole retry cycle (10
-/// receives, 360 s apart: one hour), so that a redelivery of a crashed send
-/// resolves it first; after that the sweeper gives the token back.
-pub const SENDING_LEASE_MS: i64 = 2 * 60 * 60 * 1000;
+/// fate ("sending"): longer than the events queue's whole retry cycle for a
+/// crashing message (20 receives, each after the 360 s visibility timeout: two
+/// hours), so that a redelivery of a crashed send resolves it first; after that
+/// the sweeper gives the token back.
+pub const SENDING_LEASE_MS: i64 = 3 * 60 * 60 * 1000;
 /// How many partitions of the expiry index hold the unfinished sends, so that a
 /// large fan-out's spends do not all write one index partition.
 pub const SENDING_SHARDS: u32 = 4;
