@@ -475,6 +475,24 @@ impl<S: TokenStore> TokenStore for ThrottlingStore<S> {
         self.inner.spend_token(at, spend_id, now).await
     }
 
+    async fn finish_spend(&self, at: &TokenRef, spend_id: &str) -> Result<bool, StoreError> {
+        self.check("finish_spend", spend_id)?;
+        self.inner.finish_spend(at, spend_id).await
+    }
+
+    async fn give_back_stale_spends(
+        &self,
+        shard: u32,
+        now: Timestamp,
+        after: Option<&str>,
+        limit: i32,
+    ) -> Result<messenger_store::StalePage, StoreError> {
+        self.check("give_back_stale_spends", &shard.to_string())?;
+        self.inner
+            .give_back_stale_spends(shard, now, after, limit)
+            .await
+    }
+
     async fn unspend_token(&self, token: &StoredToken, spend_id: &str) -> Result<bool, StoreError> {
         self.check("unspend_token", spend_id)?;
         self.inner.unspend_token(token, spend_id).await

@@ -183,7 +183,8 @@ async fn cost_follows_the_expired_tokens_not_the_table_and_a_second_sweep_does_n
             read: 0,
             buckets: 1,
             complete: true,
-            next_day: utc_day(at(NOW))
+            next_day: utc_day(at(NOW)),
+            given_back: 0,
         }
     );
     eprintln!(

@@ -11,6 +11,14 @@
 //! Expiring is a conditional write (ACTIVE and due becomes EXPIRED), so a sweep is
 //! idempotent and races neither a spend nor another sweep. Correctness never waits
 //! for the sweeper: spending checks `expires_at` itself.
+//!
+//! Each run first gives back the tokens whose spend has been "sending" past its
+//! lease (three hours, longer than the events queue's whole retry cycle): the
+//! processor spent them and crashed before the send's fate was recorded, and no
+//! redelivery resolved it. They sit in the same index under `SENDING#<shard>`,
+//! so this too reads only what it changes. Meta carries at most one message per
+//! token, so a token given back after its send did go out cannot reach the person
+//! twice: its next use is refused by Meta and retires it.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
@@ -38,6 +46,61 @@ pub struct SweepReport {
     pub complete: bool,
     /// The first day not yet finished (`YYYY-MM-DD`): where the next run starts.
     pub next_day: String,
+    /// Tokens given back whose spend was left "sending" by a crashed send (in the
+    /// output only when some were).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub given_back: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What one pass over the unfinished sends did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StaleReport {
+    /// Tokens given back (or expired, when their year ran out meanwhile).
+    pub given_back: u64,
+    /// Items DynamoDB read for it.
+    pub read: u64,
+    /// Whether every shard was read to its end.
+    pub complete: bool,
+}
+
+/// Gives back every token whose spend has been "sending" past its lease at `now`
+/// (see the module's introduction), shard by shard, page by page, until done or
+/// the time left falls below the safety margin.
+pub async fn give_back_stale<S: TokenStore>(
+    store: &S,
+    now: Timestamp,
+    deadline: Option<SystemTime>,
+    config: &SweepConfig,
+) -> Result<StaleReport, StoreError> {
+    let started = Instant::now();
+    let budget = budget(deadline, SystemTime::now(), config.fallback_budget);
+    let mut report = StaleReport {
+        complete: true,
+        ..StaleReport::default()
+    };
+    for shard in 0..messenger_store::SENDING_SHARDS {
+        let mut after: Option<String> = None;
+        loop {
+            if budget.saturating_sub(started.elapsed()) < config.safety_margin {
+                report.complete = false;
+                return Ok(report);
+            }
+            let page = store
+                .give_back_stale_spends(shard, now, after.as_deref(), config.page_size)
+                .await?;
+            report.given_back += page.given_back;
+            report.read += page.read;
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+    }
+    Ok(report)
 }
 
 /// How a sweep runs.
@@ -135,6 +198,7 @@ pub async fn sweep<S: TokenStore>(
         buckets: 0,
         complete: true,
         next_day: String::new(),
+        given_back: 0,
     };
     let mut day = cursor;
     'days: while day <= today {
@@ -241,11 +305,34 @@ impl<S: TokenStore> Sweeper<S> {
         event: &EventBridgeEvent<serde_json::Value>,
         deadline: Option<SystemTime>,
     ) -> Result<SweepReport, StoreError> {
-        let result = sweep(&self.store, (self.clock)(), deadline, &self.config).await;
+        let now = (self.clock)();
         let event_id = event.id.as_deref().unwrap_or("-");
+        // The unfinished sends first: few, and a token held by a crashed send is
+        // one a person is waiting for.
+        let result = match give_back_stale(&self.store, now, deadline, &self.config).await {
+            Ok(stale) => {
+                if stale.given_back > 0 {
+                    tracing::warn!(
+                        event_id,
+                        given_back = stale.given_back,
+                        complete = stale.complete,
+                        "tokens held by crashed sends given back"
+                    );
+                }
+                sweep(&self.store, now, deadline, &self.config)
+                    .await
+                    .map(|r| SweepReport {
+                        given_back: stale.given_back,
+                        complete: r.complete && stale.complete,
+                        ..r
+                    })
+            }
+            Err(e) => Err(e),
+        };
         match &result {
             Ok(r) => tracing::info!(
                 event_id,
+                given_back = r.given_back,
                 expired = r.expired,
                 read = r.read,
                 buckets = r.buckets,

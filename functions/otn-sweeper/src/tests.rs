@@ -119,6 +119,20 @@ impl TokenStore for FakeIndex {
         unimplemented!("the sweeper does not spend")
     }
 
+    async fn finish_spend(&self, _: &TokenRef, _: &str) -> Result<bool, StoreError> {
+        unimplemented!("the sweeper does not send")
+    }
+
+    async fn give_back_stale_spends(
+        &self,
+        _: u32,
+        _: Timestamp,
+        _: Option<&str>,
+        _: i32,
+    ) -> Result<messenger_store::StalePage, StoreError> {
+        Ok(messenger_store::StalePage::default())
+    }
+
     async fn retire_token(&self, _: &TokenRef, _: &str, _: &str) -> Result<bool, StoreError> {
         unimplemented!("the sweeper does not retire")
     }
@@ -208,6 +222,7 @@ async fn the_first_run_looks_back_and_stops_the_cursor_at_today() {
             read: 2,
             buckets: 8,
             complete: true,
+            given_back: 0,
             next_day: "2026-11-21".to_owned(),
         }
     );
@@ -301,6 +316,7 @@ async fn with_less_time_than_the_margin_nothing_is_started() {
             read: 0,
             buckets: 0,
             complete: false,
+            given_back: 0,
             next_day: "2026-11-19".to_owned(),
         }
     );

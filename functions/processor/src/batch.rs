@@ -5,7 +5,7 @@
 //! group in the batch, so that the group's order holds when SQS delivers them
 //! again.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use event_queue::EventQueue;
@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 #[cfg(doc)]
 use crate::MAX_CONCURRENT_GROUPS;
+use crate::backoff;
 use crate::bot::Bot;
 use crate::{MIN_TIME_PER_MESSAGE, MessageOutcome, Messenger, ProcessError, Processor, time_left};
 
@@ -37,6 +38,16 @@ fn groups(records: &[SqsMessage]) -> Vec<Vec<usize>> {
     groups.into_iter().map(|(_, members)| members).collect()
 }
 
+/// How many times SQS has delivered the message (`ApproximateReceiveCount`; 1
+/// when absent).
+fn receive_count(message: &SqsMessage) -> u32 {
+    message
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
 impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue + Sync>
     Processor<S, M, B, Q>
 {
@@ -45,36 +56,55 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
     /// are handed back untouched.
     pub async fn handle(&self, event: SqsEvent, deadline: Option<SystemTime>) -> SqsBatchResponse {
         let records = &event.records;
-        let failed: Vec<Vec<String>> = futures_util::stream::iter(groups(records))
+        let failed: Vec<Vec<(usize, Duration)>> = futures_util::stream::iter(groups(records))
             .map(|group| self.process_group(records, group, deadline))
             .buffer_unordered(self.group_concurrency.max(1))
             .collect()
             .await;
         let mut response = SqsBatchResponse::default();
-        for id in failed.into_iter().flatten() {
-            response.add_failure(id);
+        let mut visibility = Vec::new();
+        for (i, delay) in failed.into_iter().flatten() {
+            let Some(message) = records.get(i) else {
+                continue;
+            };
+            response.add_failure(message.message_id.clone().unwrap_or_default());
+            if let Some(handle) = &message.receipt_handle {
+                visibility.push((handle.clone(), delay));
+            }
+        }
+        if !visibility.is_empty()
+            && let Err(error) = self.visibility.set_visibility(&visibility).await
+        {
+            tracing::warn!(%error, "handed-back messages wait out the queue's visibility timeout");
         }
         // The batch's metrics, once per invocation.
         signals::flush();
         response
     }
 
-    /// One group's messages in order; returns the ids to hand back.
+    /// One group's messages in order; returns those to hand back (as indexes into
+    /// `records`), each with the delay before its next delivery: none for a
+    /// group that was out of time, else [`backoff::delay_after`] the failed
+    /// message's receive count, the same for the later messages of its group.
     async fn process_group(
         &self,
         records: &[SqsMessage],
         group: Vec<usize>,
         deadline: Option<SystemTime>,
-    ) -> Vec<String> {
+    ) -> Vec<(usize, Duration)> {
         let mut failed = Vec::new();
-        for message in group.into_iter().filter_map(|i| records.get(i)) {
+        let mut delay = Duration::ZERO;
+        for i in group {
+            let Some(message) = records.get(i) else {
+                continue;
+            };
             let id = message.message_id.clone().unwrap_or_default();
             let span = tracing::info_span!("sqs_message", message_id = %id);
             if !failed.is_empty() {
                 span.in_scope(|| {
                     tracing::info!("an earlier message of its group failed; handed back")
                 });
-                failed.push(id);
+                failed.push(i);
                 continue;
             }
             let result = if deadline.is_some_and(|d| time_left(d) < MIN_TIME_PER_MESSAGE) {
@@ -86,10 +116,14 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             };
             if let Err(error) = result {
                 span.in_scope(|| tracing::warn!(%error, "message handed back to the queue"));
-                failed.push(id);
+                delay = match error {
+                    ProcessError::OutOfTime => Duration::ZERO,
+                    _ => backoff::delay_after(receive_count(message)),
+                };
+                failed.push(i);
             }
         }
-        failed
+        failed.into_iter().map(|i| (i, delay)).collect()
     }
 
     /// One message: a webhook event, a `notify` command or one person's notification.
@@ -154,6 +188,95 @@ mod tests {
                 .insert("MessageGroupId".to_owned(), group.to_owned());
         }
         m
+    }
+
+    /// Records every visibility change asked for.
+    #[derive(Debug, Default)]
+    struct Recorded(std::sync::Arc<std::sync::Mutex<Vec<(String, Duration)>>>);
+
+    impl backoff::Visibility for Recorded {
+        fn set_visibility<'a>(
+            &'a self,
+            entries: &'a [(String, Duration)],
+        ) -> backoff::VisibilityFuture<'a> {
+            self.0.lock().unwrap().extend_from_slice(entries);
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn text(psid: &str, mid: &str, receive_count: u32) -> SqsMessage {
+        let body = serde_json::json!({
+            "type": "event", "page_id": "1", "source": "messaging", "key": format!("mid:{mid}"),
+            "event": {"sender": {"id": psid}, "recipient": {"id": "1"},
+                "timestamp": messenger_types::Timestamp::now().as_millis() - 1_000,
+                "message": {"mid": mid, "text": "hello"}}
+        });
+        let mut m = message(mid, Some(&format!("1:{psid}")));
+        m.body = Some(body.to_string());
+        m.receipt_handle = Some(format!("rh-{mid}"));
+        m.attributes.insert(
+            "ApproximateReceiveCount".to_owned(),
+            receive_count.to_string(),
+        );
+        m
+    }
+
+    #[tokio::test]
+    async fn a_passing_failure_hands_its_group_back_with_a_back_off_not_the_visibility_timeout() {
+        let mut p = Processor::new(
+            conversation::testing::MemoryStore::new(),
+            crate::testing::FakeGraph::default(),
+            crate::bot::DefaultBot,
+            event_queue::testing::MemoryQueue::new(),
+            [(
+                messenger_types::PageId::new("1"),
+                secrecy::SecretString::from("page-token".to_owned()),
+            )]
+            .into(),
+        );
+        let recorded = Recorded::default();
+        let seen = recorded.0.clone();
+        p.visibility = Box::new(recorded);
+        // Graph is down for the first send: its thread's two messages go back.
+        p.graph.fail_next(graph_api::GraphError::new(
+            graph_api::ErrorClass::Transient,
+            "service unavailable",
+        ));
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            text("21", "a1", 3),
+            text("21", "a2", 1),
+            text("22", "b1", 1),
+        ];
+        let response = p.handle(event, None).await;
+        let failed: Vec<String> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        assert_eq!(failed, ["a1", "a2"]);
+        // Third delivery: 20 s, for the whole group; the other thread went on.
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                ("rh-a1".to_owned(), Duration::from_secs(20)),
+                ("rh-a2".to_owned(), Duration::from_secs(20))
+            ]
+        );
+        assert_eq!(p.graph.sends().len(), 1);
+
+        // With no time left, everything goes back at once, without a delay.
+        seen.lock().unwrap().clear();
+        let mut late = SqsEvent::default();
+        late.records = vec![text("23", "c1", 1)];
+        let response = p
+            .handle(late, Some(SystemTime::now() + Duration::from_secs(1)))
+            .await;
+        assert_eq!(response.batch_item_failures.len(), 1);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [("rh-c1".to_owned(), Duration::ZERO)]
+        );
     }
 
     #[test]

@@ -175,6 +175,8 @@ pub async fn from_env_with_bot<B: Bot>(
     })?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table_name)
         .with_retention_days(config.retention_days);
+    let visibility =
+        crate::backoff::SqsVisibility::new(aws_sdk_sqs::Client::new(sdk), &config.events_queue_url);
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.events_queue_url);
     let key: Box<dyn crate::credentials::TokenKey> = match &config.token_key_id {
         Some(id) => Box::new(crate::credentials::KmsKey::new(
@@ -188,6 +190,7 @@ pub async fn from_env_with_bot<B: Bot>(
     let mut processor = Processor::new(store, graph, bot, queue, BTreeMap::new());
     processor.senders = senders;
     processor.routing = crate::routing::Routing::from_env(env)?;
+    processor.visibility = Box::new(visibility);
     processor.credentials = crate::credentials::Credentials::new(seed, key, config.credentials_ttl);
     processor.bot_on = config.bot_on;
     processor.app_id = config.app_id;

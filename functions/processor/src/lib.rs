@@ -8,6 +8,7 @@
 //! | module | job |
 //! |---|---|
 //! | [`batch`] | one SQS batch: FIFO groups concurrently, each group in order; partial batch failures |
+//! | [`backoff`] | what is handed back comes back after a growing delay (its visibility), not after the queue's 360 s |
 //! | [`pipeline`] | one event: a turn on its thread (read, decide, take with the changes, each action at most once, done: 1 read + 2 writes per reply), or a ledger item of its own for events that name no person |
 //! | [`act`] | one action: the send policy, then the Graph call; Graph's refusals reflected on the thread |
 //! | [`notify`] | the `notify` command: fan-out over the topic's tokens, one spend and send per person |
@@ -24,6 +25,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod act;
+pub mod backoff;
 pub mod batch;
 pub mod bot;
 pub mod command;
@@ -320,6 +322,9 @@ pub struct Processor<S, M, B, Q> {
     pub senders: sender::Senders,
     /// Conversation Routing: the default app, honoured requests, take-back.
     pub routing: routing::Routing,
+    /// Where the visibility of handed-back messages is set ([`backoff`]); by
+    /// default they wait out the queue's visibility timeout.
+    pub visibility: Box<dyn backoff::Visibility>,
 }
 
 /// `HUMAN_PAUSE_HOURS`' default.
@@ -350,6 +355,7 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             human_pause: Duration::from_secs(DEFAULT_HUMAN_PAUSE_HOURS * 3_600),
             senders: sender::Senders::default(),
             routing: routing::Routing::default(),
+            visibility: Box::new(backoff::QueueTimeout),
         }
     }
 }

@@ -13,9 +13,9 @@
 
 use std::time::SystemTime;
 
-use conversation::otn::{AlreadyNotified, tokens_for_notification};
+use conversation::otn::{AlreadyNotified, tokens_for_notification, unfinished_send};
 use event_queue::{EventQueue, OutgoingMessage, RetryPolicy};
-use messenger_store::{PageRegistry, SpendRefused, Store, TokenRef, TokenStore};
+use messenger_store::{PageRegistry, SpendRefused, Store, StoredToken, TokenRef, TokenStore};
 use messenger_types::queue::QueueMessageType;
 use messenger_types::routing::thread_group;
 use messenger_types::send::{OutgoingMessage as Message, SendRequest};
@@ -286,6 +286,19 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
         // The person's tokens, read consistently: the fan-out's index may be behind,
         // and `token_sk` (the token the fan-out saw first) may have been spent since.
         let held = self.store.tokens_held(&one.page_id, &one.psid).await?;
+        let message = Message::from_map(one.message.clone());
+        if let Some(token) = unfinished_send(&held, &one.topic, &one.notify_id) {
+            // This notification spent the token and its send has no recorded fate:
+            // the attempt crashed (or its spend's answer was lost). Sending with the
+            // same token again cannot reach the person twice: Meta carries one
+            // message per token and refuses a second.
+            let spend = token.spend_id.clone().unwrap_or_default();
+            tracing::warn!(page_id = %one.page_id, notify_id = %one.notify_id, "resuming a notification whose send has no recorded fate");
+            return self
+                .send_spent(token, &spend, &page_token, message, true)
+                .await
+                .map(Some);
+        }
         let candidates = match tokens_for_notification(&held, &one.topic, &one.notify_id) {
             Ok(candidates) => candidates,
             Err(AlreadyNotified) => {
@@ -294,7 +307,6 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             }
         };
         let spend = spend_id(&one.notify_id);
-        let message = Message::from_map(one.message.clone());
         for token in candidates {
             let at = TokenRef {
                 page: token.page.clone(),
@@ -324,6 +336,12 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
     /// did not go out and is not the token's fault gives the token back; one Meta
     /// refused because of the token retires it; one whose answer was lost keeps it
     /// spent. `Err(SpendRefused)` inside: the token could not be spent (nothing sent).
+    ///
+    /// `spend` is the spend's request token: a spend DynamoDB applied but whose
+    /// answer was lost is recognised by it when the retry finds the token USED.
+    /// From the spend until the send's fate is written the token is "sending"; a
+    /// crash in between is resolved by a redelivery (which sends with the same
+    /// token again) or, past the spend's lease, by the sweeper (which gives it back).
     pub(crate) async fn spend_and_send(
         &self,
         at: &TokenRef,
@@ -332,31 +350,70 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
         message: Message,
         now: messenger_types::Timestamp,
     ) -> Result<Result<Outcome, SpendRefused>, ProcessError> {
-        let page = &at.page;
-        let token = match self.store.spend_token(at, spend, now).await? {
-            Ok(token) => token,
-            Err(refused) => return Ok(Err(refused)),
+        // A spend DynamoDB applied and whose answer was lost is retried here too
+        // (besides the SDK's own retries): the retry recognises it by `spend`.
+        let token =
+            match crate::persist("spend the token", || self.store.spend_token(at, spend, now))
+                .await?
+            {
+                Ok(token) => token,
+                Err(refused) => return Ok(Err(refused)),
+            };
+        self.send_spent(&token, spend, page_token, message, false)
+            .await
+            .map(Ok)
+    }
+
+    /// Sends `message` with a token `spend` holds, and records the send's fate on
+    /// the token. `resumed`: an earlier attempt of the same spend may have sent
+    /// already, so a refusal of the token by Meta means it may have gone out.
+    async fn send_spent(
+        &self,
+        token: &StoredToken,
+        spend: &str,
+        page_token: &secrecy::SecretString,
+        message: Message,
+        resumed: bool,
+    ) -> Result<Outcome, ProcessError> {
+        let page = &token.page;
+        let at = TokenRef {
+            page: token.page.clone(),
+            psid: token.psid.clone(),
+            sk: token.sk.clone(),
         };
         let request = SendRequest::one_time_notification(token.token.clone(), message);
+        let finish = || async {
+            // Left "sending", the sweeper would give back a token that carried a
+            // message: harmless (Meta refuses its second use) but untidy.
+            if let Err(error) =
+                crate::persist("record the send", || self.store.finish_spend(&at, spend)).await
+            {
+                tracing::error!(page_id = %page, %error, "a notification's send could not be recorded on its token");
+            }
+        };
         match self.graph.send(page, page_token, &request).await {
-            Ok(sent) => Ok(Ok(Outcome::Sent {
-                message_id: sent.message_id,
-                messaging_type: None,
-                tag: None,
-            })),
+            Ok(sent) => {
+                finish().await;
+                Ok(Outcome::Sent {
+                    message_id: sent.message_id,
+                    messaging_type: None,
+                    tag: None,
+                })
+            }
             Err(e) if e.outcome_unknown => {
                 crate::counts::graph_error(e.class);
                 // The request went out and no answer came: it may have been
                 // delivered. A token is used at most once, so it stays spent.
                 tracing::warn!(page_id = %page, error = %e, "notification may have gone out; token kept spent");
-                Ok(Ok(Outcome::MaybeSent))
+                finish().await;
+                Ok(Outcome::MaybeSent)
             }
             Err(e) if e.is_retryable() || keeps_the_token(&e) => {
                 // Meta answered (or the request never left): nothing went out, and
                 // the token is not at fault, so it stays usable.
                 // Losing this write would burn the token with nothing sent.
                 crate::persist("give the token back", || {
-                    self.store.unspend_token(&token, spend)
+                    self.store.unspend_token(token, spend)
                 })
                 .await
                 .inspect_err(|error| tracing::error!(page_id = %page, %error, alert = true, "a token spent for a send that did not go out could not be given back"))?;
@@ -365,12 +422,19 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
                 }
                 self.page_refused(page, &e).await;
                 tracing::error!(page_id = %page, error = %e, alert = true, "Meta refused the Page's notification; token kept");
-                Ok(Ok(with_token(&e, TokenFate::Kept)))
+                Ok(with_token(&e, TokenFate::Kept))
             }
             Err(e) => {
-                self.store.retire_token(at, spend, &e.to_string()).await?;
+                self.store.retire_token(&at, spend, &e.to_string()).await?;
+                if resumed {
+                    // Most likely the crashed attempt's message went out and Meta
+                    // refuses the token's second use.
+                    tracing::warn!(page_id = %page, error = %e, "Meta refused a resumed notification's token: the first attempt may have sent it");
+                    crate::counts::graph_error(e.class);
+                    return Ok(Outcome::MaybeSent);
+                }
                 tracing::warn!(page_id = %page, error = %e, "Meta refused the notification; token retired");
-                Ok(Ok(with_token(&e, TokenFate::Retired)))
+                Ok(with_token(&e, TokenFate::Retired))
             }
         }
     }

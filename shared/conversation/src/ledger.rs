@@ -174,7 +174,14 @@ pub enum Step<'a> {
 /// How long a claim holds before a redelivery may take the event over. Shorter than
 /// the queue's visibility timeout, so SQS's redelivery after a crash finds it free.
 pub const CLAIM_LEASE_MS: i64 = 90_000;
-/// How long processed events are remembered: longer than a message can wait in
-/// the dead-letter queue (14 days) plus a week to redrive it, so that a redriven
-/// copy of a processed event is known.
-pub const EVENT_RECORD_DAYS: i64 = 21;
+/// The events queue's and its dead-letter queue's message retention
+/// (`MessageRetentionPeriod` in template.yaml, the most SQS allows).
+pub const QUEUE_RETENTION_DAYS: i64 = 14;
+/// How long processed events are remembered: longer than a copy of a processed
+/// event can still come back. A FIFO queue's message moved to the dead-letter
+/// queue starts its retention there afresh (up to 14 days), a redrive puts it back
+/// on the events queue, where it may wait up to 14 days more; at most two hours
+/// of redeliveries before the move and two days of slack on top. A record that
+/// expired sooner would let a redriven command (a `send` whose person wrote since)
+/// go out twice.
+pub const EVENT_RECORD_DAYS: i64 = 2 * QUEUE_RETENTION_DAYS + 2;

@@ -9,6 +9,15 @@ pub const OTN_LIFETIME_MS: i64 = 365 * 24 * 60 * 60 * 1000;
 /// How long a finished token's record is kept after it expires (for the record
 /// only: correctness never waits for TTL).
 pub const OTN_RECORD_GRACE_DAYS: i64 = 30;
+/// How long a spend holds its token while the send it pays for has no recorded
+/// fate ("sending"): longer than the events queue's whole retry cycle for a
+/// crashing message (20 receives, each after the 360 s visibility timeout: two
+/// hours), so that a redelivery of a crashed send resolves it first; after that
+/// the sweeper gives the token back.
+pub const SENDING_LEASE_MS: i64 = 3 * 60 * 60 * 1000;
+/// How many partitions of the expiry index hold the unfinished sends, so that a
+/// large fan-out's spends do not all write one index partition.
+pub const SENDING_SHARDS: u32 = 4;
 
 /// What a token may still do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -130,6 +139,12 @@ pub struct StoredToken {
     /// The spend that holds (or last held) the token: `<notify id>/<attempt>` for
     /// a notification. Given back, it is cleared.
     pub spend_id: Option<String>,
+    /// Set while the send a spend pays for has no recorded fate (the spender may
+    /// have crashed between the spend and the send): until when the spender
+    /// holds it. A redelivery of the same notification sends with it again
+    /// (Meta carries at most one message per token, so that cannot reach the
+    /// person twice); once it has passed, the sweeper gives the token back.
+    pub sending_until: Option<Timestamp>,
 }
 
 impl StoredToken {
@@ -146,6 +161,34 @@ impl StoredToken {
                 .is_some_and(|rest| rest.starts_with('/'))
         })
     }
+}
+
+/// The token a notification `notify_id` spent for this person whose send has no
+/// recorded fate: a crash came between the spend and the send's answer. The
+/// redelivery sends with this token again rather than with a new one.
+pub fn unfinished_send<'a>(
+    held: &'a [StoredToken],
+    topic: &str,
+    notify_id: &str,
+) -> Option<&'a StoredToken> {
+    let key = topic_key(topic);
+    held.iter().find(|t| {
+        t.kind == TokenKind::OneTime
+            && t.status == TokenStatus::Used
+            && t.sending_until.is_some()
+            && t.spent_by_notify(notify_id)
+            && topic_key(&t.topic) == key
+    })
+}
+
+/// The expiry index partition that lists a token while its send is unfinished
+/// (`SENDING#<shard>`, the shard from the token's id).
+pub fn sending_bucket(token_id: &str) -> String {
+    let shard = token_id
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % SENDING_SHARDS;
+    format!("SENDING#{shard}")
 }
 
 /// The tokens one person's notification may spend, in the order to try them: the
@@ -190,6 +233,7 @@ impl std::fmt::Debug for StoredToken {
             .field("status", &self.status)
             .field("expires_at", &self.expires_at)
             .field("spend_id", &self.spend_id)
+            .field("sending_until", &self.sending_until)
             .finish()
     }
 }
@@ -211,6 +255,17 @@ pub enum SpendRefused {
     NotActive(TokenStatus),
     /// Past its expiry, whatever the sweeper has done yet.
     Expired,
+}
+
+/// One page of the sweeper's pass over the unfinished sends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StalePage {
+    /// Tokens given back (ACTIVE again), or expired when their year ran out meanwhile.
+    pub given_back: u64,
+    /// Items DynamoDB read for this page (its `ScannedCount`).
+    pub read: u64,
+    /// Where to continue in the same shard, if anything is left.
+    pub next: Option<String>,
 }
 
 /// One page of a sweep of the expiry index.
@@ -318,6 +373,7 @@ mod tests {
             created_at: Timestamp::from_millis(created),
             expires_at: Timestamp::from_millis(created + OTN_LIFETIME_MS),
             spend_id: None,
+            sending_until: None,
         }
     }
 
@@ -374,6 +430,37 @@ mod tests {
             tokens_for_notification(&tokens, "back in stock", "n1").unwrap()[0].token,
             "tok-a"
         );
+    }
+
+    #[test]
+    fn a_spend_whose_send_has_no_fate_is_resumed_only_by_its_own_notification() {
+        let mut tokens = vec![
+            held("a", "Back in Stock", 100, TokenStatus::Used),
+            held("b", "Back in Stock", 200, TokenStatus::Active),
+        ];
+        tokens[0].spend_id = Some("n1/17-5-0".to_owned());
+        tokens[0].sending_until = Some(Timestamp::from_millis(5_000));
+        let resumed = unfinished_send(&tokens, "back in stock", "n1").unwrap();
+        assert_eq!(resumed.token, "tok-a");
+        // Another notification does not touch it; another topic is not it.
+        assert!(unfinished_send(&tokens, "back in stock", "n2").is_none());
+        assert!(unfinished_send(&tokens, "price drop", "n1").is_none());
+        // Once the send's fate is recorded, the notification reached the person.
+        tokens[0].sending_until = None;
+        assert!(unfinished_send(&tokens, "back in stock", "n1").is_none());
+        assert_eq!(
+            tokens_for_notification(&tokens, "back in stock", "n1"),
+            Err(AlreadyNotified)
+        );
+    }
+
+    #[test]
+    fn unfinished_sends_spread_over_every_shard() {
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..64 {
+            seen.insert(sending_bucket(&format!("{i:016x}")));
+        }
+        assert_eq!(seen.len(), SENDING_SHARDS as usize, "{seen:?}");
     }
 
     proptest::proptest! {

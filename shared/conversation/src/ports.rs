@@ -8,7 +8,7 @@ use std::future::Future;
 use messenger_types::{EventKey, PageId, Psid, Timestamp};
 
 use crate::ledger::{Claim, ClaimToken, Consistency, Opened, Step, TurnKey, Version};
-use crate::otn::{NewToken, SpendRefused, StoredToken, SweepPage, TokenRef};
+use crate::otn::{NewToken, SpendRefused, StalePage, StoredToken, SweepPage, TokenRef};
 use crate::thread::{PageChange, PageState, ThreadChange, ThreadKey, ThreadState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,13 +237,42 @@ pub trait TokenStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<StoredToken>, StoreError>> + Send;
 
     /// Spends a token: ACTIVE and unexpired becomes USED, in one conditional write,
-    /// so that under any concurrency one caller gets it. `spend_id` names this spend.
+    /// so that under any concurrency one caller gets it. `spend_id` names this spend
+    /// (a request token): a spend the store applied but whose answer was lost, which
+    /// a retry of the same request then finds already USED, is recognised by it as
+    /// this caller's own and returned as spent. The token is marked "sending" (see
+    /// [`StoredToken::sending_until`]) until [`TokenStore::finish_spend`],
+    /// [`TokenStore::unspend_token`] or [`TokenStore::retire_token`] records what
+    /// came of the send.
     fn spend_token(
         &self,
         at: &TokenRef,
         spend_id: &str,
         now: Timestamp,
     ) -> impl Future<Output = Result<Result<StoredToken, SpendRefused>, StoreError>> + Send;
+
+    /// Records that the send this spend paid for went out (or may have): the token
+    /// stays USED and is no longer "sending". `false` when the spend is not (or no
+    /// longer) this one's.
+    fn finish_spend(
+        &self,
+        at: &TokenRef,
+        spend_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives back one page of the tokens in a shard ([`crate::otn::sending_bucket`])
+    /// whose spend has been "sending" past its lease at `now`: the spender crashed
+    /// and no redelivery resolved it. Each goes back to ACTIVE (EXPIRED if its year
+    /// ran out meanwhile) in a write conditional on the spend still being the same
+    /// one. Meta carries at most one message per token, so a token given back after
+    /// its send did go out can never reach the person a second time.
+    fn give_back_stale_spends(
+        &self,
+        shard: u32,
+        now: Timestamp,
+        after: Option<&str>,
+        limit: i32,
+    ) -> impl Future<Output = Result<StalePage, StoreError>> + Send;
 
     /// Undoes this spend after a send that certainly did not go out.
     fn unspend_token(

@@ -14,8 +14,8 @@ use crate::ledger::{
     CLAIM_LEASE_MS, Claim, ClaimToken, Consistency, Opened, Progress, Step, TurnKey, Version,
 };
 use crate::otn::{
-    NewToken, SpendRefused, StoredToken, SweepPage, TokenKind, TokenRef, TokenStatus, day_number,
-    day_string, topic_key,
+    NewToken, SpendRefused, StalePage, StoredToken, SweepPage, TokenKind, TokenRef, TokenStatus,
+    day_number, day_string, topic_key,
 };
 use crate::pages::{PageRecord, PageRegistry, PageStatus, Parked, ParkedMessage};
 use crate::ports::{
@@ -63,6 +63,8 @@ struct Inner {
     parked: BTreeMap<(PageId, String), (ParkedMessage, Option<ThreadKey>)>,
     requests: u64,
     faults: Vec<(&'static str, StoreErrorKind, u32)>,
+    /// Requests that apply and then fail, as if their answer was lost.
+    lost_answers: Vec<(&'static str, u32)>,
     /// Threads written by "another writer" right after the next `n` turns opened.
     interfere: u32,
     /// How fresh each turn's opening read was asked to be, in order.
@@ -105,6 +107,13 @@ impl MemoryStore {
     /// `"record_progress"`) fail with `kind`.
     pub fn fail(&self, op: &'static str, kind: StoreErrorKind, times: u32) {
         self.lock().faults.push((op, kind, times));
+    }
+
+    /// Makes the next `times` requests to `op` apply and then fail as passing
+    /// failures, as a write DynamoDB applied whose answer was lost does. Only
+    /// `"spend_token"` honours it.
+    pub fn lose_answers(&self, op: &'static str, times: u32) {
+        self.lock().lost_answers.push((op, times));
     }
 
     /// Requests made so far (each port call is one request, as each is one
@@ -570,6 +579,7 @@ impl ThreadStore for MemoryStore {
                     created_at: t.created_at,
                     expires_at: t.expires_at,
                     spend_id: None,
+                    sending_until: None,
                 },
             },
         );
@@ -713,6 +723,12 @@ impl TokenStore for MemoryStore {
         if item.token.kind != TokenKind::OneTime {
             return Ok(Err(SpendRefused::Unknown));
         }
+        if item.token.status == TokenStatus::Used
+            && item.token.spend_id.as_deref() == Some(spend_id)
+        {
+            // This very spend, applied before and its answer lost.
+            return Ok(Ok(item.token.clone()));
+        }
         if item.token.status != TokenStatus::Active {
             return Ok(Err(SpendRefused::NotActive(item.token.status)));
         }
@@ -722,7 +738,85 @@ impl TokenStore for MemoryStore {
         }
         item.token.status = TokenStatus::Used;
         item.token.spend_id = Some(spend_id.to_owned());
-        Ok(Ok(item.token.clone()))
+        item.token.sending_until = Some(now.plus_millis(crate::otn::SENDING_LEASE_MS));
+        let spent = item.token.clone();
+        if let Some(lost) = inner
+            .lost_answers
+            .iter_mut()
+            .find(|l| l.0 == "spend_token" && l.1 > 0)
+        {
+            lost.1 -= 1;
+            return Err(StoreError {
+                op: "spend_token",
+                kind: StoreErrorKind::Transient,
+                message: "applied, and the answer lost (injected by the test)".to_owned(),
+                source: None,
+            });
+        }
+        Ok(Ok(spent))
+    }
+
+    async fn finish_spend(&self, at: &TokenRef, spend_id: &str) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "finish_spend")?;
+        let key = item_key(&at.page, &at.psid, &at.sk);
+        match inner.tokens.get_mut(&key) {
+            Some(item)
+                if item.token.status == TokenStatus::Used
+                    && item.token.spend_id.as_deref() == Some(spend_id) =>
+            {
+                item.token.sending_until = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn give_back_stale_spends(
+        &self,
+        shard: u32,
+        now: Timestamp,
+        after: Option<&str>,
+        limit: i32,
+    ) -> Result<StalePage, StoreError> {
+        let mut inner = self.lock();
+        self.request(&mut inner, "give_back_stale_spends")?;
+        let limit = usize::try_from(limit.max(1)).unwrap_or(1);
+        let mut due: Vec<(String, (String, String, String))> = inner
+            .tokens
+            .iter()
+            .filter(|(_, t)| {
+                let id = t.token.sk.rsplit('#').next().unwrap_or_default();
+                t.token.status == TokenStatus::Used
+                    && t.token.sending_until.is_some_and(|until| until < now)
+                    && crate::otn::sending_bucket(id) == format!("SENDING#{shard}")
+            })
+            .map(|(k, t)| {
+                let until = t.token.sending_until.unwrap_or(now);
+                (format!("{}#{}#{}", padded(until), k.0, k.2), k.clone())
+            })
+            .filter(|(sort, _)| after.is_none_or(|after| sort.as_str() > after))
+            .collect();
+        due.sort();
+        let next = (due.len() > limit).then(|| due[limit - 1].0.clone());
+        let mut page = StalePage {
+            next,
+            ..StalePage::default()
+        };
+        for (_, key) in due.into_iter().take(limit) {
+            page.read += 1;
+            if let Some(item) = inner.tokens.get_mut(&key) {
+                item.token.status = if item.token.expires_at > now {
+                    TokenStatus::Active
+                } else {
+                    TokenStatus::Expired
+                };
+                item.token.spend_id = None;
+                item.token.sending_until = None;
+                page.given_back += 1;
+            }
+        }
+        Ok(page)
     }
 
     async fn unspend_token(&self, token: &StoredToken, spend_id: &str) -> Result<bool, StoreError> {
@@ -736,6 +830,7 @@ impl TokenStore for MemoryStore {
             {
                 item.token.status = TokenStatus::Active;
                 item.token.spend_id = None;
+                item.token.sending_until = None;
                 Ok(true)
             }
             _ => Ok(false),
@@ -754,6 +849,7 @@ impl TokenStore for MemoryStore {
         match inner.tokens.get_mut(&key) {
             Some(item) if item.token.spend_id.as_deref() == Some(spend_id) => {
                 item.token.status = TokenStatus::Retired;
+                item.token.sending_until = None;
                 Ok(true)
             }
             _ => Ok(false),

@@ -61,8 +61,8 @@ pub use conversation::ledger::{
     TurnKey, Version, entry_name,
 };
 pub use conversation::otn::{
-    NewToken, OTN_LIFETIME_MS, OTN_RECORD_GRACE_DAYS, SpendRefused, StoredToken, SweepPage,
-    TokenKind, TokenRef, TokenStatus,
+    NewToken, OTN_LIFETIME_MS, OTN_RECORD_GRACE_DAYS, SENDING_LEASE_MS, SENDING_SHARDS,
+    SpendRefused, StalePage, StoredToken, SweepPage, TokenKind, TokenRef, TokenStatus,
 };
 pub use conversation::pages::{PageRecord, PageRegistry, PageStatus, Parked, ParkedMessage};
 pub use conversation::ports::{

@@ -7,7 +7,10 @@
 //! the key being [`topic_key`]: trimmed, spaces collapsed, case-folded) for the notify
 //! fan-out and `otn-by-expiry` (`EXPIRY#<day it expires>`) for the sweeper. Spending,
 //! expiring or retiring a token removes those keys in the same conditional write, so
-//! the indexes hold only tokens that may still be used.
+//! the indexes hold only tokens that may still be used; one exception: from the
+//! spend until the send's fate is recorded, the token is "sending" and listed in
+//! the expiry index under `SENDING#<shard>`, due when the spend's lease runs out,
+//! so that the sweeper finds (without a scan) a spend whose spender crashed.
 
 use std::collections::HashMap;
 
@@ -39,5 +42,6 @@ pub(crate) fn stored_token(item: &HashMap<String, AttributeValue>) -> Option<Sto
         created_at: n("created_at")?,
         expires_at: n("expires_at")?,
         spend_id: s("spend_id"),
+        sending_until: n("sending_until"),
     })
 }

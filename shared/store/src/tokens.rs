@@ -9,10 +9,70 @@ use messenger_types::{PageId, Timestamp};
 use crate::dynamo::DynamoStore;
 use crate::expr::{Expr, get_s, n_ms, s};
 use crate::keys::token_pk;
-use crate::otn::{self, SpendRefused, StoredToken, SweepPage, TokenRef, TokenStatus};
+use crate::otn::{self, SpendRefused, StalePage, StoredToken, SweepPage, TokenRef, TokenStatus};
 use crate::{StoreError, TokenStore};
 
 impl DynamoStore {
+    /// Gives back a token whose spend `spend` has been sending since before its
+    /// lease ran out at `until`: ACTIVE again with its index keys, or EXPIRED
+    /// (out of every index) when its year is up. Conditional on the same spend and
+    /// lease, so a spender that finished meanwhile wins.
+    async fn give_back(
+        &self,
+        token: &StoredToken,
+        spend: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut expr = Expr::default();
+        if token.expires_at > now {
+            expr.set("status", s(TokenStatus::Active.as_str()));
+            let id = token.sk.rsplit('#').next().unwrap_or_default();
+            for (attr, value) in index_keys(
+                token.page.as_str(),
+                token.psid.as_str(),
+                &token.topic,
+                id,
+                token.created_at,
+                token.expires_at,
+            ) {
+                expr.set(&attr, value);
+            }
+        } else {
+            expr.set("status", s(TokenStatus::Expired.as_str()));
+            for attr in INDEX_ATTRIBUTES {
+                expr.set_opt(attr, None);
+            }
+        }
+        expr.set_opt("spend_id", None)
+            .set_opt("used_at", None)
+            .set_opt("sending_until", None);
+        let status = expr.name("status");
+        let spend_attr = expr.name("spend_id");
+        let until_attr = expr.name("sending_until");
+        let used = expr.value(s(TokenStatus::Used.as_str()));
+        let mine = expr.value(s(spend));
+        let until_v = expr.value(n_ms(until));
+        expr.condition(format!(
+            "{status} = {used} AND {spend_attr} = {mine} AND {until_attr} = {until_v}"
+        ));
+        let at = TokenRef {
+            page: token.page.clone(),
+            psid: token.psid.clone(),
+            sk: token.sk.clone(),
+        };
+        Ok(self
+            .update(
+                "UpdateItem(give back)",
+                token_pk(&at),
+                &token.sk,
+                expr,
+                false,
+            )
+            .await?
+            .is_some())
+    }
+
     /// Marks an ACTIVE token whose time is up EXPIRED and takes it out of both
     /// indexes; `false` when it was spent or expired meanwhile.
     async fn expire_if_due(&self, at: &TokenRef, now: Timestamp) -> Result<bool, StoreError> {
@@ -31,6 +91,24 @@ impl DynamoStore {
             .await?
             .is_some())
     }
+}
+
+/// The expiry index keys of a token whose send is unfinished: its shard of the
+/// unfinished sends, ordered by when the spend's lease runs out.
+fn sending_keys(at: &TokenRef, until: Timestamp) -> [(&'static str, AttributeValue); 2] {
+    let id = at.sk.rsplit('#').next().unwrap_or_default();
+    [
+        ("expiry_pk", s(&otn::sending_bucket(id))),
+        (
+            "expiry_sk",
+            s(&format!(
+                "{}#{}#{}#{id}",
+                crate::keys::padded(until),
+                at.page,
+                at.psid
+            )),
+        ),
+    ]
 }
 
 /// The sparse index keys of an ACTIVE token.
@@ -218,12 +296,19 @@ impl TokenStore for DynamoStore {
         spend_id: &str,
         now: Timestamp,
     ) -> Result<Result<StoredToken, SpendRefused>, StoreError> {
+        let sending_until = now.plus_millis(otn::SENDING_LEASE_MS);
         let mut expr = Expr::default();
         expr.set("status", s(TokenStatus::Used.as_str()))
             .set("used_at", n_ms(now))
-            .set("spend_id", s(spend_id));
-        for attr in INDEX_ATTRIBUTES {
+            .set("spend_id", s(spend_id))
+            .set("sending_until", n_ms(sending_until));
+        for attr in ["topic_pk", "topic_sk"] {
             expr.set_opt(attr, None);
+        }
+        // While its send has no recorded fate the token is listed in the expiry
+        // index under the unfinished sends, due when the spend's lease runs out.
+        for (attr, value) in sending_keys(at, sending_until) {
+            expr.set(attr, value);
         }
         let status = expr.name("status");
         let expires = expr.name("expires_at");
@@ -234,18 +319,26 @@ impl TokenStore for DynamoStore {
         expr.condition(format!(
             "{status} = {active} AND {expires} > {now_v} AND {kind} = {one_time}"
         ));
-        if let Some(item) = self
-            .update("UpdateItem(spend)", token_pk(at), &at.sk, expr, true)
+        let item = match self
+            .update_or_current("UpdateItem(spend)", token_pk(at), &at.sk, expr)
             .await?
         {
-            return otn::stored_token(&item).map(Ok).ok_or_else(|| {
-                StoreError::invalid("UpdateItem(spend)", "the token item is incomplete")
-            });
-        }
-        let item = self.get("GetItem(token)", token_pk(at), &at.sk).await?;
+            Ok(item) => {
+                return otn::stored_token(&item).map(Ok).ok_or_else(|| {
+                    StoreError::invalid("UpdateItem(spend)", "the token item is incomplete")
+                });
+            }
+            Err(Some(item)) if item.contains_key("status") => item,
+            Err(_) => self.get("GetItem(token)", token_pk(at), &at.sk).await?,
+        };
         Ok(Err(match otn::stored_token(&item) {
             None => SpendRefused::Unknown,
             Some(t) if t.kind != otn::TokenKind::OneTime => SpendRefused::Unknown,
+            // DynamoDB applied this very spend and its answer was lost: the SDK's
+            // retry (or the caller's) then finds the token USED, by this spend.
+            Some(t) if t.status == TokenStatus::Used && t.spend_id.as_deref() == Some(spend_id) => {
+                return Ok(Ok(t));
+            }
             Some(t) if t.status != TokenStatus::Active => SpendRefused::NotActive(t.status),
             Some(_) => {
                 // Past its year: take it out of the indexes now rather than leave it
@@ -254,6 +347,72 @@ impl TokenStore for DynamoStore {
                 SpendRefused::Expired
             }
         }))
+    }
+
+    async fn finish_spend(&self, at: &TokenRef, spend_id: &str) -> Result<bool, StoreError> {
+        let mut expr = Expr::default();
+        for attr in ["sending_until", "expiry_pk", "expiry_sk"] {
+            expr.set_opt(attr, None);
+        }
+        let status = expr.name("status");
+        let spend = expr.name("spend_id");
+        let used = expr.value(s(TokenStatus::Used.as_str()));
+        let mine = expr.value(s(spend_id));
+        expr.condition(format!("{status} = {used} AND {spend} = {mine}"));
+        Ok(self
+            .update(
+                "UpdateItem(finish spend)",
+                token_pk(at),
+                &at.sk,
+                expr,
+                false,
+            )
+            .await?
+            .is_some())
+    }
+
+    async fn give_back_stale_spends(
+        &self,
+        shard: u32,
+        now: Timestamp,
+        after: Option<&str>,
+        limit: i32,
+    ) -> Result<StalePage, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(crate::schema::OTN_BY_EXPIRY.name)
+            .key_condition_expression("expiry_pk = :b AND expiry_sk < :now")
+            .expression_attribute_values(":b", s(&format!("SENDING#{shard}")))
+            .expression_attribute_values(":now", s(&crate::keys::padded(now)))
+            .set_exclusive_start_key(decode_cursor(after)?)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| crate::error::from_sdk("Query(otn-sending)", e))?;
+        let mut page = StalePage {
+            read: u64::try_from(out.scanned_count()).unwrap_or(0),
+            next: encode_cursor(out.last_evaluated_key()),
+            ..StalePage::default()
+        };
+        for at in out.items().iter().filter_map(token_ref) {
+            // The index is eventually consistent: the token as it stands decides.
+            let item = self.get("GetItem(token)", token_pk(&at), &at.sk).await?;
+            let Some(token) = otn::stored_token(&item) else {
+                continue;
+            };
+            let (Some(spend), Some(until)) = (token.spend_id.clone(), token.sending_until) else {
+                continue;
+            };
+            if token.status != TokenStatus::Used || until > now {
+                continue;
+            }
+            if self.give_back(&token, &spend, until, now).await? {
+                page.given_back += 1;
+            }
+        }
+        Ok(page)
     }
 
     async fn unspend_token(&self, token: &StoredToken, spend_id: &str) -> Result<bool, StoreError> {
@@ -270,7 +429,9 @@ impl TokenStore for DynamoStore {
         ) {
             expr.set(&attr, value);
         }
-        expr.set_opt("spend_id", None).set_opt("used_at", None);
+        expr.set_opt("spend_id", None)
+            .set_opt("used_at", None)
+            .set_opt("sending_until", None);
         let status = expr.name("status");
         let spend = expr.name("spend_id");
         let used = expr.value(s(TokenStatus::Used.as_str()));
@@ -296,6 +457,9 @@ impl TokenStore for DynamoStore {
         let mut expr = Expr::default();
         expr.set("status", s(TokenStatus::Retired.as_str()))
             .set("retired_reason", s(reason));
+        for attr in ["sending_until", "expiry_pk", "expiry_sk"] {
+            expr.set_opt(attr, None);
+        }
         let spend = expr.name("spend_id");
         let mine = expr.value(s(spend_id));
         expr.condition(format!("{spend} = {mine}"));
