@@ -128,6 +128,7 @@ pub async fn run(env: &Env, sdk: &SdkConfig, options: Options) -> Result<()> {
         "AWS_REGION",
         "TABLE_NAME",
         "EVENTS_QUEUE_URL",
+        "EVENTS_DLQ_URL",
         "QUARANTINE_BUCKET",
         "GRAPH_API_BASE_URL",
         "SECRET_ARN",
@@ -143,6 +144,13 @@ pub async fn run(env: &Env, sdk: &SdkConfig, options: Options) -> Result<()> {
         written.push((
             "APP_SECRET".to_owned(),
             samples::LOCAL_APP_SECRET.to_owned(),
+        ));
+    }
+    if local_secrets && env.get("VERIFY_TOKEN").as_deref() == Some(samples::LOCAL_VERIFY_TOKEN) {
+        // The documented local verify token, for `messenger doctor`'s webhook check.
+        written.push((
+            "VERIFY_TOKEN".to_owned(),
+            samples::LOCAL_VERIFY_TOKEN.to_owned(),
         ));
     }
     if local_secrets && !env.is_set("PAGE_ACCESS_TOKENS") {

@@ -8,6 +8,7 @@
 //! systems do; the rest operate a deployed (or local) stack.
 
 mod business;
+mod doctor;
 mod fake_graph;
 mod local;
 mod ops;
@@ -101,6 +102,14 @@ enum Command {
     /// The people of a Page (the subscriber list) and what each can be sent now.
     #[command(subcommand)]
     Threads(threads::ThreadsCommand),
+    /// Check that the stack can work, one line per check: the secret's fields, the
+    /// webhook's answer to the verify token, each Page's token and subscription, the
+    /// queue, the DLQ, the table, the alarms' topic. Exits 1 on any failure.
+    Doctor {
+        /// One JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Set the app secret or the verify token in the secret (SECRET_ARN), from stdin.
     SetSecret {
         #[arg(value_enum)]
@@ -159,6 +168,7 @@ async fn run(command: Command, aws: &settings::AwsArgs) -> Result<()> {
         Command::Page(command) => pages::page(&env, sdk, command).await,
         Command::Profile(command) => profile::profile(&env, sdk, command).await,
         Command::Threads(command) => threads::threads(&env, sdk, command).await,
+        Command::Doctor { json } => doctor::doctor(&env, sdk, json).await,
         Command::SetSecret { field } => ops::set_secret(&env, sdk, field).await,
     }
 }

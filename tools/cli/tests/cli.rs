@@ -377,3 +377,183 @@ async fn profile_set_posts_exactly_the_fields_of_the_file_and_refuses_a_long_gre
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `messenger local` on free ports, with resources and a state dir of its own:
+/// (its stack.env as settings, the process, kept alive while the test runs).
+async fn local_stack() -> (Vec<(String, String)>, tokio::process::Child) {
+    let dir = std::env::temp_dir().join(unique("local-stack"));
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_messenger"));
+    command
+        .args(["local", "--port", "0", "--graph-port", "0", "--name"])
+        .arg(unique("doctor"))
+        .arg("--state-dir")
+        .arg(&dir)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for key in SETTINGS.iter().chain(&[
+        "GRAPH_API_BASE_URL",
+        "APP_SECRET",
+        "VERIFY_TOKEN",
+        "PAGE_ACCESS_TOKENS",
+    ]) {
+        command.env_remove(key);
+    }
+    let mut child = command.spawn().unwrap();
+    let stack_env = dir.join("stack.env");
+    // The stack writes stack.env once its functions are built; it then checks
+    // (and subscribes) its two Pages.
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&stack_env)
+            && !text.is_empty()
+        {
+            let settings: Vec<(String, String)> = text
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            let calls = dir.join("graph-calls.jsonl");
+            let subscribed = |page: &str| {
+                recorded(&calls).iter().any(|c| {
+                    c["edge"] == "subscribed_apps" && c["method"] == "POST" && c["page_id"] == page
+                })
+            };
+            if subscribed("100000000000001") && subscribed("100000000000002") {
+                return (settings, child);
+            }
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "messenger local exited before it was up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+fn doctor_lines(output: &Output) -> Vec<(String, String)> {
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["check"].as_str().unwrap().to_owned(),
+                c["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn doctor_passes_on_a_healthy_local_stack_and_fails_on_a_page_with_a_dead_token() {
+    let (settings, _stack) = local_stack().await;
+    let env: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+
+    let output = messenger(&["doctor"], &env).await;
+    let printed = String::from_utf8(ok(&output).to_vec()).unwrap();
+    for line in [
+        "ok   secret: app_secret set, verify_token set",
+        "ok   webhook: GET ",
+        "ok   page 100000000000001 token: valid",
+        "ok   page 100000000000001 subscription: all 13 webhook fields",
+        "ok   page 100000000000002 token: valid",
+        "ok   queue: reachable",
+        "ok   dlq: reachable",
+        "ok   table: ",
+        "skip alarms: ",
+    ] {
+        assert!(
+            printed.lines().any(|l| l.starts_with(line)),
+            "no line {line:?} in:\n{printed}"
+        );
+    }
+    let output = messenger(&["doctor", "--json"], &env).await;
+    let report: Value = serde_json::from_slice(ok(&output)).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+
+    // A Page admin changed their password: the Page's token is dead.
+    let graph = &settings
+        .iter()
+        .find(|(k, _)| k == "GRAPH_API_BASE_URL")
+        .unwrap()
+        .1;
+    reqwest::Client::new()
+        .post(format!("{graph}/_fake/dead-tokens"))
+        .json(&json!({"access_token": "local-page-token-1"}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let output = messenger(&["doctor", "--json"], &env).await;
+    assert_eq!(output.status.code(), Some(1));
+    let lines = doctor_lines(&output);
+    let status = |name: &str| {
+        lines
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s.as_str())
+            .unwrap_or_else(|| panic!("no check {name}: {lines:?}"))
+    };
+    assert_eq!(status("page 100000000000001 token"), "fail");
+    assert_eq!(status("page 100000000000002 token"), "ok");
+    assert_eq!(status("webhook"), "ok");
+
+    let output = messenger(&["doctor"], &env).await;
+    assert_eq!(output.status.code(), Some(1));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed
+            .lines()
+            .any(|l| l.starts_with("FAIL page 100000000000001 token: ")),
+        "{printed}"
+    );
+    // Secrets are "set" or "missing", never shown.
+    let everything = format!("{printed}{}", String::from_utf8_lossy(&output.stderr));
+    for secret in ["local-app-secret", "local-verify-token", "local-page-token"] {
+        assert!(
+            !everything.contains(secret),
+            "{secret} shown:\n{everything}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn doctor_fails_on_an_alarm_topic_nobody_is_subscribed_to() {
+    let sdk = emulator().await;
+    let sns = aws_sdk_sns::Client::new(&sdk);
+    let topic = sns
+        .create_topic()
+        .name(unique("alarms"))
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_owned();
+    let alarms = |output: &Output| {
+        doctor_lines(output)
+            .into_iter()
+            .find(|(name, _)| name == "alarms")
+            .map(|(_, status)| status)
+    };
+    let env = [("ALARM_TOPIC_ARN", topic.as_str())];
+    let output = messenger(&["doctor", "--json"], &env).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(alarms(&output).as_deref(), Some("fail"));
+
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("email")
+        .endpoint("alarms@example.com")
+        .send()
+        .await
+        .unwrap();
+    let output = messenger(&["doctor", "--json"], &env).await;
+    assert_eq!(alarms(&output).as_deref(), Some("ok"));
+}
