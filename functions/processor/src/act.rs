@@ -150,62 +150,30 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
                 }
             }
             Action::TakeThreadControl { metadata } => {
-                self.change_control(w, event_thread, thread, Some(metadata.as_deref()))
-                    .await
+                self.change_control(
+                    w,
+                    event_thread,
+                    thread,
+                    ControlCall::Take(metadata.as_deref()),
+                )
+                .await
             }
             Action::ReleaseThreadControl => {
-                self.change_control(w, event_thread, thread, None).await
+                self.change_control(w, event_thread, thread, ControlCall::Release)
+                    .await
             }
             Action::ExtendThreadControl { seconds } => {
-                let Some((key, psid)) = with_psid(event_thread) else {
-                    return Ok(Outcome::Refused {
-                        reason: Refusal::NoThreadToPass,
-                    });
-                };
-                let token = match self.page_token(w.page) {
-                    Ok(token) => token,
-                    Err(refused) => return Ok(refused),
-                };
-                match self
-                    .graph
-                    .extend_thread_control(w.page, &token, psid, *seconds)
+                self.change_control(w, event_thread, thread, ControlCall::Extend(*seconds))
                     .await
-                {
-                    Ok(()) => {
-                        // Meta confirmed: the thread stays ours, counted from now.
-                        let control = Control {
-                            ours: true,
-                            owner: None,
-                            since: (self.clock)(),
-                        };
-                        thread.control = Some(control.clone());
-                        self.store
-                            .update_thread(key, &ThreadChange::Control(control))
-                            .await?;
-                        Ok(Outcome::ControlExtended { seconds: *seconds })
-                    }
-                    Err(e) => self.graph_failure(w, key, e).await,
-                }
             }
             Action::RequestThreadControl { metadata } => {
-                let Some((key, psid)) = with_psid(event_thread) else {
-                    return Ok(Outcome::Refused {
-                        reason: Refusal::NoThreadToPass,
-                    });
-                };
-                let token = match self.page_token(w.page) {
-                    Ok(token) => token,
-                    Err(refused) => return Ok(refused),
-                };
-                match self
-                    .graph
-                    .request_thread_control(w.page, &token, psid, metadata.as_deref())
-                    .await
-                {
-                    // The holder decides; a pass_thread_control event follows if it agrees.
-                    Ok(()) => Ok(Outcome::ControlRequested),
-                    Err(e) => self.graph_failure(w, key, e).await,
-                }
+                self.change_control(
+                    w,
+                    event_thread,
+                    thread,
+                    ControlCall::Request(metadata.as_deref()),
+                )
+                .await
             }
             Action::SenderAction { to, action } => {
                 let Person::Psid(psid) = &to.person else {
@@ -330,14 +298,14 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
         })
     }
 
-    /// Takes the thread (`take` is `Some(metadata)`) or releases it (`None`), and
-    /// records who controls it once Meta confirmed.
+    /// Takes, releases, extends or asks for the thread, and records who controls
+    /// it once Meta confirmed.
     async fn change_control(
         &self,
         w: &Work<'_>,
         event_thread: Option<&ThreadKey>,
         thread: &mut ThreadState,
-        take: Option<Option<&str>>,
+        call: ControlCall<'_>,
     ) -> Result<Outcome, ProcessError> {
         let Some((key, psid)) = with_psid(event_thread) else {
             return Ok(Outcome::Refused {
@@ -348,24 +316,39 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             Ok(token) => token,
             Err(refused) => return Ok(refused),
         };
-        let answered = match take {
-            Some(metadata) => {
+        let page = w.page;
+        let answered = match call {
+            ControlCall::Take(metadata) => {
                 self.graph
-                    .take_thread_control(w.page, &token, psid, metadata)
+                    .take_thread_control(page, &token, psid, metadata)
                     .await
             }
-            None => {
+            ControlCall::Release => self.graph.release_thread_control(page, &token, psid).await,
+            ControlCall::Extend(seconds) => {
                 self.graph
-                    .release_thread_control(w.page, &token, psid)
+                    .extend_thread_control(page, &token, psid, seconds)
+                    .await
+            }
+            ControlCall::Request(metadata) => {
+                self.graph
+                    .request_thread_control(page, &token, psid, metadata)
                     .await
             }
         };
         if let Err(e) = answered {
             return self.graph_failure(w, key, e).await;
         }
-        // Taken: ours. Released: nobody's (idle) until Meta routes the thread again.
+        let (ours, outcome) = match call {
+            // Taken or extended: ours, counted from Meta's confirmation.
+            ControlCall::Take(_) => (true, Outcome::ControlTaken),
+            ControlCall::Extend(seconds) => (true, Outcome::ControlExtended { seconds }),
+            // Released: nobody's (idle) until Meta routes the thread again.
+            ControlCall::Release => (false, Outcome::ControlReleased),
+            // The holder decides; a pass_thread_control event follows if it agrees.
+            ControlCall::Request(_) => return Ok(Outcome::ControlRequested),
+        };
         let control = Control {
-            ours: take.is_some(),
+            ours,
             owner: None,
             since: (self.clock)(),
         };
@@ -373,11 +356,7 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
         self.store
             .update_thread(key, &ThreadChange::Control(control))
             .await?;
-        Ok(if take.is_some() {
-            Outcome::ControlTaken
-        } else {
-            Outcome::ControlReleased
-        })
+        Ok(outcome)
     }
 
     /// A Graph error: retried when Meta says it may pass, otherwise recorded (and
@@ -420,6 +399,15 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
         }
         Ok(Outcome::graph_refused(&e))
     }
+}
+
+/// A thread-control call other than a pass.
+#[derive(Debug, Clone, Copy)]
+enum ControlCall<'a> {
+    Take(Option<&'a str>),
+    Release,
+    Extend(u32),
+    Request(Option<&'a str>),
 }
 
 /// The event's thread and its person's PSID, when the event names one by PSID

@@ -220,11 +220,25 @@ impl GraphClient {
         psid: &Psid,
         metadata: Option<&str>,
     ) -> Result<(), GraphError> {
+        self.post_control(page, token, "take_thread_control", psid, metadata)
+            .await
+    }
+
+    /// `POST /{page-id}/<edge>` with `{"recipient": {"id": psid}, "metadata"?}`,
+    /// answered `{"success": true}`.
+    async fn post_control(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+        edge: &'static str,
+        psid: &Psid,
+        metadata: Option<&str>,
+    ) -> Result<(), GraphError> {
         let mut body = json!({ "recipient": { "id": psid } });
         if let Some(metadata) = metadata {
             body["metadata"] = Value::from(metadata);
         }
-        self.post_for_success(page, token, "take_thread_control", &[], Some(&body))
+        self.post_for_success(page, token, edge, &[], Some(&body))
             .await
     }
 
@@ -285,11 +299,7 @@ impl GraphClient {
         psid: &Psid,
         metadata: Option<&str>,
     ) -> Result<(), GraphError> {
-        let mut body = json!({ "recipient": { "id": psid } });
-        if let Some(metadata) = metadata {
-            body["metadata"] = Value::from(metadata);
-        }
-        self.post_for_success(page, token, "request_thread_control", &[], Some(&body))
+        self.post_control(page, token, "request_thread_control", psid, metadata)
             .await
     }
 
