@@ -36,24 +36,11 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
                 basis,
                 thread_control,
             } => {
-                let other_thread;
-                let target_state: &ThreadState = if Some(to) == event_thread {
-                    thread
-                } else {
-                    other_thread = self.store.thread(to).await?;
-                    &other_thread
-                };
-                if let Err(reason) = policy::check(&Planned {
-                    now: w.now,
-                    sending_page: w.page,
-                    recipient_page: &to.page,
-                    thread: target_state,
-                    basis,
-                    message: Some(message),
-                    app_is_default: self.routing.app_is_default,
-                }) {
-                    tracing::warn!(page_id = %w.page, reason = reason.code(), "send refused by policy");
-                    return Ok(Outcome::Refused { reason });
+                if let Some(refused) = self
+                    .refused(w, event_thread, thread, to, basis, Some(message))
+                    .await?
+                {
+                    return Ok(refused);
                 }
                 let token = match self.page_token(w.page) {
                     Ok(token) => token,
@@ -181,23 +168,12 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
                         reason: Refusal::NoThreadToPass,
                     });
                 };
-                let other_thread;
-                let target_state: &ThreadState = if Some(to) == event_thread {
-                    thread
-                } else {
-                    other_thread = self.store.thread(to).await?;
-                    &other_thread
-                };
-                if let Err(reason) = policy::check(&Planned {
-                    now: w.now,
-                    sending_page: w.page,
-                    recipient_page: &to.page,
-                    thread: target_state,
-                    basis: &Basis::Standard(MessagingType::Response),
-                    message: None,
-                    app_is_default: self.routing.app_is_default,
-                }) {
-                    return Ok(Outcome::Refused { reason });
+                let basis = Basis::Standard(MessagingType::Response);
+                if let Some(refused) = self
+                    .refused(w, event_thread, thread, to, &basis, None)
+                    .await?
+                {
+                    return Ok(refused);
                 }
                 let token = match self.page_token(w.page) {
                     Ok(token) => token,
@@ -282,6 +258,41 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
                 topic: topic.to_owned(),
             },
         })
+    }
+
+    /// The send policy's answer for something going to `to` (the event's thread as
+    /// it stands now, or another thread as the table has it): the refusal, or
+    /// `None` when it may go.
+    async fn refused(
+        &self,
+        w: &Work<'_>,
+        event_thread: Option<&ThreadKey>,
+        thread: &ThreadState,
+        to: &ThreadKey,
+        basis: &Basis,
+        message: Option<&OutgoingMessage>,
+    ) -> Result<Option<Outcome>, ProcessError> {
+        let other_thread;
+        let target_state: &ThreadState = if Some(to) == event_thread {
+            thread
+        } else {
+            other_thread = self.store.thread(to).await?;
+            &other_thread
+        };
+        Ok(policy::check(&Planned {
+            now: w.now,
+            sending_page: w.page,
+            recipient_page: &to.page,
+            thread: target_state,
+            basis,
+            message,
+            app_is_default: self.routing.app_is_default,
+        })
+        .err()
+        .map(|reason| {
+            tracing::warn!(page_id = %w.page, reason = reason.code(), "refused by policy");
+            Outcome::Refused { reason }
+        }))
     }
 
     /// The Page's access token, or the refusal recorded when there is none.

@@ -13,6 +13,30 @@ use crate::otn::{self, SpendRefused, StalePage, StoredToken, SweepPage, TokenRef
 use crate::{StoreError, TokenStore};
 
 impl DynamoStore {
+    /// One page of a bucket of the expiry index (`EXPIRY#<day>` or
+    /// `SENDING#<shard>`): the entries due before `now`, after the cursor `after`.
+    async fn due_in(
+        &self,
+        bucket: &str,
+        now: Timestamp,
+        after: Option<&str>,
+        limit: i32,
+        op: &'static str,
+    ) -> Result<aws_sdk_dynamodb::operation::query::QueryOutput, StoreError> {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(crate::schema::OTN_BY_EXPIRY.name)
+            .key_condition_expression("expiry_pk = :b AND expiry_sk < :now")
+            .expression_attribute_values(":b", s(bucket))
+            .expression_attribute_values(":now", s(&crate::keys::padded(now)))
+            .set_exclusive_start_key(decode_cursor(after)?)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| crate::error::from_sdk(op, e))
+    }
+
     /// Gives back a token whose spend `spend` has been sending since before its
     /// lease ran out at `until`: ACTIVE again with its index keys, or EXPIRED
     /// (out of every index) when its year is up. Conditional on the same spend and
@@ -379,18 +403,14 @@ impl TokenStore for DynamoStore {
         limit: i32,
     ) -> Result<StalePage, StoreError> {
         let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(crate::schema::OTN_BY_EXPIRY.name)
-            .key_condition_expression("expiry_pk = :b AND expiry_sk < :now")
-            .expression_attribute_values(":b", s(&format!("SENDING#{shard}")))
-            .expression_attribute_values(":now", s(&crate::keys::padded(now)))
-            .set_exclusive_start_key(decode_cursor(after)?)
-            .limit(limit)
-            .send()
-            .await
-            .map_err(|e| crate::error::from_sdk("Query(otn-sending)", e))?;
+            .due_in(
+                &format!("SENDING#{shard}"),
+                now,
+                after,
+                limit,
+                "Query(otn-sending)",
+            )
+            .await?;
         let mut page = StalePage {
             read: u64::try_from(out.scanned_count()).unwrap_or(0),
             next: encode_cursor(out.last_evaluated_key()),
@@ -477,18 +497,14 @@ impl TokenStore for DynamoStore {
         limit: i32,
     ) -> Result<SweepPage, StoreError> {
         let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(crate::schema::OTN_BY_EXPIRY.name)
-            .key_condition_expression("expiry_pk = :b AND expiry_sk < :now")
-            .expression_attribute_values(":b", s(&format!("EXPIRY#{bucket_day}")))
-            .expression_attribute_values(":now", s(&crate::keys::padded(now)))
-            .set_exclusive_start_key(decode_cursor(after)?)
-            .limit(limit)
-            .send()
-            .await
-            .map_err(|e| crate::error::from_sdk("Query(otn-by-expiry)", e))?;
+            .due_in(
+                &format!("EXPIRY#{bucket_day}"),
+                now,
+                after,
+                limit,
+                "Query(otn-by-expiry)",
+            )
+            .await?;
         let mut page = SweepPage {
             read: u64::try_from(out.scanned_count()).unwrap_or(0),
             next: encode_cursor(out.last_evaluated_key()),
