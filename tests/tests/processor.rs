@@ -638,28 +638,74 @@ async fn a_page_whose_token_graph_refuses_is_parked_until_a_new_token_and_no_tok
 }
 
 #[tokio::test]
-async fn unreadable_messages_are_handed_back_for_the_dead_letter_queue() {
+async fn an_unreadable_message_goes_to_the_dead_letter_queue_at_once_and_its_thread_goes_on() {
     let rig = rig().await;
+    let dlq = fifo_queue(&rig.sdk).await;
+    let mut e = env(&rig.table, &rig.queue, &rig.graph);
+    e.insert("EVENTS_DLQ_URL".into(), dlq.clone());
+    let processor = processor::from_env(&e, &rig.sdk).await.unwrap();
+    const PSID: &str = "2000000000000001";
+    let group = format!("{PAGE_A}:{PSID}");
     let junk = webhook::OutgoingMessage {
-        group_id: "x".to_owned(),
+        group_id: group.clone(),
         dedup_id: "d".to_owned(),
         body: "{\"type\":\"nonsense\"}".to_owned(),
         kind: "unknown",
     };
-    let notify = webhook::OutgoingMessage {
-        group_id: "notify".to_owned(),
-        dedup_id: "n".to_owned(),
-        body: json!({"type": "notify", "page_id": PAGE_A, "topic": "t", "message": {"text": "hi"}})
-            .to_string(),
-        kind: "notify",
+    let mut messages = vec![junk];
+    messages.extend(queue_messages(&[(
+        PAGE_A,
+        vec![text_event(PAGE_A, PSID, "m_after_junk", "hello", 1_000)],
+        vec![],
+    )]));
+    assert_eq!(messages[1].group_id, group, "the same thread");
+    let response = processor.handle(sqs_event("junk", &messages), None).await;
+    // Nothing handed back: the junk is on the DLQ, the message behind it answered.
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    assert_eq!(sends(&rig.graph).await.len(), 1);
+    // A second delivery of the same message is not parked twice.
+    let response = processor
+        .handle(sqs_event("junk", &messages[..1]), None)
+        .await;
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+
+    let got = aws_sdk_sqs::Client::new(&rig.sdk)
+        .receive_message()
+        .queue_url(&dlq)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let parked = got.messages();
+    assert_eq!(parked.len(), 1);
+    let m = &parked[0];
+    assert_eq!(m.body(), Some("{\"type\":\"nonsense\"}"));
+    let system = m.attributes().unwrap();
+    assert_eq!(
+        system[&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId],
+        group
+    );
+    let attribute = |name: &str| {
+        m.message_attributes()
+            .and_then(|a| a.get(name))
+            .and_then(|v| v.string_value())
+            .map(str::to_owned)
     };
+    assert_eq!(attribute("source_message_id").as_deref(), Some("junk-0"));
+    let reason = attribute("dead_letter_reason").unwrap();
+    assert!(reason.starts_with("unreadable queue message"), "{reason}");
+
+    // Without EVENTS_DLQ_URL it is handed back, and its thread with it.
     let response = rig
         .processor
-        .handle(sqs_event("junk", &[junk, notify]), None)
+        .handle(sqs_event("again", &messages), None)
         .await;
-    // The unreadable message is handed back (it reaches the DLQ after 10 receives);
-    // the notify command, for a topic nobody asked for, is done.
-    assert_eq!(failed_ids(&response), vec!["junk-0".to_owned()]);
+    assert_eq!(
+        failed_ids(&response),
+        vec!["again-0".to_owned(), "again-1".to_owned()]
+    );
 }
 
 #[tokio::test]

@@ -16,9 +16,9 @@ use tracing::Instrument;
 
 #[cfg(doc)]
 use crate::MAX_CONCURRENT_GROUPS;
-use crate::backoff;
 use crate::bot::Bot;
 use crate::{MIN_TIME_PER_MESSAGE, MessageOutcome, Messenger, ProcessError, Processor, time_left};
+use crate::{backoff, dead_letter};
 
 /// The batch's messages by FIFO group (as indexes into `records`), each group in
 /// the batch's order, the groups in the order of their first message. A message
@@ -115,6 +115,13 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
                     .await
             };
             if let Err(error) = result {
+                if self
+                    .dead_letter(message, &error)
+                    .instrument(span.clone())
+                    .await
+                {
+                    continue;
+                }
                 span.in_scope(|| tracing::warn!(%error, "message handed back to the queue"));
                 delay = match error {
                     ProcessError::OutOfTime => Duration::ZERO,
@@ -124,6 +131,30 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             }
         }
         failed.into_iter().map(|i| (i, delay)).collect()
+    }
+
+    /// Puts a message that failed for good on the dead-letter queue ([`dead_letter`]);
+    /// `true` when it is there and the message can be acknowledged.
+    async fn dead_letter(&self, message: &SqsMessage, error: &ProcessError) -> bool {
+        if !dead_letter::is_permanent(error) || !self.dead_letters.configured() {
+            return false;
+        }
+        let reason = error.to_string();
+        match self.dead_letters.put(message, &reason).await {
+            Ok(()) => {
+                signals::count(signals::Metric::MessagesDeadLettered, 1);
+                tracing::error!(
+                    %error,
+                    alert = true,
+                    "message can never succeed: put on the dead-letter queue with its reason and acknowledged; its thread goes on"
+                );
+                true
+            }
+            Err(put) => {
+                tracing::warn!(%error, %put, "could not put a message that can never succeed on the dead-letter queue; handing it back");
+                false
+            }
+        }
     }
 
     /// One message: a webhook event, a `notify` command or one person's notification.
@@ -277,6 +308,115 @@ mod tests {
             *seen.lock().unwrap(),
             [("rh-c1".to_owned(), Duration::ZERO)]
         );
+    }
+
+    /// A dead-letter queue that records what it was given, or refuses everything.
+    #[derive(Debug, Default)]
+    struct Parked {
+        put: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+        refuse: bool,
+    }
+
+    impl dead_letter::DeadLetters for Parked {
+        fn put<'a>(
+            &'a self,
+            message: &'a SqsMessage,
+            reason: &'a str,
+        ) -> dead_letter::DeadLetterFuture<'a> {
+            if self.refuse {
+                return Box::pin(async { Err("AccessDenied".to_owned()) });
+            }
+            self.put.lock().unwrap().push((
+                message.message_id.clone().unwrap_or_default(),
+                reason.to_owned(),
+            ));
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_that_can_never_succeed_goes_to_the_dead_letter_queue_and_its_thread_goes_on()
+    {
+        let new = || {
+            Processor::new(
+                conversation::testing::MemoryStore::new(),
+                crate::testing::FakeGraph::default(),
+                crate::bot::DefaultBot,
+                event_queue::testing::MemoryQueue::new(),
+                [(
+                    messenger_types::PageId::new("1"),
+                    secrecy::SecretString::from("page-token".to_owned()),
+                )]
+                .into(),
+            )
+        };
+        let batch = || {
+            // An unreadable message first in the thread, a readable one behind it.
+            let mut junk = text("21", "j1", 1);
+            junk.message_id = Some("j0".to_owned());
+            junk.receipt_handle = Some("rh-j0".to_owned());
+            junk.body = Some(
+                r#"{"type":"event","page_id":"1","source":"messaging","key":"k","event":[1]}"#
+                    .to_owned(),
+            );
+            let mut event = SqsEvent::default();
+            event.records = vec![junk, text("21", "a1", 1)];
+            event
+        };
+
+        let mut p = new();
+        let parked = Parked::default();
+        let put = parked.put.clone();
+        p.dead_letters = Box::new(parked);
+        let response = p.handle(batch(), None).await;
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+        assert_eq!(
+            *put.lock().unwrap(),
+            [(
+                "j0".to_owned(),
+                "the queued event is not a JSON object".to_owned()
+            )]
+        );
+        assert_eq!(
+            p.graph.sends().len(),
+            1,
+            "the message behind it was answered"
+        );
+
+        // A passing failure is not dead-lettered: it is handed back.
+        let mut p = new();
+        let parked = Parked::default();
+        let put = parked.put.clone();
+        p.dead_letters = Box::new(parked);
+        p.graph.fail_next(graph_api::GraphError::new(
+            graph_api::ErrorClass::Transient,
+            "service unavailable",
+        ));
+        let mut event = SqsEvent::default();
+        event.records = vec![text("22", "b1", 1)];
+        let response = p.handle(event, None).await;
+        assert_eq!(response.batch_item_failures.len(), 1);
+        assert!(put.lock().unwrap().is_empty());
+
+        // The dead-letter queue refuses: handed back with its thread, nothing lost.
+        let mut p = new();
+        p.dead_letters = Box::new(Parked {
+            refuse: true,
+            ..Parked::default()
+        });
+        let response = p.handle(batch(), None).await;
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["j0", "a1"]);
+        assert!(p.graph.sends().is_empty());
+
+        // No dead-letter queue configured: handed back, as before.
+        let p = new();
+        let response = p.handle(batch(), None).await;
+        assert_eq!(response.batch_item_failures.len(), 2);
     }
 
     #[test]

@@ -18,6 +18,10 @@ pub struct Config {
     pub table_name: String,
     /// Where the notify fan-out puts per-recipient work (the events queue itself).
     pub events_queue_url: String,
+    /// `EVENTS_DLQ_URL`: the events queue's dead-letter queue, where a message that
+    /// can never succeed goes at once. Unset, it is handed back until the queue's
+    /// redrive policy moves it (local runs without a DLQ).
+    pub events_dlq_url: Option<String>,
     pub graph_base_url: String,
     pub graph_version: String,
     /// The EventBridge bus that what happens is published on (`EVENT_BUS_NAME`);
@@ -46,6 +50,10 @@ impl Config {
         Ok(Self {
             table_name: app_config::required(env, "TABLE_NAME")?,
             events_queue_url: app_config::required(env, "EVENTS_QUEUE_URL")?,
+            events_dlq_url: env
+                .get("EVENTS_DLQ_URL")
+                .map(|url| url.trim().to_owned())
+                .filter(|url| !url.is_empty()),
             graph_base_url: app_config::optional(
                 env,
                 "GRAPH_API_BASE_URL",
@@ -191,6 +199,17 @@ pub async fn from_env_with_bot<B: Bot>(
     processor.senders = senders;
     processor.routing = crate::routing::Routing::from_env(env)?;
     processor.visibility = Box::new(visibility);
+    match config.events_dlq_url {
+        Some(url) => {
+            processor.dead_letters = Box::new(crate::dead_letter::SqsDeadLetters::new(
+                aws_sdk_sqs::Client::new(sdk),
+                url,
+            ));
+        }
+        None => tracing::warn!(
+            "EVENTS_DLQ_URL is not set: a message that can never succeed is handed back until the queue's redrive policy moves it"
+        ),
+    }
     processor.credentials = crate::credentials::Credentials::new(seed, key, config.credentials_ttl);
     processor.bot_on = config.bot_on;
     processor.app_id = config.app_id;

@@ -32,6 +32,7 @@ pub mod command;
 pub mod config;
 mod counts;
 pub mod credentials;
+pub mod dead_letter;
 pub mod notify;
 pub mod park;
 pub mod pipeline;
@@ -325,6 +326,9 @@ pub struct Processor<S, M, B, Q> {
     /// Where the visibility of handed-back messages is set ([`backoff`]); by
     /// default they wait out the queue's visibility timeout.
     pub visibility: Box<dyn backoff::Visibility>,
+    /// Where a message that can never succeed goes at once ([`dead_letter`]); by
+    /// default it is handed back until the queue's redrive policy moves it.
+    pub dead_letters: Box<dyn dead_letter::DeadLetters>,
 }
 
 /// `HUMAN_PAUSE_HOURS`' default.
@@ -356,6 +360,7 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             senders: sender::Senders::default(),
             routing: routing::Routing::default(),
             visibility: Box::new(backoff::QueueTimeout),
+            dead_letters: Box::new(dead_letter::HandBack),
         }
     }
 }

@@ -12,8 +12,8 @@
 //! | metric | function | dimensions |
 //! |---|---|---|
 //! | `EventsAccepted`, `EventsQuarantined`, `SignatureRejected`, `EnqueueFailed` | webhook | `Function` |
-//! | `EventsProcessed`, `EventsUnreadable`, `DuplicatesSkipped`, `MessagesSent`, `EventsParked`, `PageCredentialsInvalid` | processor | `Function` |
-//! | `SendsRefused` | processor | `Function`, `Reason` |
+//! | `EventsProcessed`, `EventsUnreadable`, `DuplicatesSkipped`, `MessagesSent`, `EventsParked`, `PageCredentialsInvalid`, `MessagesDeadLettered` | processor | `Function` |
+//! | `SendsRefused`, `MessagesRefused` | processor | `Function`, `Reason` |
 //! | `GraphErrors` | processor | `Function`, `ErrorClass` |
 //! | `TokensExpired` | otn-sweeper | `Function` |
 //! | `PagesUnhealthy`, `SubscriptionsRepaired` | page-check | `Function` |
@@ -81,6 +81,9 @@ pub enum Metric {
     /// Queue messages refused for who sent them (a type only the stack's roles may
     /// send, from another principal); dimension `Reason`.
     MessagesRefused,
+    /// Queue messages that can never succeed (unreadable, or refused by DynamoDB as
+    /// built), put on the dead-letter queue at once instead of handed back.
+    MessagesDeadLettered,
     /// Graph answers saying a Page's token is no longer valid.
     PageCredentialsInvalid,
     /// One-time notification tokens the sweeper marked expired.
@@ -93,7 +96,7 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in the order of the table above.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 17] = [
         Self::EventsAccepted,
         Self::EventsQuarantined,
         Self::SignatureRejected,
@@ -106,6 +109,7 @@ impl Metric {
         Self::GraphErrors,
         Self::EventsParked,
         Self::MessagesRefused,
+        Self::MessagesDeadLettered,
         Self::PageCredentialsInvalid,
         Self::TokensExpired,
         Self::PagesUnhealthy,
@@ -127,6 +131,7 @@ impl Metric {
             Self::GraphErrors => "GraphErrors",
             Self::EventsParked => "EventsParked",
             Self::MessagesRefused => "MessagesRefused",
+            Self::MessagesDeadLettered => "MessagesDeadLettered",
             Self::PageCredentialsInvalid => "PageCredentialsInvalid",
             Self::TokensExpired => "TokensExpired",
             Self::PagesUnhealthy => "PagesUnhealthy",
@@ -149,6 +154,7 @@ impl Metric {
             | Self::GraphErrors
             | Self::EventsParked
             | Self::MessagesRefused
+            | Self::MessagesDeadLettered
             | Self::PageCredentialsInvalid => Function::Processor,
             Self::TokensExpired => Function::OtnSweeper,
             Self::PagesUnhealthy | Self::SubscriptionsRepaired => Function::PageCheck,
