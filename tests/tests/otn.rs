@@ -537,8 +537,9 @@ async fn a_fan_out_pages_past_one_query_and_continues_in_a_follow_up_near_the_de
         after: None,
         notify_id: None,
     };
-    // Less time left than a page needs (6 s), but not yet past (a past deadline
-    // counts as unknown): one page of 100, then a follow-up command for the rest.
+    // Less time left than a page needs (MIN_TIME_PER_FAN_OUT_PAGE), but not yet
+    // past (a past deadline counts as unknown): one page of 100, then a follow-up
+    // command for the rest.
     let soon = std::time::SystemTime::now() + std::time::Duration::from_millis(5_500);
     let outcome = rig
         .processor

@@ -193,6 +193,34 @@ fn the_claim_lease_outlives_an_invocation_and_expires_before_redelivery() {
     );
 }
 
+/// The processor's margins (processor/src/budget.rs: each the sum of the calls it
+/// guards, at their SDK and Graph timeouts) fit in the function's timeout: a message
+/// started with its margin can reach its first action, and a fan-out page fits.
+#[test]
+fn a_message_and_its_first_action_fit_in_the_processors_timeout() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    let template: Value = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let timeout = std::time::Duration::from_secs(
+        template["Resources"]["ProcessorFunction"]["Properties"]["Timeout"]
+            .as_u64()
+            .unwrap(),
+    );
+    let (message, action) = (
+        processor::MIN_TIME_PER_MESSAGE,
+        processor::MIN_TIME_PER_ACTION,
+    );
+    assert!(
+        message + action <= timeout,
+        "{message:?} + {action:?} > {timeout:?}"
+    );
+    assert!(processor::budget::MIN_TIME_PER_FAN_OUT_PAGE < timeout);
+    // Each margin covers at least one of the calls it guards at its worst.
+    assert!(action > processor::budget::GRAPH_CALL + processor::budget::AWS_CALL);
+    assert!(message > processor::budget::AWS_CALL);
+    // Without a deadline (the emulator's), a fan-out allows itself one invocation.
+    assert_eq!(processor::notify::FALLBACK_BUDGET, timeout);
+}
+
 /// The table `create_table` makes (for the tests and the local stack), read back
 /// from the emulator, is the template's table: billing, keys, attribute types,
 /// each index's keys and projection, and TTL. And the template declares nothing

@@ -18,7 +18,7 @@ use tracing::Instrument;
 use crate::MAX_CONCURRENT_GROUPS;
 use crate::bot::Bot;
 use crate::{MIN_TIME_PER_MESSAGE, MessageOutcome, Messenger, ProcessError, Processor, time_left};
-use crate::{backoff, dead_letter};
+use crate::{backoff, budget, dead_letter};
 
 /// The batch's messages by FIFO group (as indexes into `records`), each group in
 /// the batch's order, the groups in the order of their first message. A message
@@ -110,7 +110,7 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             let result = if deadline.is_some_and(|d| time_left(d) < MIN_TIME_PER_MESSAGE) {
                 Err(ProcessError::OutOfTime)
             } else {
-                self.process_message(message, deadline)
+                budget::within(deadline, self.process_message(message, deadline))
                     .instrument(span.clone())
                     .await
             };

@@ -144,7 +144,7 @@ pub async fn run<B: Bot>(bot: B) -> Result<(), lambda_runtime::Error> {
     use lambda_runtime::{LambdaEvent, service_fn};
 
     lambda_runtime::tracing::init_default_subscriber();
-    let sdk = app_config::aws_sdk_config().await;
+    let sdk = app_config::aws_sdk_config_with(crate::budget::SDK_TIMEOUTS).await;
     let processor = from_env_with_bot(&app_config::ProcessEnv, &sdk, bot)
         .await
         .inspect_err(|e| tracing::error!(error = %e, "processor cannot start"))?;

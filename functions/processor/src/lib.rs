@@ -28,6 +28,7 @@ pub mod act;
 pub mod backoff;
 pub mod batch;
 pub mod bot;
+pub mod budget;
 pub mod command;
 pub mod config;
 mod counts;
@@ -257,19 +258,15 @@ pub enum MessageOutcome {
     SenderRefused(sender::SenderRefusal),
 }
 
-/// Time a message needs at the least: with less left, it is handed back to SQS
-/// rather than cut off half-way by the Lambda timeout.
-pub const MIN_TIME_PER_MESSAGE: Duration = Duration::from_secs(6);
-/// Time one action needs at the least: a Graph call (5 s timeout) and the
-/// DynamoDB writes around it.
-pub const MIN_TIME_PER_ACTION: Duration = Duration::from_secs(8);
+pub use budget::{MIN_TIME_PER_ACTION, MIN_TIME_PER_MESSAGE};
 /// How many FIFO groups of one batch are processed at once. A FIFO trigger hands
 /// at most 10 messages per batch, so this is the batch's whole width.
 pub const MAX_CONCURRENT_GROUPS: usize = 10;
 
 /// Runs a store write whose loss would cost a person something (a message sent
 /// twice, a notification token burned): up to four attempts, 50, 200 and 800 ms
-/// apart, while DynamoDB's failures are passing ones.
+/// apart, while DynamoDB's failures are passing ones and the invocation has the
+/// time for another ([`budget::allows_retry`]).
 pub(crate) async fn persist<T, F, Fut>(what: &str, mut write: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
@@ -280,7 +277,11 @@ where
     loop {
         match write().await {
             Ok(done) => return Ok(done),
-            Err(e) if attempt < 4 && e.kind == messenger_store::StoreErrorKind::Transient => {
+            Err(e)
+                if attempt < 4
+                    && e.kind == messenger_store::StoreErrorKind::Transient
+                    && budget::allows_retry(pause) =>
+            {
                 tracing::warn!(error = %e, attempt, "could not {what}; trying again");
                 tokio::time::sleep(pause).await;
                 pause *= 4;

@@ -25,16 +25,14 @@ use sha2::{Digest, Sha256};
 use crate::bot::Bot;
 use crate::policy::Refusal;
 use crate::policy::{self, Basis, Planned, TokenState};
-use crate::{
-    MIN_TIME_PER_MESSAGE, MessageOutcome, Messenger, Outcome, ProcessError, Processor, TokenFate,
-    time_left,
-};
+use crate::{MessageOutcome, Messenger, Outcome, ProcessError, Processor, TokenFate, time_left};
 
 /// Tokens read from the index per query.
 pub const FAN_OUT_PAGE: i32 = 100;
 /// The time a fan-out allows itself when the invocation's deadline is unknown or
-/// already past (cargo-lambda's emulator hands out a deadline in 1970).
-pub const FALLBACK_BUDGET: std::time::Duration = std::time::Duration::from_secs(40);
+/// already past (cargo-lambda's emulator hands out a deadline in 1970): the
+/// processor's timeout, as if the invocation had just started.
+pub const FALLBACK_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Checks a notify command's `message` against the Send API's shape, so that a bad
 /// command is refused once instead of failing, and costing, every token of its topic.
@@ -118,7 +116,7 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
         loop {
             // At least one page per invocation: a follow-up always starts further
             // on than the command it continues, so its dedup id differs too.
-            if !first_page && time_left(deadline) < MIN_TIME_PER_MESSAGE {
+            if !first_page && time_left(deadline) < crate::budget::MIN_TIME_PER_FAN_OUT_PAGE {
                 let follow_up = NotifyCommand {
                     after: after.clone(),
                     notify_id: Some(notify_id.clone()),

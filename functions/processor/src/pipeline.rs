@@ -248,7 +248,13 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             Consistency::Strong
         };
         let mut attempts = 0;
+        let mut looked = false;
         while attempts < TAKE_ATTEMPTS {
+            // Looking again starts the message over: only with a message's time.
+            if looked && !crate::budget::allows(crate::MIN_TIME_PER_MESSAGE) {
+                return Err(ProcessError::OutOfTime);
+            }
+            looked = true;
             let opened = self.store.open_turn(turn, w.now, read).await?;
             let (mut thread, progress, version) = match opened {
                 Opened::Open {

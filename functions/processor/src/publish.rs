@@ -158,7 +158,8 @@ pub async fn page_status_changed(
     }
 }
 
-/// Publishes `events`, sending again those refused (50, then 200 ms later).
+/// Publishes `events`, sending again those refused (50, then 200 ms later, while
+/// the invocation has the time: [`crate::budget::allows_retry`]).
 pub async fn publish(bus: &dyn Bus, events: Vec<BusEvent>) -> Result<(), PublishError> {
     let total = events.len();
     let mut pending = events;
@@ -184,11 +185,13 @@ pub async fn publish(bus: &dyn Bus, events: Vec<BusEvent>) -> Result<(), Publish
             return Ok(());
         }
         pending = refused;
-        if attempt < PUBLISH_ATTEMPTS {
-            tracing::warn!(unsent = pending.len(), %cause, attempt, "bus events not published; sending them again");
-            tokio::time::sleep(pause).await;
-            pause *= 4;
+        // Tried again only while the invocation has the time for it.
+        if attempt == PUBLISH_ATTEMPTS || !crate::budget::allows_retry(pause) {
+            break;
         }
+        tracing::warn!(unsent = pending.len(), %cause, attempt, "bus events not published; sending them again");
+        tokio::time::sleep(pause).await;
+        pause *= 4;
     }
     Err(PublishError {
         unsent: pending.len(),

@@ -313,14 +313,35 @@ fn non_empty(s: &SecretString) -> bool {
     !s.expose_secret().trim().is_empty()
 }
 
+/// How long an AWS call may take: to connect, per attempt, and in all (the SDK's
+/// own retries included). `operation` is the most one call can cost a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SdkTimeouts {
+    pub connect: Duration,
+    pub attempt: Duration,
+    pub operation: Duration,
+}
+
+/// The timeouts of the functions that do not set their own.
+pub const DEFAULT_SDK_TIMEOUTS: SdkTimeouts = SdkTimeouts {
+    connect: Duration::from_secs(2),
+    attempt: Duration::from_secs(4),
+    operation: Duration::from_secs(10),
+};
+
 /// The AWS SDK configuration every function shares: region, credentials and
 /// `AWS_ENDPOINT_URL` from the SDK's own variables, with bounded timeouts so a
 /// stalled dependency turns into an error well inside the function's own timeout.
 pub async fn aws_sdk_config() -> SdkConfig {
+    aws_sdk_config_with(DEFAULT_SDK_TIMEOUTS).await
+}
+
+/// [`aws_sdk_config`] with a function's own timeouts.
+pub async fn aws_sdk_config_with(t: SdkTimeouts) -> SdkConfig {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .operation_attempt_timeout(Duration::from_secs(4))
-        .operation_timeout(Duration::from_secs(10))
+        .connect_timeout(t.connect)
+        .operation_attempt_timeout(t.attempt)
+        .operation_timeout(t.operation)
         .build();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(timeouts)
