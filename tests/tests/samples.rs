@@ -54,6 +54,24 @@ fn expected_notify() -> Value {
     json!({ "Records": [record(1, "notify:100000000000002:back-in-stock", "notify-2026-11-21-back-in-stock", &command.to_string())] })
 }
 
+/// A `send` command with a misspelt field (`mesage`), then the same command
+/// written right, on the same thread.
+fn expected_unreadable() -> Value {
+    let group = "100000000000001:2000000000000001";
+    let command = |id: &str, field: &str| {
+        let mut c = json!({
+            "type": "send", "command_id": id, "page_id": "100000000000001",
+            "recipient": {"id": "2000000000000001"}, "messaging_type": "RESPONSE"
+        });
+        c[field] = json!({"text": "Your order shipped"});
+        c.to_string()
+    };
+    json!({ "Records": [
+        record(1, group, "sample-typo", &command("sample-typo", "mesage")),
+        record(2, group, "sample-fixed", &command("sample-fixed", "message")),
+    ] })
+}
+
 fn check(name: &str, expected: Value) {
     let path = events_dir().join(name);
     if std::env::var_os("UPDATE_EVENTS").is_some() {
@@ -95,4 +113,21 @@ fn the_notify_sample_is_a_documented_notify_command() {
         command,
         messenger_types::queue::QueueMessage::Notify(_)
     ));
+}
+
+#[test]
+fn the_unreadable_sample_is_a_misspelt_command_then_a_good_one_on_the_same_thread() {
+    check("processor-unreadable.json", expected_unreadable());
+    let event: aws_lambda_events::sqs::SqsEvent =
+        serde_json::from_value(event_json("processor-unreadable.json")).unwrap();
+    let read: Vec<bool> = event
+        .records
+        .iter()
+        .map(|r| {
+            messenger_types::queue::QueueMessage::from_json(r.body.as_deref().unwrap()).is_ok()
+        })
+        .collect();
+    assert_eq!(read, [false, true]);
+    let group = |i: usize| event.records[i].attributes.get("MessageGroupId").cloned();
+    assert_eq!(group(0), group(1));
 }

@@ -983,6 +983,26 @@ fn page_tokens_are_sealed_with_the_stacks_key_and_only_the_processor_and_page_ch
     assert!(tagged(&t["Outputs"]["TokenKeyId"]["Value"]).is_some());
 }
 
+/// The processor puts a message that can never succeed on the dead-letter queue
+/// itself: it is told the queue and may send to it, and to nothing else of it.
+#[test]
+fn the_processor_may_send_to_the_dead_letter_queue_it_is_told_of_and_nothing_more() {
+    let t = template();
+    let env = &t["Resources"]["ProcessorFunction"]["Properties"]["Environment"]["Variables"];
+    assert!(is_ref(&env["EVENTS_DLQ_URL"], "EventsDeadLetterQueue"));
+    assert_eq!(
+        allowed_on(&t, "ProcessorFunction", "EventsDeadLetterQueue"),
+        vec!["sqs:SendMessage"]
+    );
+    // The other functions neither know nor touch it.
+    for id in ["WebhookFunction", "OtnSweeperFunction", "PageCheckFunction"] {
+        assert!(
+            allowed_on(&t, id, "EventsDeadLetterQueue").is_empty(),
+            "{id}"
+        );
+    }
+}
+
 /// Every DynamoDB request the store makes is one the processor's role allows: a
 /// request added to the store without its action fails here, not in production
 /// (the emulator does not check IAM).
