@@ -659,14 +659,23 @@ async fn an_unreadable_message_goes_to_the_dead_letter_queue_at_once_and_its_thr
         vec![],
     )]));
     assert_eq!(messages[1].group_id, group, "the same thread");
-    let response = processor.handle(sqs_event("junk", &messages), None).await;
+    // Its third delivery (the first two went back with the back-off).
+    let third = |prefix: &str, messages: &[webhook::OutgoingMessage]| {
+        let mut event = sqs_event(prefix, messages);
+        event.records[0]
+            .attributes
+            .insert("ApproximateReceiveCount".into(), "3".into());
+        event.records[0]
+            .attributes
+            .insert("SenderId".into(), "AROAEXAMPLE:jane.doe".into());
+        event
+    };
+    let response = processor.handle(third("junk", &messages), None).await;
     // Nothing handed back: the junk is on the DLQ, the message behind it answered.
     assert_eq!(failed_ids(&response), Vec::<String>::new());
     assert_eq!(sends(&rig.graph).await.len(), 1);
     // A second delivery of the same message is not parked twice.
-    let response = processor
-        .handle(sqs_event("junk", &messages[..1]), None)
-        .await;
+    let response = processor.handle(third("junk", &messages[..1]), None).await;
     assert_eq!(failed_ids(&response), Vec::<String>::new());
 
     let got = aws_sdk_sqs::Client::new(&rig.sdk)
@@ -694,14 +703,16 @@ async fn an_unreadable_message_goes_to_the_dead_letter_queue_at_once_and_its_thr
             .map(str::to_owned)
     };
     assert_eq!(attribute("source_message_id").as_deref(), Some("junk-0"));
+    // Who sent it, without the session name (which can be a person's).
+    assert_eq!(
+        attribute("source_sender_id").as_deref(),
+        Some("AROAEXAMPLE")
+    );
     let reason = attribute("dead_letter_reason").unwrap();
     assert!(reason.starts_with("unreadable queue message"), "{reason}");
 
     // Without EVENTS_DLQ_URL it is handed back, and its thread with it.
-    let response = rig
-        .processor
-        .handle(sqs_event("again", &messages), None)
-        .await;
+    let response = rig.processor.handle(third("again", &messages), None).await;
     assert_eq!(
         failed_ids(&response),
         vec!["again-0".to_owned(), "again-1".to_owned()]

@@ -54,8 +54,8 @@ fn expected_notify() -> Value {
     json!({ "Records": [record(1, "notify:100000000000002:back-in-stock", "notify-2026-11-21-back-in-stock", &command.to_string())] })
 }
 
-/// A `send` command with a misspelt field (`mesage`), then the same command
-/// written right, on the same thread.
+/// A `send` command with a misspelt field (`mesage`) on its third delivery, then
+/// the same command written right, on the same thread.
 fn expected_unreadable() -> Value {
     let group = "100000000000001:2000000000000001";
     let command = |id: &str, field: &str| {
@@ -66,8 +66,11 @@ fn expected_unreadable() -> Value {
         c[field] = json!({"text": "Your order shipped"});
         c.to_string()
     };
+    let mut typo = record(1, group, "sample-typo", &command("sample-typo", "mesage"));
+    // Its third delivery: the first two went back to the queue.
+    typo["attributes"]["ApproximateReceiveCount"] = json!("3");
     json!({ "Records": [
-        record(1, group, "sample-typo", &command("sample-typo", "mesage")),
+        typo,
         record(2, group, "sample-fixed", &command("sample-fixed", "message")),
     ] })
 }

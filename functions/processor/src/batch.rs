@@ -136,7 +136,10 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
     /// Puts a message that failed for good on the dead-letter queue ([`dead_letter`]);
     /// `true` when it is there and the message can be acknowledged.
     async fn dead_letter(&self, message: &SqsMessage, error: &ProcessError) -> bool {
-        if !dead_letter::is_permanent(error) || !self.dead_letters.configured() {
+        if !dead_letter::is_permanent(error)
+            || receive_count(message) < dead_letter::AFTER_RECEIVES
+            || !self.dead_letters.configured()
+        {
             return false;
         }
         let reason = error.to_string();
@@ -167,6 +170,16 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
         let queued = QueueMessage::from_json(body)?;
         if let Some(refused) = self.senders.screen(message, &queued) {
             return Ok(refused);
+        }
+        // One person's notification is a send; a notify, a page of its fan-out:
+        // started only with the time they need (a message's margin is less).
+        let needs = match &queued {
+            QueueMessage::NotifyOne(_) => Some(budget::MIN_TIME_PER_ACTION),
+            QueueMessage::Notify(_) => Some(budget::MIN_TIME_PER_FAN_OUT_PAGE),
+            _ => None,
+        };
+        if needs.is_some_and(|needs| !budget::allows(needs)) {
+            return Err(ProcessError::OutOfTime);
         }
         if let Some((page, thread)) = crate::park::needs_token(&queued) {
             let parked = self
@@ -350,9 +363,9 @@ mod tests {
                 .into(),
             )
         };
-        let batch = || {
+        let batch = |receives: u32| {
             // An unreadable message first in the thread, a readable one behind it.
-            let mut junk = text("21", "j1", 1);
+            let mut junk = text("21", "j1", receives);
             junk.message_id = Some("j0".to_owned());
             junk.receipt_handle = Some("rh-j0".to_owned());
             junk.body = Some(
@@ -368,7 +381,16 @@ mod tests {
         let parked = Parked::default();
         let put = parked.put.clone();
         p.dead_letters = Box::new(parked);
-        let response = p.handle(batch(), None).await;
+        // Its first deliveries go back, its thread with it (a processor being
+        // deployed may yet read it)...
+        for receives in 1..dead_letter::AFTER_RECEIVES {
+            let response = p.handle(batch(receives), None).await;
+            assert_eq!(response.batch_item_failures.len(), 2);
+        }
+        assert!(put.lock().unwrap().is_empty());
+        assert!(p.graph.sends().is_empty());
+        // ... then it goes to the dead-letter queue, and the thread goes on.
+        let response = p.handle(batch(dead_letter::AFTER_RECEIVES), None).await;
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
         assert_eq!(
             *put.lock().unwrap(),
@@ -404,7 +426,7 @@ mod tests {
             refuse: true,
             ..Parked::default()
         });
-        let response = p.handle(batch(), None).await;
+        let response = p.handle(batch(dead_letter::AFTER_RECEIVES), None).await;
         let failed: Vec<&str> = response
             .batch_item_failures
             .iter()
@@ -415,8 +437,42 @@ mod tests {
 
         // No dead-letter queue configured: handed back, as before.
         let p = new();
-        let response = p.handle(batch(), None).await;
+        let response = p.handle(batch(dead_letter::AFTER_RECEIVES), None).await;
         assert_eq!(response.batch_item_failures.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn notification_work_starts_only_with_the_time_a_send_or_a_page_needs() {
+        let p = Processor::new(
+            conversation::testing::MemoryStore::new(),
+            crate::testing::FakeGraph::default(),
+            crate::bot::DefaultBot,
+            event_queue::testing::MemoryQueue::new(),
+            [(
+                messenger_types::PageId::new("1"),
+                secrecy::SecretString::from("page-token".to_owned()),
+            )]
+            .into(),
+        );
+        let mut notify = message("n1", Some("notify:1:t"));
+        notify.body = Some(
+            r#"{"type":"notify","page_id":"1","topic":"t","message":{"text":"hi"}}"#.to_owned(),
+        );
+        let mut one = message("o1", Some("1:21"));
+        one.body = Some(
+            r#"{"type":"notify_one","page_id":"1","psid":"21","topic":"t","token_sk":"OTN#1","notify_id":"n1","message":{"text":"hi"}}"#
+                .to_owned(),
+        );
+        // More than a message's margin, less than a page's or a send's.
+        let deadline = SystemTime::now() + budget::MIN_TIME_PER_MESSAGE + Duration::from_secs(3);
+        assert!(deadline < SystemTime::now() + budget::MIN_TIME_PER_ACTION);
+        for m in [notify, one] {
+            let result =
+                budget::within(Some(deadline), p.process_message(&m, Some(deadline))).await;
+            assert!(matches!(result, Err(ProcessError::OutOfTime)), "{result:?}");
+        }
+        assert!(p.queue.accepted().is_empty());
+        assert!(p.graph.sends().is_empty());
     }
 
     #[test]

@@ -16,8 +16,17 @@
 //!   only with time to queue all of it.
 //!
 //! What the processor tries again on its own (a record written after a send, bus
-//! events refused) is tried again only while the invocation has the time for it
-//! ([`allows`]): a retry never eats the time the margins promise the calls after it.
+//! events refused) is tried again only while the invocation still has a whole
+//! action's margin after the retry ([`allows_retry`]): a retry never eats the time
+//! the margins promise the calls after it. A `notify_one` (one person's
+//! notification: a token spent and a Graph call) is started only with an action's
+//! margin, and a `notify` only with a fan-out page's.
+//!
+//! Two paths can make a call or two more than their margin counts: a `notify_one`
+//! whose first token was spent meanwhile tries the next (one more call each), and
+//! an event with more than ten bus events publishes them in several calls. Cut off
+//! there, the work is still safe: every step before is recorded, and a redelivery
+//! takes it up from the record (a started send is never repeated).
 //! The deadline is the invocation's, set around each message by the batch
 //! ([`within`]).
 
@@ -56,14 +65,16 @@ pub const MESSAGE_CALLS: [&str; 8] = [
 ];
 
 /// The AWS calls one action makes, at most, besides its Graph call.
-pub const ACTION_CALLS: [&str; 7] = [
+pub const ACTION_CALLS: [&str; 9] = [
     "the action recorded as started",
     "a second progress write (an event without a thread)",
     "what the policy reads (another thread, or the person's tokens)",
     "a notification token spent",
     "the send's fate recorded (the token's, or the thread's new owner)",
+    "the Page marked INVALID (Meta refused its token)",
+    "Page Status Changed published",
     "the event completed (or the next action started)",
-    "the event's bus events published",
+    "the event's bus events published (up to ten per call)",
 ];
 
 /// The calls of one page of a notify fan-out: the page read, its up to 100
@@ -106,9 +117,11 @@ pub fn allows(need: Duration) -> bool {
         .unwrap_or(true)
 }
 
-/// Whether another attempt of an AWS call, after `pause`, still fits.
+/// Whether another attempt of a write, after `pause`, still fits, leaving a whole
+/// action's margin after it: a retry never eats the time the calls after it were
+/// promised, whichever they are.
 pub fn allows_retry(pause: Duration) -> bool {
-    allows(pause.saturating_add(AWS_CALL).saturating_add(SLACK))
+    allows(pause.saturating_add(MIN_TIME_PER_ACTION))
 }
 
 #[cfg(test)]
@@ -126,9 +139,14 @@ mod tests {
 
         let soon = Some(SystemTime::now() + Duration::from_secs(2));
         assert!(!within(soon, async { allows_retry(Duration::ZERO) }).await);
-        let later = Some(SystemTime::now() + Duration::from_secs(30));
+        let later = Some(SystemTime::now() + Duration::from_secs(50));
         assert!(within(later, async { allows_retry(Duration::from_millis(800)) }).await);
-        assert!(!within(later, async { allows(MIN_TIME_PER_FAN_OUT_PAGE) }).await);
+        // A retry leaves a whole action's margin behind it.
+        let short = Some(SystemTime::now() + Duration::from_secs(20));
+        assert!(within(short, async { allows(Duration::from_secs(10)) }).await);
+        assert!(!within(short, async { allows_retry(Duration::ZERO) }).await);
+        let page = Some(SystemTime::now() + Duration::from_secs(30));
+        assert!(!within(page, async { allows(MIN_TIME_PER_FAN_OUT_PAGE) }).await);
     }
 
     /// A write DynamoDB keeps refusing as passing: how many times `persist` tries
@@ -157,10 +175,10 @@ mod tests {
     #[tokio::test]
     async fn a_record_is_tried_again_only_while_the_invocation_has_the_time() {
         assert_eq!(persist_attempts(None).await, 4);
-        let later = SystemTime::now() + Duration::from_secs(30);
+        let later = SystemTime::now() + Duration::from_secs(60);
         assert_eq!(persist_attempts(Some(later)).await, 4);
-        // 2 s left: not even one more attempt (a pause, a call, the slack) fits.
-        let none_left = SystemTime::now() + Duration::from_secs(2);
+        // 20 s left: a retry would leave less than an action's margin behind it.
+        let none_left = SystemTime::now() + Duration::from_secs(20);
         assert_eq!(persist_attempts(Some(none_left)).await, 1);
     }
 
@@ -183,7 +201,8 @@ mod tests {
     async fn bus_events_are_sent_again_only_while_the_invocation_has_the_time() {
         for (deadline, calls) in [
             (None, 3),
-            (Some(SystemTime::now() + Duration::from_secs(2)), 1),
+            (Some(SystemTime::now() + Duration::from_secs(60)), 3),
+            (Some(SystemTime::now() + Duration::from_secs(20)), 1),
         ] {
             let bus = Refusing::default();
             let events = vec![crate::publish::BusEvent {

@@ -19,7 +19,7 @@ pub struct Config {
     /// Where the notify fan-out puts per-recipient work (the events queue itself).
     pub events_queue_url: String,
     /// `EVENTS_DLQ_URL`: the events queue's dead-letter queue, where a message that
-    /// can never succeed goes at once. Unset, it is handed back until the queue's
+    /// can never succeed goes on its third delivery. Unset, it is handed back until the queue's
     /// redrive policy moves it (local runs without a DLQ).
     pub events_dlq_url: Option<String>,
     pub graph_base_url: String,

@@ -1,18 +1,28 @@
 //! Messages that can never succeed. A message the processor cannot read (not a
-//! queue message, or an event that is not a JSON object), or one DynamoDB refuses
-//! as built, fails the same way on every delivery. Handed back, it would be tried
-//! until the queue's `maxReceiveCount` (20 receives, about 75 minutes with the
-//! back-off) and, in a FIFO queue, its thread would wait behind it all that time.
-//! Instead the processor puts it on the dead-letter queue itself, at once, with
-//! its reason, and acknowledges it: the thread goes on, and the operator finds it
-//! where SQS would have put it (`messenger dlq count` / `dlq redrive`, the
-//! dead-letter alarm).
+//! queue message, or an event that is not a JSON object) fails the same way on
+//! every delivery. Handed back until the queue's `maxReceiveCount` (20 receives,
+//! about 75 minutes with the back-off), it would hold its thread all that time in a
+//! FIFO queue. Instead, from its [`AFTER_RECEIVES`]th delivery on, the processor
+//! puts it on the dead-letter queue itself, with its reason, and acknowledges it:
+//! the thread goes on, and the operator finds it where SQS would have put it
+//! (`messenger dlq count` / `dlq redrive`, the dead-letter alarm). The deliveries
+//! before that (5 s, then 10 s apart) let a processor being deployed catch up with
+//! a newer webhook or command sender whose messages it cannot read yet.
+//!
+//! DynamoDB's refusals are not taken as permanent: the store files every error it
+//! does not know as `Invalid`, and among them are passing ones (a transaction
+//! cancelled by a conflict) and ones a deploy or an IAM fix ends (`AccessDenied`,
+//! `ResourceNotFound`). Those keep the queue's retries.
 //!
 //! The copy keeps the message's body and FIFO group, is deduplicated on the
-//! original message id (a repeated delivery is not parked twice), and carries two
-//! message attributes: `dead_letter_reason` (the error, which never quotes the
-//! body) and `source_message_id`. Should the dead-letter queue refuse it, the
-//! message is handed back as any failure is: slower, nothing lost.
+//! original message id (a repeated delivery within SQS's five-minute
+//! deduplication window is not parked twice), and carries three message
+//! attributes: `dead_letter_reason` (the error, which never quotes the body),
+//! `source_message_id`, and `source_sender_id` (the original `SenderId`'s
+//! principal, without the session name), by which the processor screens the
+//! message again if it is redriven ([`crate::sender`]). Should the dead-letter
+//! queue refuse it, the message is handed back as any failure is: slower, nothing
+//! lost.
 
 use std::fmt;
 use std::future::Future;
@@ -24,16 +34,19 @@ use crate::ProcessError;
 
 /// The longest reason kept on the copy (SQS allows far more; a reason is a line).
 pub const MAX_REASON_CHARS: usize = 500;
+/// The delivery (SQS's `ApproximateReceiveCount`) from which a message that can
+/// never succeed goes to the dead-letter queue instead of back to the queue.
+pub const AFTER_RECEIVES: u32 = 3;
+/// The message attribute naming who first sent a dead-lettered message.
+pub const SOURCE_SENDER_ID: &str = "source_sender_id";
 
-/// Whether `error` fails again on every delivery, so that retrying only holds the
-/// message's thread: an unreadable message, an unreadable event, a request
-/// DynamoDB refuses as built (or an item that is not what this code writes).
+/// Whether `error` fails again on every delivery of the same processor, so that
+/// retrying only holds the message's thread: an unreadable message or event.
 pub fn is_permanent(error: &ProcessError) -> bool {
-    match error {
-        ProcessError::Unreadable(_) | ProcessError::UnreadableEvent => true,
-        ProcessError::Store(e) => e.kind == messenger_store::StoreErrorKind::Invalid,
-        _ => false,
-    }
+    matches!(
+        error,
+        ProcessError::Unreadable(_) | ProcessError::UnreadableEvent
+    )
 }
 
 /// A boxed future, so that the port can be a trait object.
@@ -94,7 +107,18 @@ fn string_attribute(value: &str) -> Result<aws_sdk_sqs::types::MessageAttributeV
 impl DeadLetters for SqsDeadLetters {
     fn put<'a>(&'a self, message: &'a SqsMessage, reason: &'a str) -> DeadLetterFuture<'a> {
         Box::pin(async move {
-            let id = message.message_id.as_deref().unwrap_or("unknown");
+            // The id is the copy's deduplication id: without one, a second message
+            // could be dropped as its duplicate. Lambda always sets it.
+            let Some(id) = message.message_id.as_deref().filter(|id| !id.is_empty()) else {
+                return Err("the message has no id to deduplicate its copy on".to_owned());
+            };
+            // The principal alone: a role session's name can be a person's.
+            let sender = message
+                .attributes
+                .get("SenderId")
+                .and_then(|s| s.split(':').next())
+                .filter(|s| !s.is_empty())
+                .unwrap_or("unknown");
             // A message from a standard queue has no group; the DLQ is FIFO.
             let group = message
                 .attributes
@@ -113,6 +137,7 @@ impl DeadLetters for SqsDeadLetters {
                 .message_deduplication_id(id)
                 .message_attributes("dead_letter_reason", string_attribute(&short(reason))?)
                 .message_attributes("source_message_id", string_attribute(id)?)
+                .message_attributes(SOURCE_SENDER_ID, string_attribute(sender)?)
                 .send()
                 .await
                 .map(|_| ())
@@ -136,9 +161,10 @@ mod tests {
         let unreadable = messenger_types::QueueMessage::from_json("{").unwrap_err();
         assert!(is_permanent(&ProcessError::Unreadable(unreadable)));
         assert!(is_permanent(&ProcessError::UnreadableEvent));
-        assert!(is_permanent(&ProcessError::Store(StoreError::invalid(
+        // What DynamoDB refuses may be a deploy or an IAM change away from passing.
+        assert!(!is_permanent(&ProcessError::Store(StoreError::invalid(
             "PutItem(thread)",
-            "ValidationException: item too large"
+            "AccessDeniedException"
         ))));
         assert!(!is_permanent(&ProcessError::Busy));
         assert!(!is_permanent(&ProcessError::OutOfTime));

@@ -327,7 +327,8 @@ pub struct Processor<S, M, B, Q> {
     /// Where the visibility of handed-back messages is set ([`backoff`]); by
     /// default they wait out the queue's visibility timeout.
     pub visibility: Box<dyn backoff::Visibility>,
-    /// Where a message that can never succeed goes at once ([`dead_letter`]); by
+    /// Where a message that can never succeed goes on its third delivery
+    /// ([`dead_letter`]); by
     /// default it is handed back until the queue's redrive policy moves it.
     pub dead_letters: Box<dyn dead_letter::DeadLetters>,
 }

@@ -305,7 +305,11 @@ impl<S: Store + TokenStore + PageRegistry, M: Messenger, B: Bot, Q: EventQueue +
             }
         };
         let spend = spend_id(&one.notify_id);
-        for token in candidates {
+        for (tried, token) in candidates.into_iter().enumerate() {
+            // The next token (the one before was spent meanwhile): a send's time.
+            if tried > 0 && !crate::budget::allows(crate::MIN_TIME_PER_ACTION) {
+                return Err(ProcessError::OutOfTime);
+            }
             let at = TokenRef {
                 page: token.page.clone(),
                 psid: token.psid.clone(),

@@ -16,12 +16,17 @@
 //! sender's id (never the session name, which can be a person's name, nor the
 //! body), and returned as [`MessageOutcome::SenderRefused`]. Nothing of it runs.
 //!
+//! A copy the processor put on the dead-letter queue itself ([`crate::dead_letter`])
+//! and that SQS redrove keeps the processor's `SenderId`: it is judged by its first
+//! sender, which the copy carries in the `source_sender_id` attribute.
+//!
 //! `WEBHOOK_SENDER_ID` unset (local runs, moto, tests): no check; said once at start.
 
 use aws_lambda_events::sqs::SqsMessage;
 use messenger_types::QueueMessage;
 use signals::Metric;
 
+use crate::dead_letter::SOURCE_SENDER_ID;
 use crate::{ConfigError, Lookup, MessageOutcome};
 
 /// The role id of the webhook (the template: `!GetAtt WebhookFunctionRole.RoleId`).
@@ -162,6 +167,28 @@ impl Senders {
         }
     }
 
+    /// Who vouches for `message`: its `SenderId`, except for a copy the processor
+    /// put on the dead-letter queue and that came back with SQS's redrive, which
+    /// keeps its attributes: that one is judged by who first sent it (the copy's
+    /// [`SOURCE_SENDER_ID`] attribute), so a redrive cannot make a stranger's
+    /// message the processor's own. The attribute is read only on messages the
+    /// processor's role sent: nobody else can vouch with it.
+    fn sender_of<'m>(&self, message: &'m SqsMessage) -> Option<&'m str> {
+        let sender = message.attributes.get("SenderId").map(String::as_str);
+        let from_processor = self.trusted.as_ref().is_some_and(|t| {
+            t.processor.is_some()
+                && t.processor.as_deref() == sender.and_then(|s| s.split(':').next())
+        });
+        if !from_processor {
+            return sender;
+        }
+        message
+            .message_attributes
+            .get(SOURCE_SENDER_ID)
+            .and_then(|a| a.string_value.as_deref())
+            .or(sender)
+    }
+
     /// The outcome of a message refused for its sender, counted and logged; `None`
     /// when it may run.
     pub(crate) fn screen(
@@ -169,8 +196,7 @@ impl Senders {
         message: &SqsMessage,
         queued: &QueueMessage,
     ) -> Option<MessageOutcome> {
-        let sender = message.attributes.get("SenderId").map(String::as_str);
-        let refusal = self.check(sender, queued).err()?;
+        let refusal = self.check(self.sender_of(message), queued).err()?;
         signals::count_by(Metric::MessagesRefused, refusal.code(), 1);
         match &refusal {
             SenderRefusal::Untrusted { kind, principal } => tracing::error!(
@@ -392,5 +418,38 @@ mod tests {
             .attributes
             .insert("SenderId".to_owned(), session(WEBHOOK));
         assert_eq!(senders.screen(&message, &event()), None);
+    }
+
+    #[test]
+    fn a_dead_lettered_copy_that_comes_back_is_judged_by_who_first_sent_it() {
+        let senders = checked();
+        let copy = |first: &str| {
+            let mut message = SqsMessage::default();
+            message
+                .attributes
+                .insert("SenderId".to_owned(), session(PROCESSOR));
+            let mut attribute = aws_lambda_events::sqs::SqsMessageAttribute::default();
+            attribute.string_value = Some(first.to_owned());
+            attribute.data_type = Some("String".to_owned());
+            message
+                .message_attributes
+                .insert(SOURCE_SENDER_ID.to_owned(), attribute);
+            message
+        };
+        // A stranger's event, dead-lettered by the processor and redriven: refused.
+        assert!(matches!(
+            senders.screen(&copy(OTHER), &event()),
+            Some(MessageOutcome::SenderRefused(
+                SenderRefusal::Untrusted { .. }
+            ))
+        ));
+        // The webhook's event: taken.
+        assert_eq!(senders.screen(&copy(WEBHOOK), &event()), None);
+        // Anyone else claiming a first sender is judged by its own SenderId.
+        let mut forged = copy(WEBHOOK);
+        forged
+            .attributes
+            .insert("SenderId".to_owned(), OTHER.to_owned());
+        assert!(senders.screen(&forged, &event()).is_some());
     }
 }

@@ -81,8 +81,8 @@ pub enum Metric {
     /// Queue messages refused for who sent them (a type only the stack's roles may
     /// send, from another principal); dimension `Reason`.
     MessagesRefused,
-    /// Queue messages that can never succeed (unreadable, or refused by DynamoDB as
-    /// built), put on the dead-letter queue at once instead of handed back.
+    /// Queue messages that can never succeed (unreadable), put on the dead-letter
+    /// queue on their third delivery instead of handed back until the twentieth.
     MessagesDeadLettered,
     /// Graph answers saying a Page's token is no longer valid.
     PageCredentialsInvalid,
