@@ -248,6 +248,28 @@ mod tests {
         }
     }
 
+    type InMemory = Processor<
+        conversation::testing::MemoryStore,
+        crate::testing::FakeGraph,
+        crate::bot::DefaultBot,
+        event_queue::testing::MemoryQueue,
+    >;
+
+    /// The processor in memory, with Page 1's token.
+    fn in_memory() -> InMemory {
+        Processor::new(
+            conversation::testing::MemoryStore::new(),
+            crate::testing::FakeGraph::default(),
+            crate::bot::DefaultBot,
+            event_queue::testing::MemoryQueue::new(),
+            [(
+                messenger_types::PageId::new("1"),
+                secrecy::SecretString::from("page-token".to_owned()),
+            )]
+            .into(),
+        )
+    }
+
     fn text(psid: &str, mid: &str, receive_count: u32) -> SqsMessage {
         let body = serde_json::json!({
             "type": "event", "page_id": "1", "source": "messaging", "key": format!("mid:{mid}"),
@@ -267,17 +289,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_passing_failure_hands_its_group_back_with_a_back_off_not_the_visibility_timeout() {
-        let mut p = Processor::new(
-            conversation::testing::MemoryStore::new(),
-            crate::testing::FakeGraph::default(),
-            crate::bot::DefaultBot,
-            event_queue::testing::MemoryQueue::new(),
-            [(
-                messenger_types::PageId::new("1"),
-                secrecy::SecretString::from("page-token".to_owned()),
-            )]
-            .into(),
-        );
+        let mut p = in_memory();
         let recorded = Recorded::default();
         let seen = recorded.0.clone();
         p.visibility = Box::new(recorded);
@@ -350,19 +362,6 @@ mod tests {
     #[tokio::test]
     async fn a_message_that_can_never_succeed_goes_to_the_dead_letter_queue_and_its_thread_goes_on()
     {
-        let new = || {
-            Processor::new(
-                conversation::testing::MemoryStore::new(),
-                crate::testing::FakeGraph::default(),
-                crate::bot::DefaultBot,
-                event_queue::testing::MemoryQueue::new(),
-                [(
-                    messenger_types::PageId::new("1"),
-                    secrecy::SecretString::from("page-token".to_owned()),
-                )]
-                .into(),
-            )
-        };
         let batch = |receives: u32| {
             // An unreadable message first in the thread, a readable one behind it.
             let mut junk = text("21", "j1", receives);
@@ -377,7 +376,7 @@ mod tests {
             event
         };
 
-        let mut p = new();
+        let mut p = in_memory();
         let parked = Parked::default();
         let put = parked.put.clone();
         p.dead_letters = Box::new(parked);
@@ -406,7 +405,7 @@ mod tests {
         );
 
         // A passing failure is not dead-lettered: it is handed back.
-        let mut p = new();
+        let mut p = in_memory();
         let parked = Parked::default();
         let put = parked.put.clone();
         p.dead_letters = Box::new(parked);
@@ -421,7 +420,7 @@ mod tests {
         assert!(put.lock().unwrap().is_empty());
 
         // The dead-letter queue refuses: handed back with its thread, nothing lost.
-        let mut p = new();
+        let mut p = in_memory();
         p.dead_letters = Box::new(Parked {
             refuse: true,
             ..Parked::default()
@@ -436,24 +435,14 @@ mod tests {
         assert!(p.graph.sends().is_empty());
 
         // No dead-letter queue configured: handed back, as before.
-        let p = new();
+        let p = in_memory();
         let response = p.handle(batch(dead_letter::AFTER_RECEIVES), None).await;
         assert_eq!(response.batch_item_failures.len(), 2);
     }
 
     #[tokio::test]
     async fn notification_work_starts_only_with_the_time_a_send_or_a_page_needs() {
-        let p = Processor::new(
-            conversation::testing::MemoryStore::new(),
-            crate::testing::FakeGraph::default(),
-            crate::bot::DefaultBot,
-            event_queue::testing::MemoryQueue::new(),
-            [(
-                messenger_types::PageId::new("1"),
-                secrecy::SecretString::from("page-token".to_owned()),
-            )]
-            .into(),
-        );
+        let p = in_memory();
         let mut notify = message("n1", Some("notify:1:t"));
         notify.body = Some(
             r#"{"type":"notify","page_id":"1","topic":"t","message":{"text":"hi"}}"#.to_owned(),
