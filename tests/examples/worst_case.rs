@@ -54,6 +54,25 @@ async fn timed<T, E: std::fmt::Display>(
     );
 }
 
+/// One `GetItem` of an item that does not matter: the endpoint never answers.
+fn get_item(
+    client: &aws_sdk_dynamodb::Client,
+) -> impl std::future::Future<
+    Output = Result<
+        aws_sdk_dynamodb::operation::get_item::GetItemOutput,
+        aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::get_item::GetItemError>,
+    >,
+> {
+    client
+        .get_item()
+        .table_name("t")
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("x".to_owned()),
+        )
+        .send()
+}
+
 #[tokio::main]
 async fn main() {
     let endpoint = stalled().await;
@@ -89,14 +108,7 @@ async fn main() {
     timed(
         "DynamoDB GetItem (stalled)",
         budget::AWS_CALL,
-        dynamo
-            .get_item()
-            .table_name("t")
-            .key(
-                "pk",
-                aws_sdk_dynamodb::types::AttributeValue::S("x".to_owned()),
-            )
-            .send(),
+        get_item(&dynamo),
     )
     .await;
     timed(
@@ -162,14 +174,7 @@ async fn main() {
     timed(
         "DynamoDB GetItem, default timeouts",
         old.operation,
-        before
-            .get_item()
-            .table_name("t")
-            .key(
-                "pk",
-                aws_sdk_dynamodb::types::AttributeValue::S("x".to_owned()),
-            )
-            .send(),
+        get_item(&before),
     )
     .await;
 
